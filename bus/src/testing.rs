@@ -1,0 +1,123 @@
+//! Fixtures for tests that run against the real kernel as root: a bus pinned
+//! in a private directory, and cgroups that are removed afterwards. Behind
+//! the `testing` feature; never in a shipped binary.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::Duration;
+
+use crate::cgroup;
+use crate::pinned::{BusPaths, ensure_bpffs};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn unique(tag: &str) -> String {
+    format!(
+        "prism-test-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Panics unless the test runs as root: these tests need the real kernel.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (real BPF maps and cgroups)"
+    );
+}
+
+/// A pin directory of its own under /sys/fs/bpf, removed on drop.
+pub struct TempBusDir {
+    pub paths: BusPaths,
+}
+
+impl TempBusDir {
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        let dir = Path::new("/sys/fs/bpf").join(unique(tag));
+        ensure_bpffs(&dir).expect("bpffs at /sys/fs/bpf");
+        TempBusDir {
+            paths: BusPaths::new(dir),
+        }
+    }
+}
+
+impl Drop for TempBusDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.paths.identity());
+        let _ = fs::remove_file(self.paths.meta());
+        let _ = fs::remove_dir(&self.paths.dir);
+    }
+}
+
+/// A cgroup v2 directory, removed (with its children) on drop; processes
+/// still in it are moved to the cgroup2 root first.
+pub struct TempCgroup {
+    pub path: PathBuf,
+    owned: bool,
+}
+
+impl TempCgroup {
+    /// A new cgroup directly under the cgroup2 root.
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        let root = cgroup::cgroup2_root().expect("cgroup2 mounted");
+        let path = root.join(unique(tag));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempCgroup { path, owned: true }
+    }
+
+    /// A child cgroup; removed with its parent.
+    pub fn child(&self, name: &str) -> TempCgroup {
+        let path = self.path.join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempCgroup { path, owned: false }
+    }
+
+    pub fn id(&self) -> u64 {
+        cgroup::cgroup_id(&self.path).expect("cgroup id")
+    }
+
+    /// Move a whole process into this cgroup.
+    pub fn enter(&self, pid: u32) {
+        fs::write(self.path.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.path.display()));
+    }
+}
+
+impl Drop for TempCgroup {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        let root = cgroup::cgroup2_root().expect("cgroup2 mounted");
+        remove_tree(&self.path, &root);
+    }
+}
+
+fn remove_tree(dir: &Path, root: &Path) {
+    if let Ok(children) = fs::read_dir(dir) {
+        for c in children.flatten() {
+            if c.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&c.path(), root);
+            }
+        }
+    }
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.split_whitespace() {
+            let _ = fs::write(root.join("cgroup.procs"), pid);
+        }
+    }
+    // rmdir can race the exit of a process that just left.
+    for _ in 0..50 {
+        if fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
