@@ -113,14 +113,14 @@ enum prism_source {
 };
 
 /*
- * Templates of the pinned maps. Values are given by size: a struct that a
+ * Templates of the pinned maps, given by size rather than type: a struct a
  * program only reaches through pointers is a mere forward declaration in
- * its BTF, which libbpf cannot size.
+ * its BTF, which libbpf cannot size (and the pinned maps carry no BTF).
  */
 struct prism_identity_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PRISM_DEFAULT_MAX_ENTRIES);
-	__type(key, __u64);
+	__uint(key_size, sizeof(__u64));
 	__uint(value_size, sizeof(struct prism_identity));
 	__uint(map_flags, PRISM_IDENTITY_MAP_FLAGS);
 };
@@ -128,7 +128,7 @@ struct prism_identity_inner {
 struct prism_meta_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(struct prism_meta));
 	__uint(map_flags, PRISM_META_MAP_FLAGS);
 };
