@@ -54,11 +54,13 @@ enum Command {
         /// A process id.
         #[arg(long)]
         pid: Option<u32>,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Entries, generation, ABI version and capacity.
     Stats {
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
