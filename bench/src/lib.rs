@@ -1,0 +1,3 @@
+//! Measurement tools shared by the lab tests and the benchmarks.
+
+pub mod latency;

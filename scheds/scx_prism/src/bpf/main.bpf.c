@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * scx_prism: the BPF side of an identity-aware scheduler whose policy runs in
+ * user space (the scx_rustland design, written for Prism).
+ *
+ * Every task the kernel cannot place at once is sent to user space in a
+ * queued_task record that carries its cgroup, its Prism identity, latency
+ * class and weight (resolved from the bus through the per-task cache of
+ * prism/bus.bpf.h: no hash lookup in steady state) and its cgroup's
+ * cpu.weight. User space answers through a user ring buffer with a CPU, a
+ * slice and an order; an answer for an older enqueue is cancelled.
+ *
+ * What never waits for user space: per-CPU kthreads and memory reclaim
+ * (a page fault must never depend on the user scheduler), any task waking
+ * while a CPU is idle (dispatched here, straight to that CPU), and a task
+ * arriving while the ring buffer is full (the shared queue takes it). A
+ * critical task waking with no CPU idle preempts a batch (else normal) CPU
+ * so the user scheduler places it at once. A 1 s heartbeat keeps an idle
+ * user scheduler from looking like a stall.
+ */
+#include <scx/common.bpf.h>
+#include <prism/bus.bpf.h>
+#include "intf.h"
+
+char _license[] SEC("license") = "GPL";
+
+UEI_DEFINE(uei);
+
+/*
+ * DSQs: one per CPU and one shared, both ordered by dsq_vtime (a DSQ is
+ * either FIFO or ordered, never both), and a FIFO one for the user scheduler.
+ */
+#define SHARED_DSQ	MAX_CPUS
+#define SCHED_DSQ	(MAX_CPUS + 1)
+
+#define NSEC_PER_SEC	1000000000ULL
+#define HEARTBEAT_NS	NSEC_PER_SEC
+#define CLOCK_BOOTTIME	7
+
+/* set by user space before load */
+const volatile u32 usersched_pid;
+const volatile u32 khugepaged_pid;
+const volatile u64 slice_ns = 5000000ULL;
+const volatile bool preempt_for_critical = true;
+
+/* read and written by user space */
+volatile u64 nr_queued;		/* records in the ring buffer, not yet read */
+volatile u64 nr_scheduled;	/* tasks user space holds */
+volatile u64 nr_running;
+volatile u64 nr_online_cpus;
+u64 usersched_last_run_at;
+
+/* statistics, read by user space */
+volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
+	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
+	     nr_preempt_kicks;
+volatile u64 nr_bus_cached, nr_bus_own, nr_bus_ancestor, nr_bus_miss;
+/* CPU time consumed per class, for the policy loop's share guard */
+volatile u64 class_runtime_ns[NR_CLASSES];
+
+static u64 nr_cpu_ids;
+
+#define MAX_ENQUEUED_TASKS 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MAX_ENQUEUED_TASKS * sizeof(struct queued_task));
+} queued SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_USER_RINGBUF);
+	__uint(max_entries, MAX_ENQUEUED_TASKS * sizeof(struct dispatched_task));
+} dispatched SEC(".maps");
+
+struct task_ctx {
+	u64 start_ts;
+	u64 stop_ts;
+	u64 exec_runtime;
+	u64 vruntime;
+	u64 enq_cnt;
+	u64 enq_ts;		/* when it last became ready to run, 0 once running */
+	u64 last_wait_ns;	/* from ready to running, last time */
+	u32 class;		/* class at the last resolution, for accounting */
+	u32 last_wait_class;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} task_ctx_stor SEC(".maps");
+
+/* cpu.weight of cgroups with the cpu controller, kept by the cgroup callbacks */
+struct cgrp_ctx {
+	u32 weight;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct cgrp_ctx);
+} cgrp_ctx_stor SEC(".maps");
+
+/* class of the task running on each CPU, to choose whom a critical task preempts */
+struct cpu_ctx {
+	u32 class;
+	u32 running;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct cpu_ctx);
+} cpu_ctx_stor SEC(".maps");
+
+struct heartbeat {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct heartbeat);
+} heartbeat_stor SEC(".maps");
+
+static volatile u32 usersched_needed;
+
+static struct task_ctx *lookup_task_ctx(const struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ctx_stor, (struct task_struct *)p, 0, 0);
+}
+
+static inline bool is_usersched(const struct task_struct *p)
+{
+	return p->pid == usersched_pid;
+}
+
+/* tasks that must never wait for user space */
+static inline bool bypasses_usersched(const struct task_struct *p)
+{
+	if ((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1)
+		return true;
+	if (p->flags & (PF_KSWAPD | PF_KCOMPACTD))
+		return true;
+	return khugepaged_pid && p->pid == khugepaged_pid;
+}
+
+static u64 cpu_dsq(s32 cpu)
+{
+	if (cpu < 0 || cpu >= MAX_CPUS) {
+		scx_bpf_error("invalid cpu %d", cpu);
+		return SHARED_DSQ;
+	}
+	return (u64)cpu;
+}
+
+static bool usersched_has_work(void)
+{
+	if (__sync_fetch_and_and(&usersched_needed, 0))
+		return true;
+	if (nr_scheduled)
+		return true;
+	return bpf_ringbuf_query(&queued, BPF_RB_AVAIL_DATA) > 0;
+}
+
+/* An idle CPU may take a task directly only if nothing waits before it. */
+static bool can_direct_dispatch(s32 cpu)
+{
+	return !scx_bpf_dsq_nr_queued(SHARED_DSQ) && !scx_bpf_dsq_nr_queued(cpu_dsq(cpu));
+}
+
+/*
+ * Resolve the task's Prism class through the per-task cache and count how
+ * the bus answered. Returns the cache entry (NULL if out of memory).
+ */
+static struct prism_task_info *resolve_identity(struct task_struct *p)
+{
+	struct prism_task_info *info;
+	bool fresh;
+
+	info = prism_task_identity(p, &fresh);
+	if (!info)
+		return NULL;
+	if (!fresh)
+		__sync_fetch_and_add(&nr_bus_cached, 1);
+	else if (info->source == PRISM_SRC_OWN)
+		__sync_fetch_and_add(&nr_bus_own, 1);
+	else if (info->source == PRISM_SRC_ANCESTOR)
+		__sync_fetch_and_add(&nr_bus_ancestor, 1);
+	else
+		__sync_fetch_and_add(&nr_bus_miss, 1);
+	return info;
+}
+
+/* Resolve the task's class now and remember it for accounting. */
+static struct prism_task_info *refresh_class(struct task_struct *p, struct task_ctx *tctx)
+{
+	struct prism_task_info *info = resolve_identity(p);
+
+	tctx->class = info ? prism_class(info->flags) : CLASS_UNSET;
+	return info;
+}
+
+static u32 cgroup_weight(struct task_struct *p)
+{
+	struct cgroup *cgrp = scx_bpf_task_cgroup(p);
+	struct cgrp_ctx *cctx;
+	u32 weight = 100;
+
+	if (!cgrp)
+		return weight;
+	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
+	if (cctx && cctx->weight)
+		weight = cctx->weight;
+	bpf_cgroup_release(cgrp);
+	return weight;
+}
+
+/*
+ * With every CPU busy, a waking critical task should not wait for a slice
+ * to end somewhere: preempt a CPU running batch work (else normal work), so
+ * the user scheduler runs there now and places the critical task first.
+ */
+static void preempt_for(const struct task_struct *p)
+{
+	s32 cpu, victim = -1;
+	u32 victim_class = CLASS_CRITICAL;
+
+	bpf_for(cpu, 0, nr_cpu_ids) {
+		struct cpu_ctx *cctx;
+
+		if (cpu >= MAX_CPUS)
+			break;
+		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+		if (!cctx || !cctx->running)
+			continue;
+		if (cctx->class == CLASS_BATCH) {
+			victim = cpu;
+			break;
+		}
+		if (cctx->class != CLASS_CRITICAL && victim_class == CLASS_CRITICAL) {
+			victim = cpu;
+			victim_class = cctx->class;
+		}
+	}
+	if (victim >= 0) {
+		scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
+		__sync_fetch_and_add(&nr_preempt_kicks, 1);
+	}
+}
+
+static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	if (p->nr_cpus_allowed == 1)
+		return scx_bpf_test_and_clear_cpu_idle(prev_cpu) ? prev_cpu : -EBUSY;
+
+	if (!__COMPAT_HAS_scx_bpf_select_cpu_and) {
+		bool is_idle = false;
+		s32 cpu;
+
+		if (!wake_flags)
+			return -EBUSY;
+		cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
+		return is_idle ? cpu : -EBUSY;
+	}
+	return scx_bpf_select_cpu_and(p, prev_cpu, wake_flags, p->cpus_ptr, 0);
+}
+
+/*
+ * A waking task with an idle CPU runs there without asking user space: a
+ * round trip would only add latency to a decision that has one answer.
+ */
+s32 BPF_STRUCT_OPS(prism_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	struct task_ctx *tctx;
+	s32 cpu;
+
+	if (!bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr))
+		prev_cpu = bpf_cpumask_first(p->cpus_ptr);
+	if (is_usersched(p))
+		return prev_cpu;
+
+	cpu = pick_idle_cpu(p, prev_cpu, wake_flags);
+	if (cpu >= 0) {
+		if (can_direct_dispatch(cpu)) {
+			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, 0);
+			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+			tctx = lookup_task_ctx(p);
+			if (tctx && refresh_class(p, tctx) && tctx->class == CLASS_CRITICAL)
+				__sync_fetch_and_add(&nr_direct_critical, 1);
+		}
+		return cpu;
+	}
+	return prev_cpu;
+}
+
+static void fill_record(struct queued_task *t, struct task_struct *p, struct task_ctx *tctx,
+			struct prism_task_info *info, u64 enq_flags, s32 prev_cpu)
+{
+	t->pid = p->pid;
+	t->cpu = prev_cpu;
+	t->nr_cpus_allowed = p->nr_cpus_allowed;
+	t->flags = enq_flags;
+	t->start_ts = tctx->start_ts;
+	t->stop_ts = tctx->stop_ts;
+	t->exec_runtime = tctx->exec_runtime;
+	t->vruntime = tctx->vruntime;
+	t->enq_cnt = ++tctx->enq_cnt;
+	/* each wait is reported once */
+	t->last_wait_ns = tctx->last_wait_ns;
+	t->last_wait_class = tctx->last_wait_class;
+	tctx->last_wait_ns = 0;
+	t->nice_weight = p->scx.weight;
+	t->cgroup_weight = cgroup_weight(p);
+	if (info) {
+		t->cgroup_id = info->cgroup_id;
+		t->identity = info->identity;
+		t->class = prism_class(info->flags);
+		t->bus_weight = prism_weight(info->flags);
+		t->bus_source = info->source;
+	} else {
+		t->cgroup_id = prism_task_cgroup_id(p);
+		t->identity = 0;
+		t->class = CLASS_UNSET;
+		t->bus_weight = 0;
+		t->bus_source = BUS_MISS;
+	}
+	bpf_probe_read_kernel_str(t->comm, sizeof(t->comm), p->comm);
+}
+
+/* Hand a task to user space; if its ring buffer is full, to the shared queue. */
+static void queue_to_usersched(struct task_struct *p, s32 prev_cpu, u64 enq_flags)
+{
+	struct prism_task_info *info;
+	struct task_ctx *tctx;
+	struct queued_task *t;
+
+	tctx = lookup_task_ctx(p);
+	if (!tctx) {
+		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
+		return;
+	}
+	info = refresh_class(p, tctx);
+	/* a task re-queued at the end of its slice waits from now */
+	if (!tctx->enq_ts)
+		tctx->enq_ts = scx_bpf_now();
+
+	t = bpf_ringbuf_reserve(&queued, sizeof(*t), 0);
+	if (!t) {
+		__sync_fetch_and_add(&nr_congested, 1);
+		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
+		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+		return;
+	}
+	fill_record(t, p, tctx, info, enq_flags, prev_cpu);
+	bpf_ringbuf_submit(t, 0);
+	__sync_fetch_and_add(&nr_queued, 1);
+
+	if (preempt_for_critical && tctx->class == CLASS_CRITICAL && (enq_flags & SCX_ENQ_WAKEUP))
+		preempt_for(p);
+}
+
+void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
+{
+	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
+	bool queued_wakeup = !__COMPAT_is_enq_cpu_selected(enq_flags) && !scx_bpf_task_running(p);
+
+	if (is_usersched(p)) {
+		scx_bpf_dsq_insert(p, SCHED_DSQ, slice_ns, enq_flags);
+		return;
+	}
+	if (bypasses_usersched(p)) {
+		/* vtime 0: ahead of everything user space placed on this CPU */
+		scx_bpf_dsq_insert_vtime(p, cpu_dsq(prev_cpu), slice_ns, 0, enq_flags);
+		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+		scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
+		return;
+	}
+
+	/* A wakeup whose select_cpu was skipped still deserves an idle CPU. */
+	if (queued_wakeup) {
+		cpu = pick_idle_cpu(p, prev_cpu, 0);
+		if (cpu >= 0 && can_direct_dispatch(cpu) && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, enq_flags);
+			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+			return;
+		}
+		if (cpu >= 0)
+			prev_cpu = cpu;
+	}
+
+	queue_to_usersched(p, prev_cpu, enq_flags);
+	/* wake a CPU to run the user scheduler (or the task, once placed) */
+	scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
+}
+
+/* Carry out one of user space's decisions. */
+static void dispatch_decision(const struct dispatched_task *d)
+{
+	struct task_struct *p;
+	struct task_ctx *tctx;
+	s32 cpu = d->cpu;
+	u64 dsq;
+
+	p = bpf_task_from_pid(d->pid);
+	if (!p)
+		return;
+
+	tctx = lookup_task_ctx(p);
+	if (!tctx || tctx->enq_cnt != d->enq_cnt) {
+		/* the task was dequeued or re-enqueued since: a newer record follows */
+		__sync_fetch_and_add(&nr_cancel_dispatches, 1);
+		goto out;
+	}
+	tctx->vruntime = d->vruntime;
+
+	if (cpu == PRISM_CPU_ANY) {
+		dsq = SHARED_DSQ;
+		cpu = scx_bpf_task_cpu(p);
+	} else if (cpu < 0 || cpu >= MAX_CPUS || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+		/* affinity changed under us: fall back to the shared queue */
+		dsq = SHARED_DSQ;
+		cpu = scx_bpf_task_cpu(p);
+		__sync_fetch_and_add(&nr_bounce_dispatches, 1);
+	} else {
+		dsq = cpu_dsq(cpu);
+	}
+	scx_bpf_dsq_insert_vtime(p, dsq, d->slice_ns, d->dsq_vtime, d->flags);
+	__sync_fetch_and_add(&nr_user_dispatches, 1);
+
+	if (bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+	else if ((cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0)) >= 0)
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+out:
+	bpf_task_release(p);
+}
+
+static long drain_one(struct bpf_dynptr *dynptr, void *ctx)
+{
+	const struct dispatched_task *d = bpf_dynptr_data(dynptr, 0, sizeof(*d));
+
+	if (d)
+		dispatch_decision(d);
+	return !!scx_bpf_dispatch_nr_slots();
+}
+
+/*
+ * A CPU needs work: apply user space's decisions, run the user scheduler if
+ * it has something to decide, then take this CPU's queue, then the shared
+ * one; with nothing else to run, let the previous task go on.
+ */
+void BPF_STRUCT_OPS(prism_dispatch, s32 cpu, struct task_struct *prev)
+{
+	bpf_user_ringbuf_drain(&dispatched, drain_one, NULL, BPF_RB_NO_WAKEUP);
+
+	if (usersched_has_work() && scx_bpf_dsq_move_to_local(SCHED_DSQ, 0))
+		return;
+	if (scx_bpf_dsq_move_to_local(cpu_dsq(cpu), 0))
+		return;
+	if (scx_bpf_dsq_move_to_local(SHARED_DSQ, 0))
+		return;
+	if (prev && (prev->scx.flags & SCX_TASK_QUEUED) &&
+	    (!is_usersched(prev) || usersched_has_work()))
+		scx_bpf_task_set_slice(prev, slice_ns);
+}
+
+void BPF_STRUCT_OPS(prism_runnable, struct task_struct *p, u64 enq_flags)
+{
+	struct task_ctx *tctx;
+
+	if (is_usersched(p) || !(tctx = lookup_task_ctx(p)))
+		return;
+	tctx->exec_runtime = 0;
+	tctx->enq_ts = scx_bpf_now();
+}
+
+void BPF_STRUCT_OPS(prism_running, struct task_struct *p)
+{
+	struct task_ctx *tctx;
+	struct cpu_ctx *cctx;
+
+	if (is_usersched(p)) {
+		usersched_last_run_at = scx_bpf_now();
+		return;
+	}
+	__sync_fetch_and_add(&nr_running, 1);
+	tctx = lookup_task_ctx(p);
+	if (tctx) {
+		tctx->start_ts = scx_bpf_now();
+		if (tctx->enq_ts) {
+			tctx->last_wait_ns = tctx->start_ts - tctx->enq_ts;
+			tctx->last_wait_class = tctx->class;
+			tctx->enq_ts = 0;
+		}
+	}
+	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	if (cctx) {
+		cctx->class = tctx ? tctx->class : CLASS_UNSET;
+		cctx->running = 1;
+	}
+}
+
+void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
+{
+	u64 now = scx_bpf_now(), ran;
+	struct task_ctx *tctx;
+	struct cpu_ctx *cctx;
+
+	if (is_usersched(p))
+		return;
+	__sync_fetch_and_sub(&nr_running, 1);
+	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	if (cctx)
+		cctx->running = 0;
+	tctx = lookup_task_ctx(p);
+	if (!tctx)
+		return;
+	ran = now - tctx->start_ts;
+	tctx->stop_ts = now;
+	tctx->exec_runtime += ran;
+	if (tctx->class < NR_CLASSES)
+		__sync_fetch_and_add(&class_runtime_ns[tctx->class], ran);
+}
+
+void BPF_STRUCT_OPS(prism_enable, struct task_struct *p)
+{
+	scx_bpf_task_set_dsq_vtime(p, 0);
+	scx_bpf_task_set_slice(p, slice_ns);
+}
+
+s32 BPF_STRUCT_OPS(prism_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	if (!bpf_task_storage_get(&task_ctx_stor, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -ENOMEM;
+	/* the bus cache too, so enqueue never allocates */
+	bpf_task_storage_get(&prism_task_cache, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS(prism_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
+{
+	struct cgrp_ctx *cctx;
+
+	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!cctx)
+		return -ENOMEM;
+	cctx->weight = args->weight;
+	return 0;
+}
+
+void BPF_STRUCT_OPS(prism_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
+{
+	struct cgrp_ctx *cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
+
+	if (cctx)
+		cctx->weight = weight;
+}
+
+static int heartbeat_fn(void *map, int *key, struct bpf_timer *timer)
+{
+	struct task_struct *p;
+
+	if (scx_bpf_now() - usersched_last_run_at >= HEARTBEAT_NS) {
+		p = bpf_task_from_pid(usersched_pid);
+		if (p) {
+			__sync_fetch_and_or(&usersched_needed, 1);
+			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_IDLE);
+			bpf_task_release(p);
+		}
+	}
+	if (bpf_timer_start(timer, HEARTBEAT_NS, 0))
+		scx_bpf_error("cannot re-arm the heartbeat");
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
+{
+	const struct cpumask *online;
+	struct bpf_timer *timer;
+	s32 cpu, err;
+
+	nr_cpu_ids = scx_bpf_nr_cpu_ids();
+	online = scx_bpf_get_online_cpumask();
+	nr_online_cpus = bpf_cpumask_weight(online);
+	scx_bpf_put_cpumask(online);
+
+	bpf_for(cpu, 0, nr_cpu_ids) {
+		err = scx_bpf_create_dsq(cpu_dsq(cpu), -1);
+		if (err)
+			return err;
+	}
+	err = scx_bpf_create_dsq(SHARED_DSQ, -1);
+	if (err)
+		return err;
+	err = scx_bpf_create_dsq(SCHED_DSQ, -1);
+	if (err)
+		return err;
+
+	timer = bpf_map_lookup_elem(&heartbeat_stor, &(u32){0});
+	if (!timer)
+		return -ESRCH;
+	bpf_timer_init(timer, &heartbeat_stor, CLOCK_BOOTTIME);
+	bpf_timer_set_callback(timer, heartbeat_fn);
+	return bpf_timer_start(timer, HEARTBEAT_NS, 0);
+}
+
+void BPF_STRUCT_OPS(prism_exit, struct scx_exit_info *ei)
+{
+	UEI_RECORD(uei, ei);
+}
+
+SCX_OPS_DEFINE(prism_ops,
+	       .select_cpu		= (void *)prism_select_cpu,
+	       .enqueue			= (void *)prism_enqueue,
+	       .dispatch		= (void *)prism_dispatch,
+	       .runnable		= (void *)prism_runnable,
+	       .running			= (void *)prism_running,
+	       .stopping		= (void *)prism_stopping,
+	       .enable			= (void *)prism_enable,
+	       .init_task		= (void *)prism_init_task,
+	       .cgroup_init		= (void *)prism_cgroup_init,
+	       .cgroup_set_weight	= (void *)prism_cgroup_set_weight,
+	       .init			= (void *)prism_init,
+	       .exit			= (void *)prism_exit,
+	       .timeout_ms		= 5000,
+	       .dispatch_max_batch	= MAX_ENQUEUED_TASKS / 8,
+	       .name			= "scx_prism");

@@ -1,0 +1,259 @@
+//! scx_prism's metrics: what `--stats`/`--monitor` print and what scx_stats
+//! serves on /var/run/scx/root/stats.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use scx_stats::prelude::*;
+use scx_stats_derive::{Stats, stat_doc};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::NR_CLASSES;
+
+/// Wait-time histogram with four buckets per power of two (fixed size: no
+/// allocation when recording). Values are nanoseconds.
+#[derive(Clone)]
+pub struct WaitHistogram {
+    buckets: [u64; 4 * 64],
+    count: u64,
+}
+
+impl Default for WaitHistogram {
+    fn default() -> Self {
+        WaitHistogram {
+            buckets: [0; 4 * 64],
+            count: 0,
+        }
+    }
+}
+
+impl WaitHistogram {
+    fn bucket(ns: u64) -> usize {
+        if ns < 4 {
+            return ns as usize;
+        }
+        let log = 63 - ns.leading_zeros() as usize;
+        let frac = ((ns >> (log - 2)) & 3) as usize;
+        log * 4 + frac
+    }
+
+    /// Upper bound of a bucket: what a percentile in it is reported as.
+    fn bucket_top(i: usize) -> u64 {
+        if i < 4 {
+            return i as u64;
+        }
+        let (log, frac) = (i / 4, (i % 4) as u64);
+        (1u64 << log) + ((frac + 1) << (log - 2)) - 1
+    }
+
+    pub fn record(&mut self, ns: u64) {
+        self.buckets[Self::bucket(ns).min(4 * 64 - 1)] += 1;
+        self.count += 1;
+    }
+
+    /// The p-th percentile (0..=100), in microseconds; 0 when empty.
+    pub fn percentile_us(&self, p: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::bucket_top(i) as f64 / 1000.0;
+            }
+        }
+        Self::bucket_top(self.buckets.len() - 1) as f64 / 1000.0
+    }
+}
+
+#[stat_doc]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
+#[stat(top)]
+pub struct Metrics {
+    #[stat(desc = "Online CPUs")]
+    pub nr_cpus: u64,
+    #[stat(desc = "Tasks running")]
+    pub nr_running: u64,
+    #[stat(desc = "Tasks waiting in user space for a decision")]
+    pub nr_scheduled: u64,
+    #[stat(desc = "Is the Prism bus attached (1) or not yet pinned (0)")]
+    pub bus_attached: u64,
+    #[stat(desc = "Tasks queued to user space, critical class")]
+    pub critical_queued: u64,
+    #[stat(desc = "Tasks queued to user space, normal class (and unlabelled)")]
+    pub normal_queued: u64,
+    #[stat(desc = "Tasks queued to user space, batch class")]
+    pub batch_queued: u64,
+    #[stat(desc = "Decisions sent to BPF, critical class")]
+    pub critical_dispatched: u64,
+    #[stat(desc = "Decisions sent to BPF, normal class")]
+    pub normal_dispatched: u64,
+    #[stat(desc = "Decisions sent to BPF, batch class")]
+    pub batch_dispatched: u64,
+    #[stat(desc = "Critical tasks dispatched by BPF straight to an idle CPU")]
+    pub critical_direct: u64,
+    #[stat(desc = "All tasks dispatched by BPF without user space")]
+    pub kernel_dispatches: u64,
+    #[stat(desc = "Decisions of user space carried out by BPF")]
+    pub user_dispatches: u64,
+    #[stat(desc = "Wait to run p50 (us), critical")]
+    pub critical_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), critical")]
+    pub critical_wait_p99_us: f64,
+    #[stat(desc = "Wait to run p50 (us), normal")]
+    pub normal_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), normal")]
+    pub normal_wait_p99_us: f64,
+    #[stat(desc = "Wait to run p50 (us), batch")]
+    pub batch_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), batch")]
+    pub batch_wait_p99_us: f64,
+    #[stat(desc = "CPU share of normal+batch over the guard window (%)")]
+    pub non_critical_share_pct: f64,
+    #[stat(desc = "Ring buffer full: tasks sent to the shared queue instead")]
+    pub congested: u64,
+    #[stat(desc = "Stale decisions cancelled")]
+    pub cancelled: u64,
+    #[stat(desc = "Decisions bounced to another queue (affinity changed)")]
+    pub bounced: u64,
+    #[stat(desc = "CPUs preempted for a waking critical task")]
+    pub preempt_kicks: u64,
+    #[stat(desc = "Bus resolutions answered by the per-task cache")]
+    pub bus_cached: u64,
+    #[stat(desc = "Bus resolutions that found the task's own cgroup")]
+    pub bus_hit: u64,
+    #[stat(desc = "Bus resolutions that fell back to an ancestor cgroup")]
+    pub bus_fallback: u64,
+    #[stat(desc = "Bus resolutions that found nothing")]
+    pub bus_miss: u64,
+}
+
+/// Per-class numbers the loop keeps between two stats reads.
+#[derive(Default, Clone)]
+pub struct ClassCounters {
+    pub queued: [u64; NR_CLASSES],
+    pub dispatched: [u64; NR_CLASSES],
+    pub wait: [WaitHistogram; NR_CLASSES],
+}
+
+impl Metrics {
+    pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
+        writeln!(
+            w,
+            "[scx_prism] run {}/{} held {} bus {} | queued c/n/b {}/{}/{} | sent c/n/b {}/{}/{} | user {} kernel {} (crit {})",
+            self.nr_running,
+            self.nr_cpus,
+            self.nr_scheduled,
+            if self.bus_attached == 1 { "on" } else { "off" },
+            self.critical_queued,
+            self.normal_queued,
+            self.batch_queued,
+            self.critical_dispatched,
+            self.normal_dispatched,
+            self.batch_dispatched,
+            self.user_dispatches,
+            self.kernel_dispatches,
+            self.critical_direct,
+        )?;
+        writeln!(
+            w,
+            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | non-crit share {:.0}% | cong {} cancel {} bounce {} preempt {} | bus cache {} hit {} anc {} miss {}",
+            self.critical_wait_p50_us,
+            self.critical_wait_p99_us,
+            self.normal_wait_p50_us,
+            self.normal_wait_p99_us,
+            self.batch_wait_p50_us,
+            self.batch_wait_p99_us,
+            self.non_critical_share_pct,
+            self.congested,
+            self.cancelled,
+            self.bounced,
+            self.preempt_kicks,
+            self.bus_cached,
+            self.bus_hit,
+            self.bus_fallback,
+            self.bus_miss,
+        )?;
+        Ok(())
+    }
+
+    /// The counters as increments since `prev` (gauges and percentiles as they are).
+    pub fn delta(&self, prev: &Self) -> Self {
+        Self {
+            critical_direct: self.critical_direct - prev.critical_direct,
+            kernel_dispatches: self.kernel_dispatches - prev.kernel_dispatches,
+            user_dispatches: self.user_dispatches - prev.user_dispatches,
+            congested: self.congested - prev.congested,
+            cancelled: self.cancelled - prev.cancelled,
+            bounced: self.bounced - prev.bounced,
+            preempt_kicks: self.preempt_kicks - prev.preempt_kicks,
+            bus_cached: self.bus_cached - prev.bus_cached,
+            bus_hit: self.bus_hit - prev.bus_hit,
+            bus_fallback: self.bus_fallback - prev.bus_fallback,
+            bus_miss: self.bus_miss - prev.bus_miss,
+            ..self.clone()
+        }
+    }
+}
+
+pub fn server_data() -> StatsServerData<(), Metrics> {
+    let open: Box<dyn StatsOpener<(), Metrics>> = Box::new(move |(req_ch, res_ch)| {
+        req_ch.send(())?;
+        let mut prev = res_ch.recv()?;
+        let read: Box<dyn StatsReader<(), Metrics>> = Box::new(move |_args, (req_ch, res_ch)| {
+            req_ch.send(())?;
+            let cur = res_ch.recv()?;
+            let delta = cur.delta(&prev);
+            prev = cur;
+            delta.to_json()
+        });
+        Ok(read)
+    });
+    StatsServerData::new()
+        .add_meta(Metrics::meta())
+        .add_ops("top", StatsOps { open, close: None })
+}
+
+pub fn monitor(
+    interval: Duration,
+    shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    scx_utils::monitor_stats::<Metrics>(
+        &[],
+        interval,
+        || shutdown.load(std::sync::atomic::Ordering::Relaxed),
+        |m| m.format(&mut std::io::stdout()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_land_in_the_right_bucket() {
+        let mut h = WaitHistogram::default();
+        for us in 1..=100u64 {
+            h.record(us * 1000);
+        }
+        let p50 = h.percentile_us(50.0);
+        let p99 = h.percentile_us(99.0);
+        assert!((50.0..=62.5).contains(&p50), "{p50}");
+        assert!((99.0..=123.0).contains(&p99), "{p99}");
+        assert_eq!(WaitHistogram::default().percentile_us(99.0), 0.0);
+    }
+
+    #[test]
+    fn buckets_are_monotonic() {
+        let mut last = 0;
+        for ns in [5u64, 7, 8, 100, 1000, 1 << 20, 1 << 40] {
+            let b = WaitHistogram::bucket(ns);
+            assert!(b >= last);
+            assert!(WaitHistogram::bucket_top(b) >= ns, "{ns}");
+            last = b;
+        }
+    }
+}
