@@ -198,10 +198,9 @@ impl Policy {
     /// Fold BPF's cumulative per-class CPU time into the share window.
     /// `decay` in (0, 1]: the weight kept of the past (called periodically).
     pub fn account(&mut self, cumulative_ns: [u64; NR_CLASSES], decay: f64) {
-        for c in 0..NR_CLASSES {
-            let delta = cumulative_ns[c].saturating_sub(self.last_runtime[c]);
-            self.last_runtime[c] = cumulative_ns[c];
-            self.window[c] = self.window[c] * decay + delta as f64;
+        for ((window, last), now) in self.window.iter_mut().zip(&mut self.last_runtime).zip(cumulative_ns) {
+            *window = *window * decay + now.saturating_sub(*last) as f64;
+            *last = now;
         }
     }
 
