@@ -19,12 +19,12 @@ impl Summary {
     pub fn of(samples_ns: &mut [u64]) -> Summary {
         samples_ns.sort_unstable();
         let n = samples_ns.len();
-        let pct = |p: f64| {
+        // nearest rank, in integers (0.999 * 1000 is not 999 in floating point)
+        let pct = |per_mille: usize| {
             if n == 0 {
                 return 0.0;
             }
-            // nearest rank
-            let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as usize;
+            let rank = (per_mille * n).div_ceil(1000).max(1);
             samples_ns[rank.min(n) - 1] as f64 / 1000.0
         };
         let mean = if n == 0 {
@@ -34,10 +34,10 @@ impl Summary {
         };
         Summary {
             samples: n,
-            p50_us: pct(50.0),
-            p90_us: pct(90.0),
-            p99_us: pct(99.0),
-            p999_us: pct(99.9),
+            p50_us: pct(500),
+            p90_us: pct(900),
+            p99_us: pct(990),
+            p999_us: pct(999),
             max_us: samples_ns.last().map_or(0.0, |&m| m as f64 / 1000.0),
             mean_us: mean,
         }
