@@ -26,7 +26,7 @@ pub struct BpfConfig {
     pub slice_ns: u64,
     pub partial: bool,
     pub exit_dump_len: u32,
-    pub preempt_for_critical: bool,
+    pub preempt_lower: bool,
     pub verbose: bool,
 }
 
@@ -87,10 +87,12 @@ impl<'obj> BpfScheduler<'obj> {
         rodata.usersched_pid = std::process::id();
         rodata.khugepaged_pid = khugepaged_pid();
         rodata.slice_ns = cfg.slice_ns;
-        rodata.preempt_for_critical = cfg.preempt_for_critical;
+        rodata.preempt_lower = cfg.preempt_lower;
 
-        // The bus slots' template must match the pinned map when there is one.
-        if let Ok(bus) = prism_bus::Bus::open(&bus_paths) {
+        // The bus slots' template must match the pinned map when there is one;
+        // libbpf reads the fd at load time, so the bus stays open until then.
+        let template = prism_bus::Bus::open(&bus_paths).ok();
+        if let Some(bus) = &template {
             use std::os::fd::AsFd;
             skel.maps
                 .prism_bus_identity
@@ -99,7 +101,7 @@ impl<'obj> BpfScheduler<'obj> {
         }
 
         let mut skel = scx_ops_load!(skel, prism_ops, uei)?;
-        let struct_ops = Some(scx_ops_attach!(skel, prism_ops)?);
+        drop(template);
 
         let received = Rc::new(Cell::new(None));
         let sink = received.clone();
@@ -118,22 +120,26 @@ impl<'obj> BpfScheduler<'obj> {
         let dispatched =
             UserRingBuffer::new(&skel.maps.dispatched).context("dispatched ring buffer")?;
 
-        let mut sched = BpfScheduler {
+        let mut bus = SlotKeeper::new(bus_paths);
+        bus.poll(&skel.maps.prism_bus_identity, &skel.maps.prism_bus_meta)?;
+
+        // No page faults on the hot path, no new mappings from here on. Done
+        // before attaching: once attached, every task waits for this loop,
+        // and locking the heap takes seconds under emulation.
+        ALLOCATOR.lock_memory();
+        ALLOCATOR
+            .disable_mmap()
+            .map_err(|e| anyhow::anyhow!("disabling mmap: {e}"))?;
+
+        let struct_ops = Some(scx_ops_attach!(skel, prism_ops)?);
+        Ok(BpfScheduler {
             skel,
             queued,
             dispatched,
             received,
             struct_ops,
-            bus: SlotKeeper::new(bus_paths),
-        };
-        sched.poll_bus()?;
-
-        // From here on: no page faults on the hot path, no new mappings.
-        ALLOCATOR.lock_memory();
-        ALLOCATOR
-            .disable_mmap()
-            .map_err(|e| anyhow::anyhow!("disabling mmap: {e}"))?;
-        Ok(sched)
+            bus,
+        })
     }
 
     /// Keep the bus slots on the pinned bus (attach late, follow re-creation).

@@ -63,7 +63,8 @@ struct Opts {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100))]
     batch_min_share: u64,
 
-    /// Do not preempt batch/normal CPUs when a critical task wakes and no CPU is idle.
+    /// Never preempt: by default a task waking with no CPU idle preempts lower-class work
+    /// (critical preempts batch, else normal; normal preempts batch).
     #[arg(long)]
     no_preempt: bool,
 
@@ -136,7 +137,7 @@ impl<'a> Scheduler<'a> {
             slice_ns: opts.slice_us * 1000,
             partial: opts.partial,
             exit_dump_len: opts.exit_dump_len,
-            preempt_for_critical: !opts.no_preempt,
+            preempt_lower: !opts.no_preempt,
             verbose: opts.verbose,
         };
         let bpf = BpfScheduler::init(open_object, &cfg, BusPaths::new(&opts.bus_dir))?;

@@ -198,7 +198,12 @@ impl Policy {
     /// Fold BPF's cumulative per-class CPU time into the share window.
     /// `decay` in (0, 1]: the weight kept of the past (called periodically).
     pub fn account(&mut self, cumulative_ns: [u64; NR_CLASSES], decay: f64) {
-        for ((window, last), now) in self.window.iter_mut().zip(&mut self.last_runtime).zip(cumulative_ns) {
+        for ((window, last), now) in self
+            .window
+            .iter_mut()
+            .zip(&mut self.last_runtime)
+            .zip(cumulative_ns)
+        {
             *window = *window * decay + now.saturating_sub(*last) as f64;
             *last = now;
         }

@@ -14,8 +14,8 @@
  * (a page fault must never depend on the user scheduler), any task waking
  * while a CPU is idle (dispatched here, straight to that CPU), and a task
  * arriving while the ring buffer is full (the shared queue takes it). A
- * critical task waking with no CPU idle preempts a batch (else normal) CPU
- * so the user scheduler places it at once. A 1 s heartbeat keeps an idle
+ * task waking with no CPU idle preempts a CPU running a lower class (a
+ * critical one: batch, else normal) so the user scheduler places it at once. A 1 s heartbeat keeps an idle
  * user scheduler from looking like a stall.
  */
 #include <scx/common.bpf.h>
@@ -41,7 +41,7 @@ UEI_DEFINE(uei);
 const volatile u32 usersched_pid;
 const volatile u32 khugepaged_pid;
 const volatile u64 slice_ns = 5000000ULL;
-const volatile bool preempt_for_critical = true;
+const volatile bool preempt_lower = true;
 
 /* read and written by user space */
 volatile u64 nr_queued;		/* records in the ring buffer, not yet read */
@@ -139,10 +139,17 @@ static inline bool is_usersched(const struct task_struct *p)
 	return p->pid == usersched_pid;
 }
 
-/* tasks that must never wait for user space */
+/*
+ * Tasks that must never wait for user space: per-CPU kthreads, reclaim, and
+ * the user scheduler's own helper threads (stats server, signal handler),
+ * which may hold a lock, such as the allocator's, that the scheduling thread
+ * needs: queueing them behind it would deadlock.
+ */
 static inline bool bypasses_usersched(const struct task_struct *p)
 {
 	if ((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1)
+		return true;
+	if (p->tgid == usersched_pid)
 		return true;
 	if (p->flags & (PF_KSWAPD | PF_KCOMPACTD))
 		return true;
@@ -220,18 +227,34 @@ static u32 cgroup_weight(struct task_struct *p)
 	return weight;
 }
 
-/*
- * With every CPU busy, a waking critical task should not wait for a slice
- * to end somewhere: preempt a CPU running batch work (else normal work), so
- * the user scheduler runs there now and places the critical task first.
- */
-static void preempt_for(const struct task_struct *p)
+/* Rank for preemption: batch < normal (and unlabelled) < critical. */
+static u32 class_rank(u32 class)
 {
+	switch (class) {
+	case CLASS_CRITICAL:
+		return 2;
+	case CLASS_BATCH:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/*
+ * With every CPU busy, a waking task should not wait for a slice to end
+ * behind lower-class work: preempt the CPU running the lowest-class task
+ * below it (batch first), so the user scheduler runs there now and places
+ * the waking task ahead. Critical preempts batch and normal, normal
+ * preempts batch, batch preempts nobody.
+ */
+static void preempt_lower_class(const struct task_struct *p, u32 class)
+{
+	u32 rank = class_rank(class), victim_rank = rank;
 	s32 cpu, victim = -1;
-	u32 victim_class = CLASS_CRITICAL;
 
 	bpf_for(cpu, 0, nr_cpu_ids) {
 		struct cpu_ctx *cctx;
+		u32 r;
 
 		if (cpu >= MAX_CPUS)
 			break;
@@ -240,19 +263,29 @@ static void preempt_for(const struct task_struct *p)
 		cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 		if (!cctx || !cctx->running)
 			continue;
-		if (cctx->class == CLASS_BATCH) {
+		r = class_rank(cctx->class);
+		if (r < victim_rank) {
 			victim = cpu;
-			break;
-		}
-		if (cctx->class != CLASS_CRITICAL && victim_class == CLASS_CRITICAL) {
-			victim = cpu;
-			victim_class = cctx->class;
+			victim_rank = r;
+			if (r == 0)
+				break;
 		}
 	}
 	if (victim >= 0) {
 		scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
 		__sync_fetch_and_add(&nr_preempt_kicks, 1);
 	}
+}
+
+/*
+ * Wake an idle CPU that can run @p (it will run the user scheduler or take
+ * @p from the shared queue); if none is idle, the CPUs are busy anyway.
+ */
+static void kick_idle_cpu(const struct task_struct *p, s32 prev_cpu)
+{
+	s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+
+	scx_bpf_kick_cpu(cpu >= 0 ? cpu : prev_cpu, SCX_KICK_IDLE);
 }
 
 static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -362,8 +395,8 @@ static void queue_to_usersched(struct task_struct *p, s32 prev_cpu, u64 enq_flag
 	bpf_ringbuf_submit(t, 0);
 	__sync_fetch_and_add(&nr_queued, 1);
 
-	if (preempt_for_critical && tctx->class == CLASS_CRITICAL && (enq_flags & SCX_ENQ_WAKEUP))
-		preempt_for(p);
+	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP))
+		preempt_lower_class(p, tctx->class);
 }
 
 void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
@@ -376,8 +409,11 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	if (bypasses_usersched(p)) {
-		/* vtime 0: ahead of everything user space placed on this CPU */
-		scx_bpf_dsq_insert_vtime(p, cpu_dsq(prev_cpu), slice_ns, 0, enq_flags);
+		/* vtime 0: ahead of everything user space placed */
+		if (p->nr_cpus_allowed == 1)
+			scx_bpf_dsq_insert_vtime(p, cpu_dsq(prev_cpu), slice_ns, 0, enq_flags);
+		else
+			scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
 		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 		scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
 		return;
@@ -397,8 +433,7 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 
 	queue_to_usersched(p, prev_cpu, enq_flags);
-	/* wake a CPU to run the user scheduler (or the task, once placed) */
-	scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
+	kick_idle_cpu(p, prev_cpu);
 }
 
 /* Carry out one of user space's decisions. */
@@ -435,9 +470,9 @@ static void dispatch_decision(const struct dispatched_task *d)
 	scx_bpf_dsq_insert_vtime(p, dsq, d->slice_ns, d->dsq_vtime, d->flags);
 	__sync_fetch_and_add(&nr_user_dispatches, 1);
 
-	if (bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
-		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-	else if ((cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0)) >= 0)
+	if (dsq == SHARED_DSQ)
+		kick_idle_cpu(p, cpu);
+	else
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 out:
 	bpf_task_release(p);

@@ -1,0 +1,263 @@
+//! Running schedulers and workloads inside the sched_ext lab guest: the
+//! pieces the `lab_*` tests and the benchmarks share.
+//!
+//! Everything here acts on the real kernel: sched_ext's sysfs state, cgroup2
+//! directories, real processes. Nothing is simulated.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::latency::Summary;
+
+const STATE: &str = "/sys/kernel/sched_ext/state";
+const OPS: &str = "/sys/kernel/sched_ext/root/ops";
+
+/// Panics with a clear message unless this kernel has sched_ext (the lab guest).
+pub fn require_sched_ext() {
+    assert!(
+        Path::new(STATE).exists(),
+        "no sched_ext in this kernel: run the lab tests in the lab guest (ci/lab run -- ...)"
+    );
+}
+
+pub fn state() -> String {
+    fs::read_to_string(STATE)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Name of the running sched_ext scheduler, empty if none.
+pub fn ops() -> String {
+    fs::read_to_string(OPS)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Wait until sched_ext's state is `want`; false on timeout.
+pub fn wait_state(want: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if state() == want {
+            return true;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    state() == want
+}
+
+/// The number of CPUs the guest has online.
+pub fn nr_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Turn the cpu controller on for the root's children (cpu.weight, cpu.stat).
+pub fn enable_cpu_controller(root: &Path) {
+    let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu");
+}
+
+/// A scheduler process started by a test.
+pub struct SchedProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl SchedProcess {
+    /// Start `bin args`, wait until sched_ext is enabled (the verifier is slow
+    /// under emulation). Panics with the scheduler's log if it never is.
+    pub fn start(bin: &Path, args: &[&str]) -> SchedProcess {
+        require_sched_ext();
+        assert_eq!(state(), "disabled", "another sched_ext scheduler is loaded");
+        let log =
+            std::env::temp_dir().join(format!("sched-{}-{}.log", std::process::id(), rand_tag()));
+        let out = fs::File::create(&log).expect("scheduler log");
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log fd"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut s = SchedProcess { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while state() != "enabled" {
+            if !s.alive() || Instant::now() > deadline {
+                let _ = s.child.kill();
+                panic!(
+                    "{} never enabled sched_ext:\n{}",
+                    bin.display(),
+                    s.log_text()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Still running (not ejected, not crashed)?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// SIGINT, then wait for it to exit; returns its status and log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let log = self.log_text();
+                return (status, log);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the scheduler ignored SIGINT for 30 s:\n{}",
+                    self.log_text()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to unregister.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SchedProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+fn rand_tag() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+}
+
+/// A shell command line that moves itself into `cgroup` and then execs `cmd`:
+/// the workload never runs a cycle outside its cgroup.
+fn in_cgroup(cgroup: &Path, cmd: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec {cmd}",
+            cgroup.display()
+        ))
+        .stdin(Stdio::null());
+    c
+}
+
+/// CPU hogs (busy shell loops) in a cgroup, killed on drop.
+pub struct Hogs {
+    children: Vec<Child>,
+}
+
+impl Hogs {
+    pub fn start(cgroup: &Path, n: usize) -> Hogs {
+        let children = (0..n)
+            .map(|_| {
+                in_cgroup(cgroup, "sh -c 'while :; do :; done'")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("spawn hog")
+            })
+            .collect();
+        Hogs { children }
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A running prism-probe in a cgroup.
+pub struct Probe {
+    child: Child,
+}
+
+impl Probe {
+    pub fn start(probe_bin: &Path, cgroup: &Path, label: &str, args: &str) -> Probe {
+        let cmd = format!("{} --label {label} {args}", probe_bin.display());
+        let child = in_cgroup(cgroup, &cmd)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn probe");
+        Probe { child }
+    }
+
+    /// Wait for the probe and parse its summary.
+    pub fn finish(self) -> Summary {
+        let out = self.child.wait_with_output().expect("probe output");
+        assert!(
+            out.status.success(),
+            "probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+        serde_json::from_value(v["summary"].clone()).expect("probe summary")
+    }
+}
+
+/// CPU time a cgroup has used, microseconds (cpu.stat usage_usec).
+pub fn cpu_usage_us(cgroup: &Path) -> u64 {
+    fs::read_to_string(cgroup.join("cpu.stat"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("usage_usec ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Is the system still responsive: does a fresh process run to completion quickly?
+pub fn responsive(within: Duration) -> bool {
+    let started = Instant::now();
+    let Ok(mut child) = Command::new("sh")
+        .args(["-c", "echo alive"])
+        .stdout(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    while started.elapsed() < within {
+        if child.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    false
+}

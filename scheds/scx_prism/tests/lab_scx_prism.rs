@@ -1,0 +1,312 @@
+//! scx_prism in the sched_ext lab kernel. Ignored by a plain `cargo test`
+//! (this host has no sched_ext); ci/test runs them in the lab guest with
+//! `--include-ignored --test-threads=1`. Each test loads the real scheduler
+//! and asserts what the kernel and the workloads show.
+
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use prism_bench::lab::{self, Hogs, Probe, SchedProcess};
+use prism_bench::latency::Summary;
+use prism_bus::testing::{TempBusDir, TempCgroup};
+use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+
+fn scx_prism() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_scx_prism"))
+}
+
+/// prism-probe, built beside scx_prism (ci/test builds both).
+fn probe_bin() -> PathBuf {
+    let p = scx_prism().with_file_name("prism-probe");
+    assert!(
+        p.exists(),
+        "{} is missing: cargo build -p prism-bench (same profile)",
+        p.display()
+    );
+    p
+}
+
+fn entry(id: u32, class: LatencyClass) -> Entry {
+    Entry {
+        identity: Identity::new(id).unwrap(),
+        flags: Flags {
+            facets: Facets::SCHED,
+            class,
+            weight: Weight::UNSET,
+        },
+        label_hash: 0,
+        updated_ns: 1,
+    }
+}
+
+fn start(bus: &TempBusDir, extra: &[&str]) -> SchedProcess {
+    let dir = bus.paths.dir.to_str().unwrap().to_string();
+    let mut args = vec!["--bus-dir", &dir];
+    args.extend_from_slice(extra);
+    SchedProcess::start(&scx_prism(), &args)
+}
+
+fn stop_cleanly(s: SchedProcess) -> String {
+    let (status, log) = s.stop();
+    assert!(status.success(), "scx_prism exited with {status}:\n{log}");
+    assert!(
+        lab::wait_state("disabled", Duration::from_secs(10)),
+        "state stayed {}",
+        lab::state()
+    );
+    assert!(
+        log.contains("unregistered from user space"),
+        "not a clean unregister:\n{log}"
+    );
+    log
+}
+
+fn cgroup2_root() -> PathBuf {
+    prism_bus::cgroup::cgroup2_root().unwrap()
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn loads_enables_and_unloads_on_sigint() {
+    let bus = TempBusDir::new("load");
+    let s = start(&bus, &[]);
+    assert_eq!(lab::state(), "enabled");
+    assert!(
+        lab::ops().starts_with("scx_prism"),
+        "root/ops is {:?}",
+        lab::ops()
+    );
+    sleep(Duration::from_secs(2));
+    stop_cleanly(s);
+    assert_eq!(lab::ops(), "");
+}
+
+fn stress(seconds: u64) {
+    let status = std::process::Command::new("stress-ng")
+        .args(["--cpu", "2", "--fork", "2", "--switch", "2", "--timeout"])
+        .arg(format!("{seconds}s"))
+        .args(["--quiet"])
+        .status()
+        .expect("stress-ng (apt install stress-ng)");
+    assert!(status.success(), "stress-ng failed: {status}");
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn survives_45s_of_stress_ng_with_an_empty_bus() {
+    let bus = TempBusDir::new("stress-empty");
+    let mut s = start(&bus, &[]);
+    stress(45);
+    assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
+    assert_eq!(
+        lab::state(),
+        "enabled",
+        "ejected under stress:\n{}",
+        s.log_text()
+    );
+    stop_cleanly(s);
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn survives_45s_of_stress_ng_with_bus_entries() {
+    let bus = TempBusDir::new("stress-bus");
+    let cg = TempCgroup::new("stress");
+    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
+    w.write_batch(&[(cg.id(), entry(300, LatencyClass::Critical))], &[])
+        .unwrap();
+    let mut s = start(&bus, &[]);
+    // stress-ng and its workers run in the critical cgroup; the shell doing it
+    // is this test's child, moved there first.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec stress-ng --cpu 2 --fork 2 --switch 2 --timeout 45s --quiet",
+            cg.path.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
+    assert_eq!(lab::state(), "enabled");
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runtime error"), "{log}");
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn kill_9_falls_back_to_the_fair_class() {
+    let bus = TempBusDir::new("kill9");
+    let root = cgroup2_root();
+    let hogs = Hogs::start(&root, lab::nr_cpus());
+    let s = start(&bus, &[]);
+    let killed = Instant::now();
+    s.kill9();
+    assert!(
+        lab::wait_state("disabled", Duration::from_secs(10)),
+        "still {} 10 s after SIGKILL",
+        lab::state()
+    );
+    println!(
+        "back on the fair class {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    assert!(
+        lab::responsive(Duration::from_secs(5)),
+        "the guest is not responsive"
+    );
+    drop(hogs);
+}
+
+/// p99 of three identical probes labelled critical / normal / batch, under
+/// 2 x nCPU batch hogs.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn critical_beats_normal_beats_batch() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("order");
+    let (crit, norm, batch, hogs_cg) = (
+        TempCgroup::new("crit"),
+        TempCgroup::new("norm"),
+        TempCgroup::new("batch"),
+        TempCgroup::new("hogs"),
+    );
+    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
+    w.write_batch(
+        &[
+            (crit.id(), entry(301, LatencyClass::Critical)),
+            (norm.id(), entry(302, LatencyClass::Normal)),
+            (batch.id(), entry(303, LatencyClass::Batch)),
+            (hogs_cg.id(), entry(304, LatencyClass::Batch)),
+        ],
+        &[],
+    )
+    .unwrap();
+    let s = start(&bus, &[]);
+    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+    sleep(Duration::from_millis(500));
+    let args = "--interval-us 2000 --work-us 100 --duration-s 6";
+    let probes: Vec<Probe> = [("critical", &crit), ("normal", &norm), ("batch", &batch)]
+        .into_iter()
+        .map(|(label, cg)| Probe::start(&probe_bin(), &cg.path, label, args))
+        .collect();
+    let results: Vec<Summary> = probes.into_iter().map(Probe::finish).collect();
+    drop(hogs);
+    let log = stop_cleanly(s);
+    for (label, r) in ["critical", "normal", "batch"].iter().zip(&results) {
+        println!(
+            "{label:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
+            r.p50_us, r.p99_us, r.max_us, r.samples
+        );
+    }
+    let (c, n, b) = (&results[0], &results[1], &results[2]);
+    assert!(
+        c.samples > 1000 && n.samples > 100 && b.samples > 100,
+        "too few samples"
+    );
+    assert!(
+        c.p99_us < n.p99_us,
+        "critical p99 {} not below normal {}\n{log}",
+        c.p99_us,
+        n.p99_us
+    );
+    assert!(
+        n.p99_us <= b.p99_us * 1.1,
+        "normal p99 {} worse than batch {}",
+        n.p99_us,
+        b.p99_us
+    );
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn relabelling_a_running_workload_takes_effect() {
+    let bus = TempBusDir::new("relabel");
+    let (probe_cg, hogs_cg) = (
+        TempCgroup::new("relabel-probe"),
+        TempCgroup::new("relabel-hogs"),
+    );
+    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
+    w.write_batch(
+        &[
+            (probe_cg.id(), entry(310, LatencyClass::Batch)),
+            (hogs_cg.id(), entry(311, LatencyClass::Batch)),
+        ],
+        &[],
+    )
+    .unwrap();
+    let s = start(&bus, &[]);
+    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+    sleep(Duration::from_millis(500));
+    let args = "--interval-us 2000 --work-us 100 --duration-s 4";
+    let before = Probe::start(&probe_bin(), &probe_cg.path, "as-batch", args).finish();
+    // The feeder relabels the workload: same process tree, no restart.
+    w.write_batch(&[(probe_cg.id(), entry(310, LatencyClass::Critical))], &[])
+        .unwrap();
+    let after = Probe::start(&probe_bin(), &probe_cg.path, "as-critical", args).finish();
+    drop(hogs);
+    stop_cleanly(s);
+    println!(
+        "as batch:    p50 {:.0} us p99 {:.0} us",
+        before.p50_us, before.p99_us
+    );
+    println!(
+        "as critical: p50 {:.0} us p99 {:.0} us",
+        after.p50_us, after.p99_us
+    );
+    assert!(
+        after.p99_us * 2.0 < before.p99_us,
+        "relabelling to critical did not cut p99: {} -> {}",
+        before.p99_us,
+        after.p99_us
+    );
+}
+
+/// Critical hogs on every CPU; normal hogs still get the configured share.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn normal_work_keeps_its_minimum_share() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("share");
+    let (crit, norm) = (TempCgroup::new("share-crit"), TempCgroup::new("share-norm"));
+    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
+    w.write_batch(
+        &[
+            (crit.id(), entry(320, LatencyClass::Critical)),
+            (norm.id(), entry(321, LatencyClass::Normal)),
+        ],
+        &[],
+    )
+    .unwrap();
+    let s = start(&bus, &["--min-share", "25"]);
+    let n = lab::nr_cpus();
+    let crit_hogs = Hogs::start(&crit.path, n);
+    let norm_hogs = Hogs::start(&norm.path, n);
+    sleep(Duration::from_secs(1));
+    let (c0, n0) = (lab::cpu_usage_us(&crit.path), lab::cpu_usage_us(&norm.path));
+    sleep(Duration::from_secs(6));
+    let (c1, n1) = (lab::cpu_usage_us(&crit.path), lab::cpu_usage_us(&norm.path));
+    drop((crit_hogs, norm_hogs));
+    stop_cleanly(s);
+    let (c, nn) = ((c1 - c0) as f64, (n1 - n0) as f64);
+    let share = nn / (c + nn);
+    println!(
+        "critical {:.2} s, normal {:.2} s of CPU: normal share {:.1}%",
+        c / 1e6,
+        nn / 1e6,
+        share * 100.0
+    );
+    assert!(
+        share >= 0.20,
+        "normal got {:.1}% (< 25% - 5 points of slack)",
+        share * 100.0
+    );
+    assert!(
+        share <= 0.5,
+        "critical did not come first: normal got {:.1}%",
+        share * 100.0
+    );
+}
