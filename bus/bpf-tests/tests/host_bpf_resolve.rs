@@ -227,7 +227,8 @@ fn cache_follows_relabels_and_moves_without_relookups_in_between() {
     }
     let o = observed(&skel, echo.pid());
     assert_eq!(o.identity, 400);
-    assert!(o.calls >= 40, "{o:?}");
+    // cat was already blocked in read() when watched: ~2 syscalls per poke after that
+    assert!(o.calls >= 30, "{o:?}");
     assert_eq!(o.resolutions, 1, "steady state must hit the cache: {o:?}");
 
     // A relabel: the feeder rewrites the entry and bumps the generation.
