@@ -41,7 +41,7 @@ pub struct BpfCounters {
     pub nr_cancel_dispatches: u64,
     pub nr_bounce_dispatches: u64,
     pub nr_congested: u64,
-    pub nr_preempt_kicks: u64,
+    pub nr_direct_preempt: u64,
     pub nr_bus_cached: u64,
     pub nr_bus_own: u64,
     pub nr_bus_ancestor: u64,
@@ -182,6 +182,17 @@ impl<'obj> BpfScheduler<'obj> {
         self.dispatched.submit(sample)
     }
 
+    /// Tell BPF whether normal+batch are below their minimum share (critical
+    /// wakeups then stop taking their CPUs).
+    pub fn set_lower_classes_starving(&mut self, starving: bool) {
+        self.skel
+            .maps
+            .bss_data
+            .as_mut()
+            .expect("bss")
+            .lower_classes_starving = starving;
+    }
+
     /// Tell BPF how many tasks user space still holds, and let others run.
     pub fn notify_complete(&mut self, nr_pending: u64) {
         self.skel.maps.bss_data.as_mut().expect("bss").nr_scheduled = nr_pending;
@@ -199,7 +210,7 @@ impl<'obj> BpfScheduler<'obj> {
             nr_cancel_dispatches: b.nr_cancel_dispatches,
             nr_bounce_dispatches: b.nr_bounce_dispatches,
             nr_congested: b.nr_congested,
-            nr_preempt_kicks: b.nr_preempt_kicks,
+            nr_direct_preempt: b.nr_direct_preempt,
             nr_bus_cached: b.nr_bus_cached,
             nr_bus_own: b.nr_bus_own,
             nr_bus_ancestor: b.nr_bus_ancestor,

@@ -195,6 +195,8 @@ impl<'a> Scheduler<'a> {
         if self.last_account.elapsed() >= ACCOUNT_EVERY {
             self.policy
                 .account(self.bpf.counters().class_runtime_ns, ACCOUNT_DECAY);
+            self.bpf
+                .set_lower_classes_starving(self.policy.lower_classes_starving());
             self.last_account = Instant::now();
         }
         if self.last_bus_poll.elapsed() >= BUS_POLL_EVERY {
@@ -272,7 +274,7 @@ impl<'a> Scheduler<'a> {
             congested: c.nr_congested,
             cancelled: c.nr_cancel_dispatches,
             bounced: c.nr_bounce_dispatches,
-            preempt_kicks: c.nr_preempt_kicks,
+            direct_preempts: c.nr_direct_preempt,
             bus_cached: c.nr_bus_cached,
             bus_hit: c.nr_bus_own,
             bus_fallback: c.nr_bus_ancestor,

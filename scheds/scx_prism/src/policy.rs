@@ -218,6 +218,11 @@ impl Policy {
         1.0 - self.window[CRITICAL] / total
     }
 
+    /// Normal+batch got less than their minimum share lately.
+    pub fn lower_classes_starving(&self) -> bool {
+        self.non_critical_share() * 100.0 < self.t.min_share_pct as f64
+    }
+
     fn batch_share_of_non_critical(&self) -> f64 {
         let nc = self.window[UNSET] + self.window[NORMAL] + self.window[BATCH];
         if nc <= 0.0 {

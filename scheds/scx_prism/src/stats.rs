@@ -93,7 +93,7 @@ pub struct Metrics {
     pub normal_dispatched: u64,
     #[stat(desc = "Decisions sent to BPF, batch class")]
     pub batch_dispatched: u64,
-    #[stat(desc = "Critical tasks dispatched by BPF straight to an idle CPU")]
+    #[stat(desc = "Critical tasks placed by BPF at once (idle CPU or preemption)")]
     pub critical_direct: u64,
     #[stat(desc = "All tasks dispatched by BPF without user space")]
     pub kernel_dispatches: u64,
@@ -119,8 +119,10 @@ pub struct Metrics {
     pub cancelled: u64,
     #[stat(desc = "Decisions bounced to another queue (affinity changed)")]
     pub bounced: u64,
-    #[stat(desc = "CPUs preempted for a waking critical task")]
-    pub preempt_kicks: u64,
+    #[stat(
+        desc = "Waking tasks that took a busy CPU from lower-class or longer-running work, in BPF"
+    )]
+    pub direct_preempts: u64,
     #[stat(desc = "Bus resolutions answered by the per-task cache")]
     pub bus_cached: u64,
     #[stat(desc = "Bus resolutions that found the task's own cgroup")]
@@ -171,7 +173,7 @@ impl Metrics {
             self.congested,
             self.cancelled,
             self.bounced,
-            self.preempt_kicks,
+            self.direct_preempts,
             self.bus_cached,
             self.bus_hit,
             self.bus_fallback,
@@ -189,7 +191,7 @@ impl Metrics {
             congested: self.congested - prev.congested,
             cancelled: self.cancelled - prev.cancelled,
             bounced: self.bounced - prev.bounced,
-            preempt_kicks: self.preempt_kicks - prev.preempt_kicks,
+            direct_preempts: self.direct_preempts - prev.direct_preempts,
             bus_cached: self.bus_cached - prev.bus_cached,
             bus_hit: self.bus_hit - prev.bus_hit,
             bus_fallback: self.bus_fallback - prev.bus_fallback,

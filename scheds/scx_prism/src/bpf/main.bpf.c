@@ -42,6 +42,13 @@ const volatile u32 usersched_pid;
 const volatile u32 khugepaged_pid;
 const volatile u64 slice_ns = 5000000ULL;
 const volatile bool preempt_lower = true;
+/* a task that ran less than this before sleeping is interactive */
+const volatile u64 interactive_burst_ns = 2500000ULL;
+/* an interactive waker may preempt a same-class task that ran this long */
+const volatile u64 preempt_min_run_ns = 1000000ULL;
+
+/* set by user space while normal+batch are below their minimum share */
+volatile bool lower_classes_starving;
 
 /* read and written by user space */
 volatile u64 nr_queued;		/* records in the ring buffer, not yet read */
@@ -53,7 +60,7 @@ u64 usersched_last_run_at;
 /* statistics, read by user space */
 volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
 	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
-	     nr_preempt_kicks;
+	     nr_direct_preempt;
 volatile u64 nr_bus_cached, nr_bus_own, nr_bus_ancestor, nr_bus_miss;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[NR_CLASSES];
@@ -80,6 +87,7 @@ struct task_ctx {
 	u64 enq_cnt;
 	u64 enq_ts;		/* when it last became ready to run, 0 once running */
 	u64 last_wait_ns;	/* from ready to running, last time */
+	u64 last_burst_ns;	/* CPU time of its last run before it slept */
 	u32 class;		/* class at the last resolution, for accounting */
 	u32 last_wait_class;
 };
@@ -105,6 +113,7 @@ struct {
 
 /* class of the task running on each CPU, to choose whom a critical task preempts */
 struct cpu_ctx {
+	u64 started_at;		/* when the current task started running */
 	u32 class;
 	u32 running;
 };
@@ -241,19 +250,28 @@ static u32 class_rank(u32 class)
 }
 
 /*
- * With every CPU busy, a waking task should not wait for a slice to end
- * behind lower-class work: preempt the CPU running the lowest-class task
- * below it (batch first), so the user scheduler runs there now and places
- * the waking task ahead. Critical preempts batch and normal, normal
- * preempts batch, batch preempts nobody.
+ * The CPU a waking task should take when none is idle, or -1 to queue:
+ *  - critical takes, at once, a CPU running the lowest class below it
+ *    (batch first), unless normal+batch are below their minimum share;
+ *  - normal (and unlabelled) takes a CPU running batch, or, if the waker is
+ *    interactive, running same-class work, once that has run for
+ *    preempt_min_run_ns (the tick-free version of EEVDF's wakeup preemption);
+ *  - critical also takes same-class CPUs on those terms;
+ *  - batch preempts nobody.
  */
-static void preempt_lower_class(const struct task_struct *p, u32 class)
+static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 {
-	u32 rank = class_rank(class), victim_rank = rank;
+	u32 rank = class_rank(tctx->class), best = rank;
+	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
+	u64 now = scx_bpf_now(), longest = 0;
 	s32 cpu, victim = -1;
+
+	if (rank == 0 || (rank == 2 && lower_classes_starving))
+		return -1;
 
 	bpf_for(cpu, 0, nr_cpu_ids) {
 		struct cpu_ctx *cctx;
+		u64 ran;
 		u32 r;
 
 		if (cpu >= MAX_CPUS)
@@ -264,17 +282,38 @@ static void preempt_lower_class(const struct task_struct *p, u32 class)
 		if (!cctx || !cctx->running)
 			continue;
 		r = class_rank(cctx->class);
-		if (r < victim_rank) {
+		ran = now - cctx->started_at;
+		if (r > rank || (rank < 2 && ran < preempt_min_run_ns))
+			continue;
+		if (r == rank && (!interactive || ran < preempt_min_run_ns))
+			continue;
+		/* the lowest class first, then the longest-running */
+		if (r < best || (r == best && ran > longest)) {
 			victim = cpu;
-			victim_rank = r;
-			if (r == 0)
-				break;
+			best = r;
+			longest = ran;
 		}
 	}
-	if (victim >= 0) {
-		scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
-		__sync_fetch_and_add(&nr_preempt_kicks, 1);
-	}
+	return victim;
+}
+
+/*
+ * A waking task with no CPU idle takes its victim's CPU at once, from BPF:
+ * no user-space round trip on the path that decides its latency. The task
+ * it preempts goes back through user space.
+ */
+static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_flags)
+{
+	s32 cpu = preemption_victim(p, tctx);
+
+	if (cpu < 0)
+		return false;
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
+	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+	__sync_fetch_and_add(&nr_direct_preempt, 1);
+	if (tctx->class == CLASS_CRITICAL)
+		__sync_fetch_and_add(&nr_direct_critical, 1);
+	return true;
 }
 
 /*
@@ -395,8 +434,6 @@ static void queue_to_usersched(struct task_struct *p, s32 prev_cpu, u64 enq_flag
 	bpf_ringbuf_submit(t, 0);
 	__sync_fetch_and_add(&nr_queued, 1);
 
-	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP))
-		preempt_lower_class(p, tctx->class);
 }
 
 void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
@@ -430,6 +467,16 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 		}
 		if (cpu >= 0)
 			prev_cpu = cpu;
+	}
+
+	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP)) {
+		struct task_ctx *tctx = lookup_task_ctx(p);
+
+		if (tctx) {
+			refresh_class(p, tctx);
+			if (preempt_for(p, tctx, enq_flags))
+				return;
+		}
 	}
 
 	queue_to_usersched(p, prev_cpu, enq_flags);
@@ -539,6 +586,7 @@ void BPF_STRUCT_OPS(prism_running, struct task_struct *p)
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
 		cctx->class = tctx ? tctx->class : CLASS_UNSET;
+		cctx->started_at = scx_bpf_now();
 		cctx->running = 1;
 	}
 }
@@ -561,6 +609,8 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 	ran = now - tctx->start_ts;
 	tctx->stop_ts = now;
 	tctx->exec_runtime += ran;
+	if (!runnable)
+		tctx->last_burst_ns = tctx->exec_runtime;
 	if (tctx->class < NR_CLASSES)
 		__sync_fetch_and_add(&class_runtime_ns[tctx->class], ran);
 }
