@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
 
+use crate::abi::{Entry, Facets, Flags, Identity, LatencyClass, Weight};
 use crate::cgroup;
 use crate::pinned::{BusPaths, ensure_bpffs};
 
@@ -19,6 +20,21 @@ fn unique(tag: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A bus entry as a test or a lab experiment writes it: identity `id` with
+/// the sched facet, `class`, and `weight` (0: unset). Panics on a bad value.
+pub fn sched_entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
+    Entry {
+        identity: Identity::new(id).expect("a 24-bit identity"),
+        flags: Flags {
+            facets: Facets::SCHED,
+            class,
+            weight: Weight::new(weight).expect("a weight in 0..=127"),
+        },
+        label_hash: 0,
+        updated_ns: 1,
+    }
 }
 
 /// Panics unless the test runs as root: these tests need the real kernel.

@@ -5,21 +5,13 @@ use std::os::unix::fs::PermissionsExt;
 
 use libbpf_rs::{MapCore, MapHandle, MapType};
 use prism_bus::abi::{BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, IDENTITY_MAP_FLAGS};
-use prism_bus::testing::TempBusDir;
-use prism_bus::{
-    Bus, BusError, BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight, label_hash,
-};
+use prism_bus::testing::{TempBusDir, sched_entry};
+use prism_bus::{Bus, BusError, BusWriter, Entry, LatencyClass, label_hash};
 
 fn entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
     Entry {
-        identity: Identity::new(id).unwrap(),
-        flags: Flags {
-            facets: Facets::SCHED,
-            class,
-            weight: Weight::new(weight).unwrap(),
-        },
         label_hash: label_hash(format!("app=svc{id};").as_bytes()),
-        updated_ns: 1,
+        ..sched_entry(id, class, weight)
     }
 }
 

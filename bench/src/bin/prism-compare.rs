@@ -19,8 +19,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use prism_bench::lab::{self, Hogs, Probe, SchedProcess};
 use prism_bench::latency::Summary;
-use prism_bus::testing::{TempBusDir, TempCgroup};
-use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
+use prism_bus::{BusWriter, LatencyClass};
 
 #[derive(Parser)]
 #[command(about = "Side-by-side latency of a critical probe under CPU hogs: EEVDF vs scx_prism")]
@@ -84,19 +84,6 @@ struct Trial {
     hog_cpus: f64,
 }
 
-fn entry(class: LatencyClass, id: u32) -> Entry {
-    Entry {
-        identity: Identity::new(id).expect("24-bit"),
-        flags: Flags {
-            facets: Facets::SCHED,
-            class,
-            weight: Weight::UNSET,
-        },
-        label_hash: 0,
-        updated_ns: 1,
-    }
-}
-
 fn set_weight(cg: &Path, w: u32) -> Result<()> {
     std::fs::write(cg.join("cpu.weight"), w.to_string())
         .with_context(|| format!("cpu.weight of {}", cg.display()))
@@ -136,8 +123,8 @@ fn main() -> Result<()> {
     let mut w = BusWriter::create_or_open(&labelled.paths, 1024)?;
     w.write_batch(
         &[
-            (crit.id(), entry(LatencyClass::Critical, 300)),
-            (batch.id(), entry(LatencyClass::Batch, 301)),
+            (crit.id(), sched_entry(300, LatencyClass::Critical, 0)),
+            (batch.id(), sched_entry(301, LatencyClass::Batch, 0)),
         ],
         &[],
     )?;

@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, OpenObject, PrintLevel};
 use prism_bus::consumer::{SlotChange, SlotKeeper};
-use prism_bus::testing::{TempBusDir, TempCgroup};
-use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry as entry};
+use prism_bus::{BusWriter, LatencyClass};
 use prism_bus_bpf_tests::bus_probe::{BusProbeSkel, BusProbeSkelBuilder, OpenBusProbeSkel};
 
 const SRC_MISS: u32 = 0;
@@ -90,19 +90,6 @@ impl Drop for Echo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
-    Entry {
-        identity: Identity::new(id).unwrap(),
-        flags: Flags {
-            facets: Facets::SCHED,
-            class,
-            weight: Weight::new(weight).unwrap(),
-        },
-        label_hash: 0,
-        updated_ns: 1,
     }
 }
 

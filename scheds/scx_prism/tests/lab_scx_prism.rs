@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use prism_bench::lab::{self, Hogs, Probe, SchedProcess};
 use prism_bench::latency::Summary;
-use prism_bus::testing::{TempBusDir, TempCgroup};
-use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
+use prism_bus::{BusWriter, Entry, LatencyClass};
+
+fn entry(id: u32, class: LatencyClass) -> Entry {
+    sched_entry(id, class, 0)
+}
 
 fn scx_prism() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_scx_prism"))
@@ -25,19 +29,6 @@ fn probe_bin() -> PathBuf {
         p.display()
     );
     p
-}
-
-fn entry(id: u32, class: LatencyClass) -> Entry {
-    Entry {
-        identity: Identity::new(id).unwrap(),
-        flags: Flags {
-            facets: Facets::SCHED,
-            class,
-            weight: Weight::UNSET,
-        },
-        label_hash: 0,
-        updated_ns: 1,
-    }
 }
 
 fn start(bus: &TempBusDir, extra: &[&str]) -> SchedProcess {
