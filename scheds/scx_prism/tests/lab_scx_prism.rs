@@ -301,3 +301,62 @@ fn normal_work_keeps_its_minimum_share() {
         share * 100.0
     );
 }
+
+/// `--monitor` reads a running scheduler's statistics over scx_stats without loading anything.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn monitor_reads_the_running_schedulers_stats() {
+    let bus = TempBusDir::new("monitor");
+    let s = start(&bus, &[]);
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "INT", "4"])
+        .arg(scx_prism())
+        .args(["--monitor", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    stop_cleanly(s);
+    println!("{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("[scx_prism]"))
+            .count()
+            >= 2,
+        "{text}"
+    );
+    assert!(text.contains("wait p50/p99"), "{text}");
+}
+
+/// cgroup cpu.weight scales CPU time: hogs in a weight-300 cgroup get about
+/// three times the CPU of the same hogs in a weight-100 one.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn cgroup_cpu_weight_is_honoured() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("weight");
+    let (light, heavy) = (TempCgroup::new("w100"), TempCgroup::new("w300"));
+    std::fs::write(light.path.join("cpu.weight"), "100").unwrap();
+    std::fs::write(heavy.path.join("cpu.weight"), "300").unwrap();
+    let s = start(&bus, &[]);
+    let n = lab::nr_cpus();
+    let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
+    sleep(Duration::from_secs(1));
+    let (l0, h0) = (
+        lab::cpu_usage_us(&light.path),
+        lab::cpu_usage_us(&heavy.path),
+    );
+    sleep(Duration::from_secs(6));
+    let (l1, h1) = (
+        lab::cpu_usage_us(&light.path),
+        lab::cpu_usage_us(&heavy.path),
+    );
+    drop(hogs);
+    stop_cleanly(s);
+    let ratio = (h1 - h0) as f64 / (l1 - l0).max(1) as f64;
+    println!("weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
+    assert!(
+        (2.0..=4.5).contains(&ratio),
+        "cpu.weight ratio {ratio:.2} is not about 3"
+    );
+}
