@@ -45,7 +45,7 @@ const volatile bool preempt_lower = true;
 /* a task that ran less than this before sleeping is interactive */
 const volatile u64 interactive_burst_ns = 2500000ULL;
 /* an interactive waker may preempt a same-class task that ran this long */
-const volatile u64 preempt_min_run_ns = 250000ULL;
+const volatile u64 preempt_min_run_ns = 1000000ULL;
 
 /* set by user space while normal+batch are below their minimum share */
 volatile bool lower_classes_starving;
@@ -263,9 +263,8 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 {
 	u32 rank = class_rank(tctx->class), best = rank;
 	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
-	s32 cpu, victim = -1, this_cpu = bpf_get_smp_processor_id();
 	u64 now = scx_bpf_now(), longest = 0;
-	bool best_local = false;
+	s32 cpu, victim = -1;
 
 	if (rank == 0 || (rank == 2 && lower_classes_starving))
 		return -1;
@@ -288,18 +287,11 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 			continue;
 		if (r == rank && (!interactive || ran < preempt_min_run_ns))
 			continue;
-		/*
-		 * The lowest class first; among equals this CPU (preempting
-		 * ourselves needs no IPI: the wakeup usually lands where the
-		 * task slept), then the longest-running.
-		 */
-		if (r < best || victim < 0 ||
-		    (r == best && (cpu == this_cpu) > best_local) ||
-		    (r == best && (cpu == this_cpu) == best_local && ran > longest)) {
+		/* the lowest class first, then the longest-running */
+		if (r < best || (r == best && ran > longest)) {
 			victim = cpu;
 			best = r;
 			longest = ran;
-			best_local = cpu == this_cpu;
 		}
 	}
 	return victim;
@@ -368,16 +360,11 @@ s32 BPF_STRUCT_OPS(prism_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 
 	cpu = pick_idle_cpu(p, prev_cpu, wake_flags);
 	if (cpu >= 0) {
-		bool critical;
-
-		tctx = lookup_task_ctx(p);
-		critical = tctx && refresh_class(p, tctx) && tctx->class == CLASS_CRITICAL;
-		/* critical work goes first anyway: it need not wait for the queues to drain */
-		if (critical || can_direct_dispatch(cpu)) {
-			/* straight to its local DSQ: the CPU runs it without a dispatch() round */
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, 0);
+		if (can_direct_dispatch(cpu)) {
+			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, 0);
 			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
-			if (critical)
+			tctx = lookup_task_ctx(p);
+			if (tctx && refresh_class(p, tctx) && tctx->class == CLASS_CRITICAL)
 				__sync_fetch_and_add(&nr_direct_critical, 1);
 		}
 		return cpu;
@@ -473,7 +460,7 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 	if (queued_wakeup) {
 		cpu = pick_idle_cpu(p, prev_cpu, 0);
 		if (cpu >= 0 && can_direct_dispatch(cpu) && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
+			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, enq_flags);
 			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
