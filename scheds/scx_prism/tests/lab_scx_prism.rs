@@ -355,10 +355,11 @@ fn cgroup_cpu_weight_is_honoured() {
     stop_cleanly(s);
     let ratio = (h1 - h0) as f64 / (l1 - l0).max(1) as f64;
     println!("weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
-    // Runs have given 2.8 to 7.6: the weight clearly acts, but not yet with
-    // proportional precision (see the issue note); the bound says "honoured".
+    // Runs have given 2.8 to 8.1: the weight clearly acts, but not yet with
+    // proportional precision (see the issue note), so only its direction is
+    // asserted, with margin.
     assert!(
-        (1.5..=12.0).contains(&ratio),
+        ratio >= 1.5,
         "cpu.weight ratio {ratio:.2}: the weight is not honoured"
     );
 }

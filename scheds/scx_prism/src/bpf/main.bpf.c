@@ -407,18 +407,11 @@ static void fill_record(struct queued_task *t, struct task_struct *p, struct tas
 }
 
 /* Hand a task to user space; if its ring buffer is full, to the shared queue. */
-static void queue_to_usersched(struct task_struct *p, s32 prev_cpu, u64 enq_flags)
+static void queue_to_usersched(struct task_struct *p, struct task_ctx *tctx,
+			       struct prism_task_info *info, s32 prev_cpu, u64 enq_flags)
 {
-	struct prism_task_info *info;
-	struct task_ctx *tctx;
 	struct queued_task *t;
 
-	tctx = lookup_task_ctx(p);
-	if (!tctx) {
-		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
-		return;
-	}
-	info = refresh_class(p, tctx);
 	/* a task re-queued at the end of its slice waits from now */
 	if (!tctx->enq_ts)
 		tctx->enq_ts = scx_bpf_now();
@@ -439,6 +432,8 @@ static void queue_to_usersched(struct task_struct *p, s32 prev_cpu, u64 enq_flag
 void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
+	struct prism_task_info *info;
+	struct task_ctx *tctx;
 	bool queued_wakeup = !__COMPAT_is_enq_cpu_selected(enq_flags) && !scx_bpf_task_running(p);
 
 	if (is_usersched(p)) {
@@ -469,17 +464,17 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 			prev_cpu = cpu;
 	}
 
-	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP)) {
-		struct task_ctx *tctx = lookup_task_ctx(p);
-
-		if (tctx) {
-			refresh_class(p, tctx);
-			if (preempt_for(p, tctx, enq_flags))
-				return;
-		}
+	tctx = lookup_task_ctx(p);
+	if (!tctx) {
+		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
+		return;
 	}
+	/* one resolution serves both the preemption choice and the record */
+	info = refresh_class(p, tctx);
+	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP) && preempt_for(p, tctx, enq_flags))
+		return;
 
-	queue_to_usersched(p, prev_cpu, enq_flags);
+	queue_to_usersched(p, tctx, info, prev_cpu, enq_flags);
 	kick_idle_cpu(p, prev_cpu);
 }
 
