@@ -176,6 +176,7 @@ impl<'a> Scheduler<'a> {
             nice_weight: t.nice_weight,
             cgroup_weight: t.cgroup_weight,
             bus_weight: t.bus_weight,
+            woke: t.woke != 0,
         }
     }
 

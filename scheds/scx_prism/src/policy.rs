@@ -76,6 +76,8 @@ pub struct Runnable {
     pub nice_weight: u32,
     pub cgroup_weight: u32,
     pub bus_weight: u32,
+    /// It slept and is waking up (else it stayed runnable: slice end, preemption).
+    pub woke: bool,
 }
 
 /// A decision for one task (a dispatched_task record).
@@ -175,11 +177,15 @@ impl Policy {
         let q = Self::queue_of(task.class);
         let w = effective_weight(&task);
         let clock = self.clock[q];
-        // A sleeper keeps at most one slice of credit; a new task starts now.
+        // A new task starts now; a sleeper keeps at most one slice of credit;
+        // a task that stayed runnable keeps its lag (clamping it would undo
+        // its weight: the heavier a task, the further ahead the clock runs).
         let vr = if task.vruntime == 0 {
             clock
-        } else {
+        } else if task.woke {
             task.vruntime.max(clock.saturating_sub(self.t.slice_ns))
+        } else {
+            task.vruntime
         };
         let vr = vr + task.last_ran_ns * 100 / w;
         let exec = task
@@ -423,9 +429,23 @@ mod tests {
         p.next(2);
         let mut sleeper = task(2, NORMAL);
         sleeper.vruntime = 1;
+        sleeper.woke = true;
         p.enqueue(sleeper);
         let d = p.next(2).unwrap();
         assert_eq!(d.vruntime, 100_000_000 - Tunables::default().slice_ns);
+    }
+
+    #[test]
+    fn runnable_tasks_keep_their_lag() {
+        let mut p = Policy::new(Tunables::default(), 16);
+        let mut runner = task(1, NORMAL);
+        runner.vruntime = 100_000_000;
+        p.enqueue(runner);
+        p.next(2);
+        let mut behind = task(2, NORMAL);
+        behind.vruntime = 1;
+        p.enqueue(behind);
+        assert_eq!(p.next(2).unwrap().vruntime, 1, "no clamp without a sleep");
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn monitor_reads_the_running_schedulers_stats() {
     let bus = TempBusDir::new("monitor");
     let s = start(&bus, &[]);
     let out = std::process::Command::new("timeout")
-        .args(["-s", "INT", "4"])
+        .args(["-s", "INT", "7"])
         .arg(scx_prism())
         .args(["--monitor", "1"])
         .output()
@@ -327,8 +327,8 @@ fn monitor_reads_the_running_schedulers_stats() {
     assert!(text.contains("wait p50/p99"), "{text}");
 }
 
-/// cgroup cpu.weight scales CPU time: hogs in a weight-300 cgroup get more
-/// CPU than the same hogs in a weight-100 one (ideally three times).
+/// cgroup cpu.weight scales CPU time: hogs in a weight-300 cgroup get about
+/// three times the CPU of the same hogs in a weight-100 one.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn cgroup_cpu_weight_is_honoured() {
@@ -355,11 +355,8 @@ fn cgroup_cpu_weight_is_honoured() {
     stop_cleanly(s);
     let ratio = (h1 - h0) as f64 / (l1 - l0).max(1) as f64;
     println!("weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
-    // Runs have given 2.8 to 8.1: the weight clearly acts, but not yet with
-    // proportional precision (see the issue note), so only its direction is
-    // asserted, with margin.
     assert!(
-        ratio >= 1.5,
-        "cpu.weight ratio {ratio:.2}: the weight is not honoured"
+        (2.0..=4.5).contains(&ratio),
+        "cpu.weight ratio {ratio:.2} is not about 3"
     );
 }

@@ -58,7 +58,7 @@ struct queued_task {
 	u32 bus_weight;		/* 0 unset, 1..127, 64 neutral */
 	u32 bus_source;		/* BUS_* */
 	u32 last_wait_class;	/* its class when it waited last_wait_ns */
-	u32 pad;
+	u32 woke;		/* 1 if it is waking up (it slept), 0 if it stayed runnable */
 	char comm[TASK_COMM_LEN_PRISM];
 };
 

@@ -384,6 +384,7 @@ static void fill_record(struct queued_task *t, struct task_struct *p, struct tas
 	t->exec_runtime = tctx->exec_runtime;
 	t->vruntime = tctx->vruntime;
 	t->enq_cnt = ++tctx->enq_cnt;
+	t->woke = !!(enq_flags & SCX_ENQ_WAKEUP);
 	/* each wait is reported once */
 	t->last_wait_ns = tctx->last_wait_ns;
 	t->last_wait_class = tctx->last_wait_class;
