@@ -305,7 +305,7 @@ fn check_kernel() -> Result<()> {
         "this kernel ({}) has no sched_ext: scx_prism needs a kernel built with CONFIG_SCHED_CLASS_EXT=y \
          (and CONFIG_BPF_SYSCALL, CONFIG_BPF_JIT, CONFIG_DEBUG_INFO_BTF). Debian's kernels have it from 6.14 on \
          (trixie-backports). To run it on this host anyway, use the lab VM: \
-         `ci/lab run -- target/release/scx_prism` (see the README, \"Running scx_prism\").",
+         `ci/lab run -- target/release/scx_prism` (README, section \"scx_prism\").",
         release.trim()
     )
 }
