@@ -3,9 +3,8 @@
 //!
 //!     cargo run --example label -- /sys/fs/bpf/prism /sys/fs/cgroup/crit critical [weight]
 
-use prism_bus::{
-    BusPaths, BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight, cgroup,
-};
+use prism_bus::testing::sched_entry;
+use prism_bus::{BusPaths, BusWriter, LatencyClass, cgroup};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,19 +19,14 @@ fn main() -> anyhow::Result<()> {
         "batch" => LatencyClass::Batch,
         other => anyhow::bail!("unknown class {other}"),
     };
-    let weight = Weight::new(args.get(4).map_or(Ok(0), |w| w.parse())?)?;
+    let weight: u32 = args.get(4).map_or(Ok(0), |w| w.parse())?;
+    anyhow::ensure!(
+        weight <= 127,
+        "weight {weight} is out of range (1..=127, 0 unset)"
+    );
     let id = cgroup::cgroup_id(std::path::Path::new(&args[2]))?;
     let mut w = BusWriter::create_or_open(&BusPaths::new(&args[1]), 1 << 16)?;
-    let entry = Entry {
-        identity: Identity::new(256 + (id % 1000) as u32)?,
-        flags: Flags {
-            facets: Facets::SCHED,
-            class,
-            weight,
-        },
-        label_hash: 0,
-        updated_ns: 1,
-    };
+    let entry = sched_entry(256 + (id % 1000) as u32, class, weight);
     let generation = w.write_batch(&[(id, entry)], &[])?;
     println!("cgroup {id} -> {class} (generation {generation})");
     Ok(())

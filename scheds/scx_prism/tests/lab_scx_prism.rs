@@ -3,7 +3,7 @@
 //! `--include-ignored --test-threads=1`. Each test loads the real scheduler
 //! and asserts what the kernel and the workloads show.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -73,14 +73,32 @@ fn loads_enables_and_unloads_on_sigint() {
     assert_eq!(lab::ops(), "");
 }
 
-fn stress(seconds: u64) {
-    let status = std::process::Command::new("stress-ng")
-        .args(["--cpu", "2", "--fork", "2", "--switch", "2", "--timeout"])
-        .arg(format!("{seconds}s"))
-        .args(["--quiet"])
+/// stress-ng's CPU, fork and context-switch stressors for `seconds`, all
+/// of them in `cgroup` (the shell moves itself there before exec).
+fn stress(cgroup: &Path, seconds: u64) {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec stress-ng --cpu 2 --fork 2 --switch 2 --timeout {seconds}s --quiet",
+            cgroup.display()
+        ))
         .status()
-        .expect("stress-ng (apt install stress-ng)");
-    assert!(status.success(), "stress-ng failed: {status}");
+        .expect("sh");
+    assert!(
+        status.success(),
+        "stress-ng failed (apt install stress-ng): {status}"
+    );
+}
+
+/// Pin a bus in `bus` with each cgroup labelled (identity, class), as the feeder would.
+fn label(bus: &TempBusDir, labels: &[(&TempCgroup, u32, LatencyClass)]) -> BusWriter {
+    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
+    let entries: Vec<(u64, Entry)> = labels
+        .iter()
+        .map(|(cg, id, class)| (cg.id(), entry(*id, *class)))
+        .collect();
+    w.write_batch(&entries, &[]).unwrap();
+    w
 }
 
 #[test]
@@ -88,7 +106,7 @@ fn stress(seconds: u64) {
 fn survives_45s_of_stress_ng_with_an_empty_bus() {
     let bus = TempBusDir::new("stress-empty");
     let mut s = start(&bus, &[]);
-    stress(45);
+    stress(&cgroup2_root(), 45);
     assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
     assert_eq!(
         lab::state(),
@@ -104,21 +122,9 @@ fn survives_45s_of_stress_ng_with_an_empty_bus() {
 fn survives_45s_of_stress_ng_with_bus_entries() {
     let bus = TempBusDir::new("stress-bus");
     let cg = TempCgroup::new("stress");
-    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
-    w.write_batch(&[(cg.id(), entry(300, LatencyClass::Critical))], &[])
-        .unwrap();
+    label(&bus, &[(&cg, 300, LatencyClass::Critical)]);
     let mut s = start(&bus, &[]);
-    // stress-ng and its workers run in the critical cgroup; the shell doing it
-    // is this test's child, moved there first.
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > '{}/cgroup.procs' && exec stress-ng --cpu 2 --fork 2 --switch 2 --timeout 45s --quiet",
-            cg.path.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    stress(&cg.path, 45);
     assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
     assert_eq!(lab::state(), "enabled");
     let log = stop_cleanly(s);
@@ -164,17 +170,15 @@ fn critical_beats_normal_beats_batch() {
         TempCgroup::new("batch"),
         TempCgroup::new("hogs"),
     );
-    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
-    w.write_batch(
+    label(
+        &bus,
         &[
-            (crit.id(), entry(301, LatencyClass::Critical)),
-            (norm.id(), entry(302, LatencyClass::Normal)),
-            (batch.id(), entry(303, LatencyClass::Batch)),
-            (hogs_cg.id(), entry(304, LatencyClass::Batch)),
+            (&crit, 301, LatencyClass::Critical),
+            (&norm, 302, LatencyClass::Normal),
+            (&batch, 303, LatencyClass::Batch),
+            (&hogs_cg, 304, LatencyClass::Batch),
         ],
-        &[],
-    )
-    .unwrap();
+    );
     let s = start(&bus, &[]);
     let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
     sleep(Duration::from_millis(500));
@@ -219,15 +223,13 @@ fn relabelling_a_running_workload_takes_effect() {
         TempCgroup::new("relabel-probe"),
         TempCgroup::new("relabel-hogs"),
     );
-    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
-    w.write_batch(
+    let mut w = label(
+        &bus,
         &[
-            (probe_cg.id(), entry(310, LatencyClass::Batch)),
-            (hogs_cg.id(), entry(311, LatencyClass::Batch)),
+            (&probe_cg, 310, LatencyClass::Batch),
+            (&hogs_cg, 311, LatencyClass::Batch),
         ],
-        &[],
-    )
-    .unwrap();
+    );
     let s = start(&bus, &[]);
     let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
     sleep(Duration::from_millis(500));
@@ -263,15 +265,13 @@ fn normal_work_keeps_its_minimum_share() {
     lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("share");
     let (crit, norm) = (TempCgroup::new("share-crit"), TempCgroup::new("share-norm"));
-    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
-    w.write_batch(
+    label(
+        &bus,
         &[
-            (crit.id(), entry(320, LatencyClass::Critical)),
-            (norm.id(), entry(321, LatencyClass::Normal)),
+            (&crit, 320, LatencyClass::Critical),
+            (&norm, 321, LatencyClass::Normal),
         ],
-        &[],
-    )
-    .unwrap();
+    );
     let s = start(&bus, &["--min-share", "25"]);
     let n = lab::nr_cpus();
     let crit_hogs = Hogs::start(&crit.path, n);
