@@ -15,7 +15,7 @@ mod policy;
 mod stats;
 
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -295,40 +295,6 @@ impl<'a> Scheduler<'a> {
     }
 }
 
-/// A clear refusal on a kernel without sched_ext, before anything is loaded.
-fn check_kernel() -> Result<()> {
-    if Path::new("/sys/kernel/sched_ext").exists() {
-        return Ok(());
-    }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    bail!(
-        "this kernel ({}) has no sched_ext: scx_prism needs a kernel built with CONFIG_SCHED_CLASS_EXT=y \
-         (and CONFIG_BPF_SYSCALL, CONFIG_BPF_JIT, CONFIG_DEBUG_INFO_BTF). Debian's kernels have it from 6.14 on \
-         (trixie-backports). To run it on this host anyway, use the lab VM: \
-         `ci/lab run -- target/release/scx_prism` (README, section \"scx_prism\").",
-        release.trim()
-    )
-}
-
-fn init_logging(verbose: bool) -> Result<()> {
-    let mut cfg = simplelog::ConfigBuilder::new();
-    cfg.set_time_level(simplelog::LevelFilter::Error)
-        .set_location_level(simplelog::LevelFilter::Off)
-        .set_target_level(simplelog::LevelFilter::Off)
-        .set_thread_level(simplelog::LevelFilter::Off);
-    simplelog::TermLogger::init(
-        if verbose {
-            simplelog::LevelFilter::Debug
-        } else {
-            simplelog::LevelFilter::Info
-        },
-        cfg.build(),
-        simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Auto,
-    )?;
-    Ok(())
-}
-
 fn main() -> std::process::ExitCode {
     match run(Opts::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -351,7 +317,7 @@ fn run(opts: Opts) -> Result<()> {
         stats::server_data().describe_meta(&mut std::io::stdout(), None)?;
         return Ok(());
     }
-    init_logging(opts.verbose)?;
+    prism_sched::logging::init(opts.verbose)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
@@ -372,7 +338,7 @@ fn run(opts: Opts) -> Result<()> {
         }
     }
 
-    check_kernel()?;
+    prism_sched::kernel::check_sched_ext(SCHEDULER_NAME)?;
     let mut open_object = MaybeUninit::uninit();
     let mut sched = Scheduler::init(&opts, &mut open_object, shutdown)?;
     let exit = sched.run()?;

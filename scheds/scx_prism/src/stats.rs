@@ -9,65 +9,9 @@ use scx_stats::prelude::*;
 use scx_stats_derive::{Stats, stat_doc};
 use serde::{Deserialize, Serialize};
 
+use prism_sched::WaitHistogram;
+
 use crate::policy::NR_CLASSES;
-
-/// Wait-time histogram with four buckets per power of two (fixed size: no
-/// allocation when recording). Values are nanoseconds.
-#[derive(Clone)]
-pub struct WaitHistogram {
-    buckets: [u64; 4 * 64],
-    count: u64,
-}
-
-impl Default for WaitHistogram {
-    fn default() -> Self {
-        WaitHistogram {
-            buckets: [0; 4 * 64],
-            count: 0,
-        }
-    }
-}
-
-impl WaitHistogram {
-    fn bucket(ns: u64) -> usize {
-        if ns < 4 {
-            return ns as usize;
-        }
-        let log = 63 - ns.leading_zeros() as usize;
-        let frac = ((ns >> (log - 2)) & 3) as usize;
-        log * 4 + frac
-    }
-
-    /// Upper bound of a bucket: what a percentile in it is reported as.
-    fn bucket_top(i: usize) -> u64 {
-        if i < 4 {
-            return i as u64;
-        }
-        let (log, frac) = (i / 4, (i % 4) as u64);
-        (1u64 << log) + ((frac + 1) << (log - 2)) - 1
-    }
-
-    pub fn record(&mut self, ns: u64) {
-        self.buckets[Self::bucket(ns).min(4 * 64 - 1)] += 1;
-        self.count += 1;
-    }
-
-    /// The p-th percentile (0..=100), in microseconds; 0 when empty.
-    pub fn percentile_us(&self, p: f64) -> f64 {
-        if self.count == 0 {
-            return 0.0;
-        }
-        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Self::bucket_top(i) as f64 / 1000.0;
-            }
-        }
-        Self::bucket_top(self.buckets.len() - 1) as f64 / 1000.0
-    }
-}
 
 #[stat_doc]
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
@@ -229,33 +173,4 @@ pub fn monitor(
         || shutdown.load(std::sync::atomic::Ordering::Relaxed),
         |m| m.format(&mut std::io::stdout()),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_land_in_the_right_bucket() {
-        let mut h = WaitHistogram::default();
-        for us in 1..=100u64 {
-            h.record(us * 1000);
-        }
-        let p50 = h.percentile_us(50.0);
-        let p99 = h.percentile_us(99.0);
-        assert!((50.0..=62.5).contains(&p50), "{p50}");
-        assert!((99.0..=123.0).contains(&p99), "{p99}");
-        assert_eq!(WaitHistogram::default().percentile_us(99.0), 0.0);
-    }
-
-    #[test]
-    fn buckets_are_monotonic() {
-        let mut last = 0;
-        for ns in [5u64, 7, 8, 100, 1000, 1 << 20, 1 << 40] {
-            let b = WaitHistogram::bucket(ns);
-            assert!(b >= last);
-            assert!(WaitHistogram::bucket_top(b) >= ns, "{ns}");
-            last = b;
-        }
-    }
 }

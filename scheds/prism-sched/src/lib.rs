@@ -1,0 +1,7 @@
+//! What scx_prism and scx_prism_bpfland share on the Rust side.
+
+pub mod kernel;
+pub mod logging;
+pub mod wait_histogram;
+
+pub use wait_histogram::WaitHistogram;

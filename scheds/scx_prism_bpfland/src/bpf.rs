@@ -1,0 +1,237 @@
+//! The loader: size the BPF side to this machine's topology, load and
+//! attach it, keep the bus slots current (only with --prism), read its
+//! counters, report how it exited.
+
+use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
+
+use anyhow::{Context, Result, bail};
+use libbpf_rs::OpenObject;
+use log::info;
+use prism_bus::BusPaths;
+use prism_bus::consumer::{SlotChange, SlotKeeper};
+use prism_sched::WaitHistogram;
+use scx_utils::{
+    Topology, UserExitInfo, compat, scx_ops_attach, scx_ops_load, scx_ops_open, uei_exited,
+    uei_report,
+};
+
+use crate::bpf_intf::{consts_MAX_CPUS, consts_MAX_LLCS, consts_MAX_NODES, consts_NR_CLASSES};
+use crate::bpf_skel::{BpfSkel, BpfSkelBuilder};
+
+pub const NR_CLASSES: usize = consts_NR_CLASSES as usize;
+const MAX_CPUS: usize = consts_MAX_CPUS as usize;
+const MAX_LLCS: usize = consts_MAX_LLCS as usize;
+const MAX_NODES: usize = consts_MAX_NODES as usize;
+
+/// The policy's knobs, from the command line.
+pub struct BpfConfig {
+    pub slice_max_ns: u64,
+    pub slice_min_ns: u64,
+    pub slice_lag_ns: u64,
+    pub preempt_min_ns: u64,
+    pub class_offset_ns: u64,
+    pub batch_slice_factor: u32,
+    /// The bus to read classes from; None: --prism is off, the bus is never opened.
+    pub prism: Option<BusPaths>,
+    pub partial: bool,
+    pub exit_dump_len: u32,
+    pub verbose: bool,
+}
+
+/// Counters the BPF side keeps (cumulative since load).
+#[derive(Clone)]
+pub struct BpfCounters {
+    pub direct_dispatches: u64,
+    pub queued_dispatches: u64,
+    pub preemptions: u64,
+    pub steals: u64,
+    pub runs: [u64; NR_CLASSES],
+    pub class_runtime_ns: [u64; NR_CLASSES],
+    pub wait: [WaitHistogram; NR_CLASSES],
+    pub bus_cached: u64,
+    pub bus_own: u64,
+    pub bus_ancestor: u64,
+    pub bus_miss: u64,
+}
+
+pub struct BpfScheduler<'obj> {
+    skel: BpfSkel<'obj>,
+    struct_ops: Option<libbpf_rs::Link>,
+    bus: Option<SlotKeeper>,
+}
+
+/// Where each CPU sits: dense LLC and node indexes, as the BPF side wants them.
+struct Layout {
+    cpu_llc: Vec<(usize, u32)>,
+    cpu_node: Vec<(usize, u32)>,
+    llc_nr_cpus: Vec<u32>,
+    smt: bool,
+}
+
+fn layout(topo: &Topology) -> Result<Layout> {
+    let mut llcs = BTreeMap::new();
+    let mut nodes = BTreeMap::new();
+    let (mut cpu_llc, mut cpu_node) = (Vec::new(), Vec::new());
+    for (&id, cpu) in &topo.all_cpus {
+        if id >= MAX_CPUS {
+            bail!("CPU {id} is beyond the {MAX_CPUS} this scheduler supports");
+        }
+        let next = llcs.len() as u32;
+        let llc = *llcs.entry(cpu.llc_id).or_insert(next);
+        let next = nodes.len() as u32;
+        let node = *nodes.entry(cpu.node_id).or_insert(next);
+        cpu_llc.push((id, llc));
+        cpu_node.push((id, node));
+    }
+    if llcs.len() > MAX_LLCS || nodes.len() > MAX_NODES {
+        bail!(
+            "{} LLCs / {} nodes: at most {MAX_LLCS} / {MAX_NODES} supported",
+            llcs.len(),
+            nodes.len()
+        );
+    }
+    let mut llc_nr_cpus = vec![0; llcs.len()];
+    for &(_, llc) in &cpu_llc {
+        llc_nr_cpus[llc as usize] += 1;
+    }
+    Ok(Layout {
+        cpu_llc,
+        cpu_node,
+        llc_nr_cpus,
+        smt: topo.smt_enabled,
+    })
+}
+
+impl<'obj> BpfScheduler<'obj> {
+    pub fn init(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &BpfConfig) -> Result<Self> {
+        let topo = Topology::new().context("reading the CPU topology")?;
+        let layout = layout(&topo)?;
+        info!(
+            "topology: {} CPUs, {} LLCs, SMT {}",
+            layout.cpu_llc.len(),
+            layout.llc_nr_cpus.len(),
+            if layout.smt { "on" } else { "off" }
+        );
+
+        let mut builder = BpfSkelBuilder::default();
+        builder.obj_builder.debug(cfg.verbose);
+        let mut skel = scx_ops_open!(
+            builder,
+            open_object,
+            prism_bpfland_ops,
+            None::<libbpf_rs::libbpf_sys::bpf_object_open_opts>
+        )?;
+
+        let ops = skel.struct_ops.prism_bpfland_ops_mut();
+        // Kernels that still gate the cgroup weight callbacks behind a flag
+        // (6.15 .. 6.17) want it set; later ones call them always.
+        ops.flags = compat::read_enum("scx_ops_flags", "SCX_OPS_HAS_CGROUP_WEIGHT").unwrap_or(0);
+        if cfg.partial {
+            ops.flags |= *compat::SCX_OPS_SWITCH_PARTIAL;
+        }
+        ops.exit_dump_len = cfg.exit_dump_len;
+
+        let rodata = skel.maps.rodata_data.as_mut().context("no rodata")?;
+        rodata.slice_max_ns = cfg.slice_max_ns;
+        rodata.slice_min_ns = cfg.slice_min_ns;
+        rodata.slice_lag_ns = cfg.slice_lag_ns;
+        rodata.preempt_min_ns = cfg.preempt_min_ns;
+        rodata.class_offset_ns = cfg.class_offset_ns;
+        rodata.batch_slice_factor = cfg.batch_slice_factor;
+        rodata.prism_enabled = cfg.prism.is_some();
+        rodata.smt_enabled = layout.smt;
+        rodata.nr_llcs = layout.llc_nr_cpus.len() as u32;
+        for &(cpu, llc) in &layout.cpu_llc {
+            rodata.cpu_llc[cpu] = llc;
+        }
+        for &(cpu, node) in &layout.cpu_node {
+            rodata.cpu_node[cpu] = node;
+        }
+        for (llc, &n) in layout.llc_nr_cpus.iter().enumerate() {
+            rodata.llc_nr_cpus[llc] = n;
+        }
+
+        // With --prism, the bus slots' template must match the pinned map
+        // when there is one; libbpf reads the fd at load time.
+        let template = cfg
+            .prism
+            .as_ref()
+            .and_then(|paths| prism_bus::Bus::open(paths).ok());
+        if let Some(bus) = &template {
+            use std::os::fd::AsFd;
+            skel.maps
+                .prism_bus_identity
+                .set_inner_map_fd(bus.identity_map().as_fd())
+                .context("sizing the bus slot")?;
+        }
+        let mut skel = scx_ops_load!(skel, prism_bpfland_ops, uei)?;
+        drop(template);
+
+        let bus = match &cfg.prism {
+            Some(paths) => {
+                let mut keeper = SlotKeeper::new(paths.clone());
+                keeper.poll(&skel.maps.prism_bus_identity, &skel.maps.prism_bus_meta)?;
+                Some(keeper)
+            }
+            None => None,
+        };
+        let struct_ops = Some(scx_ops_attach!(skel, prism_bpfland_ops)?);
+        Ok(BpfScheduler {
+            skel,
+            struct_ops,
+            bus,
+        })
+    }
+
+    /// With --prism, keep the bus slots on the pinned bus (attach late,
+    /// follow re-creation).
+    pub fn poll_bus(&mut self) -> Result<SlotChange> {
+        match &mut self.bus {
+            Some(keeper) => Ok(keeper.poll(
+                &self.skel.maps.prism_bus_identity,
+                &self.skel.maps.prism_bus_meta,
+            )?),
+            None => Ok(SlotChange::None),
+        }
+    }
+
+    /// None without --prism; else whether the bus is attached.
+    pub fn bus_attached(&self) -> Option<bool> {
+        self.bus.as_ref().map(|k| k.attached().is_some())
+    }
+
+    pub fn counters(&self) -> BpfCounters {
+        let b = self.skel.maps.bss_data.as_ref().expect("bss");
+        BpfCounters {
+            direct_dispatches: b.nr_direct_dispatches,
+            queued_dispatches: b.nr_queued_dispatches,
+            preemptions: b.nr_preemptions,
+            steals: b.nr_steals,
+            runs: b.nr_runs,
+            class_runtime_ns: b.class_runtime_ns,
+            wait: std::array::from_fn(|c| WaitHistogram::from_buckets(&b.wait_hist[c])),
+            bus_cached: b.nr_bus_cached,
+            bus_own: b.nr_bus_own,
+            bus_ancestor: b.nr_bus_ancestor,
+            bus_miss: b.nr_bus_miss,
+        }
+    }
+
+    /// True once the kernel has ejected or stopped the scheduler.
+    pub fn exited(&mut self) -> bool {
+        uei_exited!(&self.skel, uei)
+    }
+
+    /// Unregister and say why the scheduler stopped.
+    pub fn shutdown_and_report(&mut self) -> Result<UserExitInfo> {
+        let _ = self.struct_ops.take();
+        uei_report!(&self.skel, uei)
+    }
+}
+
+impl Drop for BpfScheduler<'_> {
+    fn drop(&mut self) {
+        let _ = self.struct_ops.take();
+    }
+}

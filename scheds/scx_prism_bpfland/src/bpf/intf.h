@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What the BPF side and the Rust loader of scx_prism_bpfland agree on
+ * (bindgen'd into bpf_intf.rs).
+ */
+#ifndef __PRISM_BPFLAND_INTF_H
+#define __PRISM_BPFLAND_INTF_H
+
+enum consts {
+	MAX_CPUS	= 1024,
+	MAX_LLCS	= 256,
+	MAX_NODES	= 64,
+	NR_CLASSES	= 4,	/* index: unset, critical, normal, batch (the bus's encoding) */
+	WAIT_BUCKETS	= 256,	/* 4 per power of two, as prism_sched::WaitHistogram */
+};
+
+#endif /* __PRISM_BPFLAND_INTF_H */

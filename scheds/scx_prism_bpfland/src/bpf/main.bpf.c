@@ -1,0 +1,689 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * scx_prism_bpfland: the whole scheduling policy in BPF, in the style of
+ * scx_bpfland (written for Prism).
+ *
+ * Each task has a virtual runtime: its CPU time scaled by its weight (nice,
+ * cgroup cpu.weight and, with --prism, the bus weight), always charged,
+ * never reset. It is queued by deadline = vruntime + the weighted CPU time
+ * it used since it last woke, so short bursts come before long ones. A
+ * sleeping task keeps a bounded credit against the global clock (the lag),
+ * up to twice as much when it wakes often (voluntary context switches):
+ * interactive work gets early deadlines, CPU hogs late ones.
+ *
+ * Queues: one deadline-ordered DSQ per LLC, one per CPU for tasks that can
+ * run on that CPU only. Idle CPUs are chosen by topology: the previous CPU
+ * if its whole SMT core is idle, then a fully idle core in the same LLC, the
+ * same node, anywhere; then any idle CPU in that order. Slices shrink as the
+ * LLC's queue grows. A waking task whose deadline is earlier than that of a
+ * task that has run for a while on a CPU of its LLC preempts it.
+ *
+ * With --prism, the bus (prism/bus.bpf.h, through its per-task cache: no
+ * hash lookup in steady state) gives each task a latency class and weight:
+ *  - critical: deadline class_offset earlier, twice the lag credit, and it
+ *    preempts batch or normal work at once when it wakes;
+ *  - batch: deadline class_offset later, batch_slice_factor longer slices,
+ *    and it preempts nobody;
+ *  - weight 1..127 multiplies the task's weight by weight/64.
+ * The offsets are constants and vruntime is always charged, so a CPU-bound
+ * critical task leads the others by a bounded amount of virtual time and
+ * then shares by weight: no class can starve another.
+ */
+#include <scx/common.bpf.h>
+#include <prism/bus.bpf.h>
+#include "intf.h"
+
+char _license[] SEC("license") = "GPL";
+
+UEI_DEFINE(uei);
+
+#define NSEC_PER_SEC	1000000000ULL
+/* DSQ ids: CPUs 0..MAX_CPUS-1, then the LLCs */
+#define LLC_DSQ_BASE	MAX_CPUS
+/* voluntary switches per second at which a task counts as fully interactive */
+#define NVCSW_FULL	128
+#define NVCSW_PERIOD_NS	(100ULL * 1000 * 1000)
+
+/* set by user space before load */
+const volatile u64 slice_max_ns = 5000000ULL;
+const volatile u64 slice_min_ns = 500000ULL;
+const volatile u64 slice_lag_ns = 20000000ULL;
+const volatile u64 preempt_min_ns = 1000000ULL;
+const volatile u64 class_offset_ns = 20000000ULL;
+const volatile u32 batch_slice_factor = 4;
+const volatile bool prism_enabled;
+const volatile bool smt_enabled;
+const volatile u32 nr_llcs = 1;
+const volatile u32 cpu_llc[MAX_CPUS];
+const volatile u32 cpu_node[MAX_CPUS];
+const volatile u32 llc_nr_cpus[MAX_LLCS];
+
+/* statistics, read by user space */
+volatile u64 nr_direct_dispatches;	/* placed on an idle CPU at once */
+volatile u64 nr_queued_dispatches;	/* went through a DSQ */
+volatile u64 nr_preemptions;
+volatile u64 nr_steals;			/* taken from another LLC's queue */
+volatile u64 nr_runs[NR_CLASSES];
+volatile u64 class_runtime_ns[NR_CLASSES];
+volatile u64 wait_hist[NR_CLASSES][WAIT_BUCKETS];
+volatile u64 nr_bus_cached, nr_bus_own, nr_bus_ancestor, nr_bus_miss;
+
+/* the clock vruntimes are measured against: the latest one that ran */
+static u64 vtime_now;
+static u32 nr_cpu_ids;
+
+struct task_ctx {
+	u64 vruntime;
+	u64 awake_runtime;	/* CPU time since it last woke */
+	u64 last_run_at;
+	u64 ready_at;		/* when it became ready to run, 0 while running */
+	u64 weight;		/* effective weight, 100 = nice 0 */
+	u64 nvcsw_since;	/* start of the voluntary-switch window */
+	u32 nvcsw;		/* voluntary switches in the window */
+	u32 avg_nvcsw;		/* per second, moving average */
+	u32 class;		/* PRISM_CLASS_*, UNSET without --prism */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} task_ctx_stor SEC(".maps");
+
+/* what runs on each CPU, to choose whom a waking task preempts */
+struct cpu_ctx {
+	u64 started_at;
+	u64 deadline;
+	u32 class;
+	u32 running;
+	struct bpf_cpumask __kptr *scratch;	/* for mask intersections */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct cpu_ctx);
+} cpu_ctx_stor SEC(".maps");
+
+struct domain {
+	struct bpf_cpumask __kptr *cpus;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_LLCS);
+	__type(key, u32);
+	__type(value, struct domain);
+} llc_domains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_NODES);
+	__type(key, u32);
+	__type(value, struct domain);
+} node_domains SEC(".maps");
+
+/* cpu.weight of cgroups with the cpu controller, kept by the cgroup callbacks */
+struct cgrp_ctx {
+	u32 weight;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct cgrp_ctx);
+} cgrp_ctx_stor SEC(".maps");
+
+static inline bool vtime_before(u64 a, u64 b)
+{
+	return (s64)(a - b) < 0;
+}
+
+static struct task_ctx *lookup_task_ctx(const struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ctx_stor, (struct task_struct *)p, 0, 0);
+}
+
+/*
+ * Indexes are masked rather than checked: clang drops a mask after a check,
+ * and the verifier then cannot see the bound. CPU ids are below MAX_CPUS.
+ */
+static u32 llc_of(s32 cpu)
+{
+	return cpu_llc[(u32)cpu & (MAX_CPUS - 1)] & (MAX_LLCS - 1);
+}
+
+static u32 node_of(s32 cpu)
+{
+	return cpu_node[(u32)cpu & (MAX_CPUS - 1)] & (MAX_NODES - 1);
+}
+
+static u64 llc_dsq(s32 cpu)
+{
+	return LLC_DSQ_BASE + llc_of(cpu);
+}
+
+static u64 cpu_dsq(s32 cpu)
+{
+	return cpu >= 0 && cpu < MAX_CPUS ? (u64)cpu : LLC_DSQ_BASE;
+}
+
+static const struct cpumask *domain_mask(void *domains, u32 idx)
+{
+	struct domain *d = bpf_map_lookup_elem(domains, &idx);
+
+	return d ? cast_mask(d->cpus) : NULL;
+}
+
+static inline bool pinned(const struct task_struct *p)
+{
+	return p->nr_cpus_allowed == 1 || is_migration_disabled(p);
+}
+
+/* Index of @ns in the wait histogram (prism_sched::WaitHistogram::bucket). */
+static u32 wait_bucket(u64 ns)
+{
+	u64 v = ns;
+	u32 log = 0;
+
+	if (ns < 4)
+		return ns;
+	if (v >> 32) { log += 32; v >>= 32; }
+	if (v >> 16) { log += 16; v >>= 16; }
+	if (v >> 8) { log += 8; v >>= 8; }
+	if (v >> 4) { log += 4; v >>= 4; }
+	if (v >> 2) { log += 2; v >>= 2; }
+	if (v >> 1) { log += 1; }
+	return (log * 4 + ((ns >> (log - 2)) & 3)) & (WAIT_BUCKETS - 1);
+}
+
+static u32 cgroup_weight(struct task_struct *p)
+{
+	struct cgroup *cgrp = scx_bpf_task_cgroup(p);
+	struct cgrp_ctx *cctx;
+	u32 weight = 100;
+
+	if (!cgrp)
+		return weight;
+	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
+	if (cctx && cctx->weight)
+		weight = cctx->weight;
+	bpf_cgroup_release(cgrp);
+	return weight;
+}
+
+/* The task's class and bus weight, through the bus's per-task cache. */
+static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
+{
+	struct prism_task_info *info;
+	bool fresh;
+
+	*bus_weight = 0;
+	if (!prism_enabled)
+		return PRISM_CLASS_UNSET;
+	info = prism_task_identity(p, &fresh);
+	if (!info)
+		return PRISM_CLASS_UNSET;
+	if (!fresh)
+		__sync_fetch_and_add(&nr_bus_cached, 1);
+	else if (info->source == PRISM_SRC_OWN)
+		__sync_fetch_and_add(&nr_bus_own, 1);
+	else if (info->source == PRISM_SRC_ANCESTOR)
+		__sync_fetch_and_add(&nr_bus_ancestor, 1);
+	else
+		__sync_fetch_and_add(&nr_bus_miss, 1);
+	*bus_weight = prism_weight(info->flags);
+	return prism_class(info->flags);
+}
+
+/*
+ * Refresh the task's class and weight, bound its sleep credit and return
+ * its deadline.
+ */
+static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx)
+{
+	u64 weight, lag, awake, dl;
+	u32 bus_weight;
+
+	tctx->class = bus_lookup(p, &bus_weight);
+	weight = (u64)p->scx.weight * cgroup_weight(p) / 100;
+	if (bus_weight)
+		weight = weight * bus_weight / PRISM_WEIGHT_NEUTRAL;
+	tctx->weight = weight ?: 1;
+
+	/* credit: heavier and more interactive tasks keep more */
+	lag = slice_lag_ns * tctx->weight / 100;
+	lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) / NVCSW_FULL;
+	if (tctx->class == PRISM_CLASS_CRITICAL)
+		lag *= 2;
+	if (vtime_before(tctx->vruntime, vtime_now - lag))
+		tctx->vruntime = vtime_now - lag;
+
+	awake = tctx->awake_runtime < slice_lag_ns ? tctx->awake_runtime : slice_lag_ns;
+	dl = tctx->vruntime + awake * 100 / tctx->weight;
+	if (tctx->class == PRISM_CLASS_CRITICAL)
+		dl -= class_offset_ns;
+	else if (tctx->class == PRISM_CLASS_BATCH)
+		dl += class_offset_ns;
+	return dl;
+}
+
+/* The slice shrinks as the LLC's queue grows beyond its CPUs. */
+static u64 task_slice(const struct task_struct *p, const struct task_ctx *tctx, s32 cpu)
+{
+	u32 llc = llc_of(cpu), cpus = llc_nr_cpus[llc] ?: 1;
+	u64 queued = scx_bpf_dsq_nr_queued(LLC_DSQ_BASE + llc);
+	u64 slice = slice_max_ns * cpus / (cpus + queued);
+
+	if (slice < slice_min_ns)
+		slice = slice_min_ns;
+	if (tctx && tctx->class == PRISM_CLASS_BATCH)
+		slice *= batch_slice_factor;
+	return slice;
+}
+
+static s32 pick_idle_in(const struct cpumask *allowed, struct bpf_cpumask *scratch,
+			const struct cpumask *domain, u64 flags)
+{
+	if (!domain || !scratch)
+		return -EBUSY;
+	bpf_cpumask_and(scratch, allowed, domain);
+	return scx_bpf_pick_idle_cpu(cast_mask(scratch), flags);
+}
+
+/*
+ * An idle CPU for @p, nearest first: @prev_cpu's whole core, an idle core
+ * in its LLC, its node, anywhere; then any idle CPU in the same order.
+ */
+static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu)
+{
+	const struct cpumask *llc, *node, *idle_smt;
+	struct bpf_cpumask *scratch;
+	struct cpu_ctx *cctx;
+	s32 cpu = -EBUSY;
+
+	if (pinned(p))
+		return scx_bpf_test_and_clear_cpu_idle(prev_cpu) ? prev_cpu : -EBUSY;
+
+	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	if (!cctx)
+		return -EBUSY;
+	scratch = cctx->scratch;
+	llc = domain_mask(&llc_domains, llc_of(prev_cpu));
+	node = domain_mask(&node_domains, node_of(prev_cpu));
+
+	if (smt_enabled) {
+		idle_smt = scx_bpf_get_idle_smtmask();
+		if (bpf_cpumask_test_cpu(prev_cpu, idle_smt) &&
+		    scx_bpf_test_and_clear_cpu_idle(prev_cpu))
+			cpu = prev_cpu;
+		scx_bpf_put_idle_cpumask(idle_smt);
+		if (cpu >= 0)
+			return cpu;
+		cpu = pick_idle_in(p->cpus_ptr, scratch, llc, SCX_PICK_IDLE_CORE);
+		if (cpu >= 0)
+			return cpu;
+		cpu = pick_idle_in(p->cpus_ptr, scratch, node, SCX_PICK_IDLE_CORE);
+		if (cpu >= 0)
+			return cpu;
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, SCX_PICK_IDLE_CORE);
+		if (cpu >= 0)
+			return cpu;
+	}
+	if (scx_bpf_test_and_clear_cpu_idle(prev_cpu))
+		return prev_cpu;
+	cpu = pick_idle_in(p->cpus_ptr, scratch, llc, 0);
+	if (cpu >= 0)
+		return cpu;
+	cpu = pick_idle_in(p->cpus_ptr, scratch, node, 0);
+	if (cpu >= 0)
+		return cpu;
+	return scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+}
+
+/* Preemption rank: batch < normal and unlabelled < critical. */
+static u32 class_rank(u32 class)
+{
+	switch (class) {
+	case PRISM_CLASS_CRITICAL:
+		return 2;
+	case PRISM_CLASS_BATCH:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/*
+ * A CPU of @p's LLC to preempt for @p, waking with deadline @dl, or -1:
+ * the one running the lowest class, then the latest deadline. A critical
+ * task takes a lower class's CPU at once; otherwise the victim must have a
+ * later deadline and have run preempt_min_ns. Batch preempts nobody.
+ */
+static s32 preemption_victim(const struct task_struct *p, const struct task_ctx *tctx,
+			     u64 dl, s32 prev_cpu)
+{
+	u32 rank = class_rank(tctx->class), llc = llc_of(prev_cpu), best_rank = 3;
+	u64 now = scx_bpf_now(), latest = dl;
+	s32 cpu, victim = -1;
+
+	if (rank == 0)
+		return -1;
+	bpf_for(cpu, 0, nr_cpu_ids) {
+		struct cpu_ctx *cctx;
+		u32 r;
+
+		if (cpu >= MAX_CPUS)
+			break;
+		if (llc_of(cpu) != llc || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+		if (!cctx || !cctx->running)
+			continue;
+		r = class_rank(cctx->class);
+		if (r > rank)
+			continue;
+		if (!(rank == 2 && r < rank)) {
+			/* same rank, or a normal waker: deadlines decide */
+			if (now - cctx->started_at < preempt_min_ns ||
+			    !vtime_before(dl, cctx->deadline))
+				continue;
+		}
+		if (r < best_rank || (r == best_rank && vtime_before(latest, cctx->deadline))) {
+			victim = cpu;
+			best_rank = r;
+			latest = cctx->deadline;
+		}
+	}
+	return victim;
+}
+
+s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	s32 cpu;
+
+	if (!bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr))
+		prev_cpu = bpf_cpumask_first(p->cpus_ptr);
+	cpu = pick_idle_cpu(p, prev_cpu);
+	if (cpu < 0)
+		return prev_cpu;
+	if (tctx) {
+		/* charge and bound it as if it had been queued */
+		p->scx.dsq_vtime = task_deadline(p, tctx);
+	}
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, task_slice(p, tctx, cpu), 0);
+	__sync_fetch_and_add(&nr_direct_dispatches, 1);
+	return cpu;
+}
+
+void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
+{
+	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	u64 dl = vtime_now, slice;
+
+	if (tctx)
+		dl = task_deadline(p, tctx);
+	slice = task_slice(p, tctx, prev_cpu);
+
+	if (pinned(p)) {
+		scx_bpf_dsq_insert_vtime(p, cpu_dsq(prev_cpu), slice, dl, enq_flags);
+		__sync_fetch_and_add(&nr_queued_dispatches, 1);
+		scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
+		return;
+	}
+
+	/* not woken through select_cpu (or its CPU got busy): look again */
+	if (!__COMPAT_is_enq_cpu_selected(enq_flags)) {
+		cpu = pick_idle_cpu(p, prev_cpu);
+		if (cpu >= 0) {
+			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, task_slice(p, tctx, cpu),
+					   enq_flags);
+			__sync_fetch_and_add(&nr_direct_dispatches, 1);
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+			return;
+		}
+	}
+
+	scx_bpf_dsq_insert_vtime(p, llc_dsq(prev_cpu), slice, dl, enq_flags);
+	__sync_fetch_and_add(&nr_queued_dispatches, 1);
+
+	if (tctx && (enq_flags & SCX_ENQ_WAKEUP)) {
+		cpu = preemption_victim(p, tctx, dl, prev_cpu);
+		if (cpu >= 0) {
+			scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+			__sync_fetch_and_add(&nr_preemptions, 1);
+		}
+	}
+}
+
+/* Move the earliest deadline of this CPU's queue and its LLC's to local. */
+static bool take_earliest(s32 cpu)
+{
+	struct task_struct *mine = __COMPAT_scx_bpf_dsq_peek(cpu_dsq(cpu));
+	struct task_struct *shared = __COMPAT_scx_bpf_dsq_peek(llc_dsq(cpu));
+
+	if (mine && (!shared || vtime_before(mine->scx.dsq_vtime, shared->scx.dsq_vtime)) &&
+	    scx_bpf_dsq_move_to_local(cpu_dsq(cpu), 0))
+		return true;
+	if (scx_bpf_dsq_move_to_local(llc_dsq(cpu), 0))
+		return true;
+	return scx_bpf_dsq_move_to_local(cpu_dsq(cpu), 0);
+}
+
+void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
+{
+	u32 llc = llc_of(cpu), i;
+
+	if (take_earliest(cpu))
+		return;
+	/* nothing here: help another LLC */
+	bpf_for(i, 0, nr_llcs) {
+		if (i == llc || i >= MAX_LLCS)
+			continue;
+		if (scx_bpf_dsq_move_to_local(LLC_DSQ_BASE + i, 0)) {
+			__sync_fetch_and_add(&nr_steals, 1);
+			return;
+		}
+	}
+	/* nothing waits anywhere: the previous task goes on */
+	if (prev && (prev->scx.flags & SCX_TASK_QUEUED))
+		scx_bpf_task_set_slice(prev, task_slice(prev, lookup_task_ctx(prev), cpu));
+}
+
+void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	u64 now = scx_bpf_now(), elapsed;
+
+	if (!tctx)
+		return;
+	tctx->awake_runtime = 0;
+	tctx->ready_at = now;
+	/* fold the window's voluntary switches into the per-second average */
+	elapsed = now - tctx->nvcsw_since;
+	if (elapsed >= NVCSW_PERIOD_NS) {
+		u64 rate = (u64)tctx->nvcsw * NSEC_PER_SEC / elapsed;
+
+		tctx->avg_nvcsw = (tctx->avg_nvcsw * 3 + rate) / 4;
+		tctx->nvcsw = 0;
+		tctx->nvcsw_since = now;
+	}
+}
+
+void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	u64 now = scx_bpf_now();
+	u32 class = PRISM_CLASS_UNSET;
+
+	if (tctx) {
+		class = tctx->class & (NR_CLASSES - 1);
+		tctx->last_run_at = now;
+		if (tctx->ready_at) {
+			__sync_fetch_and_add(&wait_hist[class][wait_bucket(now - tctx->ready_at)], 1);
+			tctx->ready_at = 0;
+		}
+		if (vtime_before(vtime_now, tctx->vruntime))
+			vtime_now = tctx->vruntime;
+	}
+	__sync_fetch_and_add(&nr_runs[class], 1);
+	if (cctx) {
+		cctx->started_at = now;
+		cctx->deadline = p->scx.dsq_vtime;
+		cctx->class = class;
+		cctx->running = 1;
+	}
+}
+
+void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	u64 now = scx_bpf_now(), ran;
+
+	if (cctx)
+		cctx->running = 0;
+	if (!tctx)
+		return;
+	ran = now - tctx->last_run_at;
+	tctx->awake_runtime += ran;
+	tctx->vruntime += ran * 100 / (tctx->weight ?: 1);
+	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (NR_CLASSES - 1)], ran);
+	if (runnable)
+		tctx->ready_at = now;	/* preempted or out of slice: waits again */
+	else
+		tctx->nvcsw++;
+}
+
+void BPF_STRUCT_OPS(pbl_enable, struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx) {
+		tctx->vruntime = vtime_now;
+		tctx->weight = 100;
+		tctx->nvcsw_since = scx_bpf_now();
+	}
+	p->scx.dsq_vtime = vtime_now;
+}
+
+s32 BPF_STRUCT_OPS(pbl_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	if (!bpf_task_storage_get(&task_ctx_stor, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -ENOMEM;
+	/* the bus cache too, so enqueue never allocates */
+	if (prism_enabled)
+		bpf_task_storage_get(&prism_task_cache, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS(pbl_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
+{
+	struct cgrp_ctx *cctx;
+
+	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!cctx)
+		return -ENOMEM;
+	cctx->weight = args->weight;
+	return 0;
+}
+
+void BPF_STRUCT_OPS(pbl_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
+{
+	struct cgrp_ctx *cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
+
+	if (cctx)
+		cctx->weight = weight;
+}
+
+/* Put @cpu into the cpumask of @domains[@idx], creating it on first use. */
+static int domain_add(void *domains, u32 idx, s32 cpu)
+{
+	struct bpf_cpumask *mask;
+	struct domain *d;
+
+	d = bpf_map_lookup_elem(domains, &idx);
+	if (!d)
+		return -ENOENT;
+	if (!d->cpus) {
+		mask = bpf_cpumask_create();
+		if (!mask)
+			return -ENOMEM;
+		mask = bpf_kptr_xchg(&d->cpus, mask);
+		if (mask)
+			bpf_cpumask_release(mask);
+	}
+	bpf_rcu_read_lock();
+	mask = d->cpus;
+	if (mask)
+		bpf_cpumask_set_cpu(cpu, mask);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(pbl_init)
+{
+	struct bpf_cpumask *scratch;
+	struct cpu_ctx *cctx;
+	s32 cpu, err;
+	u32 i;
+
+	nr_cpu_ids = scx_bpf_nr_cpu_ids();
+	bpf_for(cpu, 0, nr_cpu_ids) {
+		if (cpu >= MAX_CPUS)
+			break;
+		err = scx_bpf_create_dsq(cpu_dsq(cpu), -1);
+		if (err)
+			return err;
+		err = domain_add(&llc_domains, llc_of(cpu), cpu);
+		if (err)
+			return err;
+		err = domain_add(&node_domains, node_of(cpu), cpu);
+		if (err)
+			return err;
+		cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+		if (!cctx)
+			return -ENOENT;
+		scratch = bpf_cpumask_create();
+		if (!scratch)
+			return -ENOMEM;
+		scratch = bpf_kptr_xchg(&cctx->scratch, scratch);
+		if (scratch)
+			bpf_cpumask_release(scratch);
+	}
+	bpf_for(i, 0, nr_llcs) {
+		if (i >= MAX_LLCS)
+			break;
+		err = scx_bpf_create_dsq(LLC_DSQ_BASE + i, -1);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+void BPF_STRUCT_OPS(pbl_exit, struct scx_exit_info *ei)
+{
+	UEI_RECORD(uei, ei);
+}
+
+SCX_OPS_DEFINE(prism_bpfland_ops,
+	       .select_cpu		= (void *)pbl_select_cpu,
+	       .enqueue			= (void *)pbl_enqueue,
+	       .dispatch		= (void *)pbl_dispatch,
+	       .runnable		= (void *)pbl_runnable,
+	       .running			= (void *)pbl_running,
+	       .stopping		= (void *)pbl_stopping,
+	       .enable			= (void *)pbl_enable,
+	       .init_task		= (void *)pbl_init_task,
+	       .cgroup_init		= (void *)pbl_cgroup_init,
+	       .cgroup_set_weight	= (void *)pbl_cgroup_set_weight,
+	       .init			= (void *)pbl_init,
+	       .exit			= (void *)pbl_exit,
+	       .timeout_ms		= 5000,
+	       .name			= "scx_prism_bpfland");

@@ -1,0 +1,170 @@
+//! scx_prism_bpfland's metrics: what `--stats`/`--monitor` print and what
+//! scx_stats serves on /var/run/scx/root/stats. Counters are per interval.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use prism_bus::LatencyClass;
+use scx_stats::prelude::*;
+use scx_stats_derive::{Stats, stat_doc};
+use serde::{Deserialize, Serialize};
+
+use crate::bpf::BpfCounters;
+
+const CRITICAL: usize = LatencyClass::Critical as usize;
+const NORMAL: usize = LatencyClass::Normal as usize;
+const BATCH: usize = LatencyClass::Batch as usize;
+const UNSET: usize = LatencyClass::Unset as usize;
+
+#[stat_doc]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
+#[stat(top)]
+pub struct Metrics {
+    #[stat(desc = "Bus: -1 --prism off (not opened), 0 not pinned yet, 1 attached")]
+    pub bus: i64,
+    #[stat(desc = "Tasks put on an idle CPU at once")]
+    pub direct: u64,
+    #[stat(desc = "Tasks that went through a queue")]
+    pub queued: u64,
+    #[stat(desc = "Waking tasks that preempted a CPU")]
+    pub preempted: u64,
+    #[stat(desc = "Tasks taken from another LLC's queue")]
+    pub steals: u64,
+    #[stat(desc = "Dispatches (runs started), critical class")]
+    pub critical_runs: u64,
+    #[stat(desc = "Dispatches, normal class and unlabelled tasks")]
+    pub normal_runs: u64,
+    #[stat(desc = "Dispatches, batch class")]
+    pub batch_runs: u64,
+    #[stat(desc = "Wait to run p50 (us), critical")]
+    pub critical_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), critical")]
+    pub critical_wait_p99_us: f64,
+    #[stat(desc = "Wait to run p50 (us), normal and unlabelled")]
+    pub normal_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), normal and unlabelled")]
+    pub normal_wait_p99_us: f64,
+    #[stat(desc = "Wait to run p50 (us), batch")]
+    pub batch_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), batch")]
+    pub batch_wait_p99_us: f64,
+    #[stat(desc = "CPU time of critical tasks (ms)")]
+    pub critical_cpu_ms: u64,
+    #[stat(desc = "CPU time of normal and unlabelled tasks (ms)")]
+    pub normal_cpu_ms: u64,
+    #[stat(desc = "CPU time of batch tasks (ms)")]
+    pub batch_cpu_ms: u64,
+    #[stat(desc = "Bus resolutions answered by the per-task cache")]
+    pub bus_cached: u64,
+    #[stat(desc = "Bus resolutions that found the task's own cgroup")]
+    pub bus_hit: u64,
+    #[stat(desc = "Bus resolutions that fell back to an ancestor cgroup")]
+    pub bus_fallback: u64,
+    #[stat(desc = "Bus resolutions that found nothing")]
+    pub bus_miss: u64,
+}
+
+impl Metrics {
+    /// The metrics of the interval between two snapshots of the counters.
+    pub fn between(prev: &BpfCounters, cur: &BpfCounters, bus: Option<bool>) -> Metrics {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let wait: Vec<_> = cur
+            .wait
+            .iter()
+            .zip(&prev.wait)
+            .map(|(c, p)| c.since(p))
+            .collect();
+        let mut normal_wait = wait[NORMAL].clone();
+        normal_wait.merge(&wait[UNSET]);
+        let cpu_ms = |c: usize| d(cur.class_runtime_ns[c], prev.class_runtime_ns[c]) / 1_000_000;
+        let runs = |c: usize| d(cur.runs[c], prev.runs[c]);
+        Metrics {
+            bus: bus.map_or(-1, i64::from),
+            direct: d(cur.direct_dispatches, prev.direct_dispatches),
+            queued: d(cur.queued_dispatches, prev.queued_dispatches),
+            preempted: d(cur.preemptions, prev.preemptions),
+            steals: d(cur.steals, prev.steals),
+            critical_runs: runs(CRITICAL),
+            normal_runs: runs(NORMAL) + runs(UNSET),
+            batch_runs: runs(BATCH),
+            critical_wait_p50_us: wait[CRITICAL].percentile_us(50.0),
+            critical_wait_p99_us: wait[CRITICAL].percentile_us(99.0),
+            normal_wait_p50_us: normal_wait.percentile_us(50.0),
+            normal_wait_p99_us: normal_wait.percentile_us(99.0),
+            batch_wait_p50_us: wait[BATCH].percentile_us(50.0),
+            batch_wait_p99_us: wait[BATCH].percentile_us(99.0),
+            critical_cpu_ms: cpu_ms(CRITICAL),
+            normal_cpu_ms: cpu_ms(NORMAL) + cpu_ms(UNSET),
+            batch_cpu_ms: cpu_ms(BATCH),
+            bus_cached: d(cur.bus_cached, prev.bus_cached),
+            bus_hit: d(cur.bus_own, prev.bus_own),
+            bus_fallback: d(cur.bus_ancestor, prev.bus_ancestor),
+            bus_miss: d(cur.bus_miss, prev.bus_miss),
+        }
+    }
+
+    pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
+        writeln!(
+            w,
+            "[scx_prism_bpfland] bus {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {}",
+            match self.bus {
+                -1 => "off",
+                0 => "waiting",
+                _ => "on",
+            },
+            self.critical_runs,
+            self.normal_runs,
+            self.batch_runs,
+            self.critical_cpu_ms,
+            self.normal_cpu_ms,
+            self.batch_cpu_ms,
+            self.direct,
+            self.queued,
+            self.preempted,
+            self.steals,
+        )?;
+        writeln!(
+            w,
+            "                     wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | bus cache {} hit {} anc {} miss {}",
+            self.critical_wait_p50_us,
+            self.critical_wait_p99_us,
+            self.normal_wait_p50_us,
+            self.normal_wait_p99_us,
+            self.batch_wait_p50_us,
+            self.batch_wait_p99_us,
+            self.bus_cached,
+            self.bus_hit,
+            self.bus_fallback,
+            self.bus_miss,
+        )?;
+        Ok(())
+    }
+}
+
+/// The scheduler answers each request with the metrics since the previous one.
+pub fn server_data() -> StatsServerData<(), Metrics> {
+    let open: Box<dyn StatsOpener<(), Metrics>> = Box::new(move |(req_ch, res_ch)| {
+        req_ch.send(())?;
+        res_ch.recv()?;
+        let read: Box<dyn StatsReader<(), Metrics>> = Box::new(move |_args, (req_ch, res_ch)| {
+            req_ch.send(())?;
+            res_ch.recv()?.to_json()
+        });
+        Ok(read)
+    });
+    StatsServerData::new()
+        .add_meta(Metrics::meta())
+        .add_ops("top", StatsOps { open, close: None })
+}
+
+pub fn monitor(interval: Duration, shutdown: Arc<AtomicBool>) -> Result<()> {
+    scx_utils::monitor_stats::<Metrics>(
+        &[],
+        interval,
+        || shutdown.load(Ordering::Relaxed),
+        |m| m.format(&mut std::io::stdout()),
+    )
+}
