@@ -188,6 +188,11 @@ impl Hogs {
             .collect();
         Hogs { children }
     }
+
+    /// The hog processes (each is the busy loop itself: the shell execs it).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
 }
 
 impl Drop for Hogs {
@@ -260,4 +265,69 @@ pub fn responsive(within: Duration) -> bool {
     }
     let _ = child.kill();
     false
+}
+
+/// The cgroup v2 root of this machine.
+pub fn cgroup2_root() -> PathBuf {
+    prism_bus::cgroup::cgroup2_root().expect("cgroup v2 is mounted")
+}
+
+/// SIGINT the scheduler and assert it went away cleanly: exit status 0,
+/// sched_ext back to disabled, and the kernel's "unregistered from user
+/// space". Returns its log.
+pub fn stop_cleanly(s: SchedProcess) -> String {
+    let (status, log) = s.stop();
+    assert!(
+        status.success(),
+        "the scheduler exited with {status}:\n{log}"
+    );
+    assert!(
+        wait_state("disabled", Duration::from_secs(10)),
+        "state stayed {}",
+        state()
+    );
+    assert!(
+        log.contains("unregistered from user space"),
+        "not a clean unregister:\n{log}"
+    );
+    log
+}
+
+/// stress-ng's CPU, fork and context-switch stressors for `seconds`, all
+/// of them in `cgroup`.
+pub fn stress(cgroup: &Path, seconds: u64) {
+    let status = in_cgroup(
+        cgroup,
+        &format!("stress-ng --cpu 2 --fork 2 --switch 2 --timeout {seconds}s --quiet"),
+    )
+    .status()
+    .expect("sh");
+    assert!(
+        status.success(),
+        "stress-ng failed (apt install stress-ng): {status}"
+    );
+}
+
+/// Pin a bus in `bus` with an entry for each cgroup, as the feeder would.
+pub fn label(
+    bus: &prism_bus::testing::TempBusDir,
+    labels: &[(&prism_bus::testing::TempCgroup, prism_bus::Entry)],
+) -> prism_bus::BusWriter {
+    let mut w = prism_bus::BusWriter::create_or_open(&bus.paths, 1024).expect("bus");
+    let entries: Vec<(u64, prism_bus::Entry)> =
+        labels.iter().map(|(cg, e)| (cg.id(), *e)).collect();
+    w.write_batch(&entries, &[]).expect("bus write");
+    w
+}
+
+/// CPU time, seconds, each cgroup used over `window`, after `warmup`.
+pub fn cpu_seconds_over(cgroups: &[&Path], warmup: Duration, window: Duration) -> Vec<f64> {
+    sleep(warmup);
+    let before: Vec<u64> = cgroups.iter().map(|c| cpu_usage_us(c)).collect();
+    sleep(window);
+    cgroups
+        .iter()
+        .zip(before)
+        .map(|(c, b)| cpu_usage_us(c).saturating_sub(b) as f64 / 1e6)
+        .collect()
 }

@@ -1,10 +1,20 @@
 //! prism-probe: measure wakeup latency the way a latency-critical service
-//! feels it. A thread sleeps until an absolute deadline every interval,
-//! records how late it woke, does a little work, and repeats; at the end it
-//! prints one JSON line with the percentiles.
+//! feels it; at the end it prints one JSON line with the percentiles.
+//!
+//! Timer mode (default): a thread sleeps until an absolute deadline every
+//! interval, records how late it woke, does a little work, and repeats. The
+//! figure includes the timer's own delivery delay.
+//!
+//! Request mode (`--workers N`): a dispatcher thread, on the same timer,
+//! hands a request to the next of N worker threads; each worker records the
+//! time from the hand-off to its running, then works. The figure is the
+//! scheduler's wakeup latency alone, as a server's worker pool sees it.
 //!
 //!     prism-probe --interval-us 2000 --work-us 200 --duration-s 5
+//!     prism-probe --workers 2 --interval-us 2000 --work-us 300 --duration-s 5
 
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -25,6 +35,9 @@ struct Opts {
     /// How long to measure, seconds.
     #[arg(long, default_value_t = 5.0)]
     duration_s: f64,
+    /// Worker threads woken by a dispatcher (request mode); 0: timer mode.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
+    workers: u64,
     /// Label printed with the result.
     #[arg(long, default_value = "probe")]
     label: String,
@@ -71,21 +84,65 @@ fn main() -> Result<()> {
     }
     let interval = o.interval_us * 1000;
     let end = monotonic_ns() + (o.duration_s * 1e9) as u64;
-    let mut samples = Vec::with_capacity((o.duration_s * 1e9 / interval as f64) as usize + 1);
+    let work = Duration::from_micros(o.work_us);
+    let mut samples = if o.workers == 0 {
+        timer_mode(interval, end, work)
+    } else {
+        request_mode(o.workers as usize, interval, end, work)
+    };
+    let s = Summary::of(&mut samples);
+    println!("{}", serde_json::json!({ "label": o.label, "summary": s }));
+    Ok(())
+}
+
+/// Deadlines every `interval` until `end`, calling `tick` at each; late
+/// wakeups do not pile up: the next deadline is always in the future.
+fn every(interval: u64, end: u64, mut tick: impl FnMut(u64)) {
     let mut next = monotonic_ns() + interval;
     while next < end {
         sleep_until(next);
-        let woke = monotonic_ns();
-        samples.push(woke.saturating_sub(next));
-        spin(Duration::from_micros(o.work_us));
-        // Late wakeups do not pile up: the next deadline is in the future.
+        tick(next);
         next += interval;
         let now = monotonic_ns();
         if next <= now {
             next = now + interval;
         }
     }
-    let s = Summary::of(&mut samples);
-    println!("{}", serde_json::json!({ "label": o.label, "summary": s }));
-    Ok(())
+}
+
+fn timer_mode(interval: u64, end: u64, work: Duration) -> Vec<u64> {
+    let mut samples = Vec::new();
+    every(interval, end, |deadline| {
+        samples.push(monotonic_ns().saturating_sub(deadline));
+        spin(work);
+    });
+    samples
+}
+
+fn request_mode(workers: usize, interval: u64, end: u64, work: Duration) -> Vec<u64> {
+    let (senders, handles): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel::<u64>();
+            let worker = thread::spawn(move || {
+                let mut samples = Vec::new();
+                for sent in rx {
+                    samples.push(monotonic_ns().saturating_sub(sent));
+                    spin(work);
+                }
+                samples
+            });
+            (tx, worker)
+        })
+        .unzip();
+    let mut next_worker = 0;
+    every(interval, end, |_| {
+        // a worker still busy with its last request just queues this one
+        let _ = senders[next_worker].send(monotonic_ns());
+        next_worker = (next_worker + 1) % workers;
+    });
+    drop(senders);
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("probe worker"))
+        .collect()
 }

@@ -3,14 +3,14 @@
 //! `--include-ignored --test-threads=1`. Each test loads the real scheduler
 //! and asserts what the kernel and the workloads show.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bench::lab::{self, Hogs, Probe, SchedProcess};
+use prism_bench::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly, stress};
 use prism_bench::latency::Summary;
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
-use prism_bus::{BusWriter, Entry, LatencyClass};
+use prism_bus::{Entry, LatencyClass};
 
 fn entry(id: u32, class: LatencyClass) -> Entry {
     sched_entry(id, class, 0)
@@ -38,25 +38,6 @@ fn start(bus: &TempBusDir, extra: &[&str]) -> SchedProcess {
     SchedProcess::start(&scx_prism(), &args)
 }
 
-fn stop_cleanly(s: SchedProcess) -> String {
-    let (status, log) = s.stop();
-    assert!(status.success(), "scx_prism exited with {status}:\n{log}");
-    assert!(
-        lab::wait_state("disabled", Duration::from_secs(10)),
-        "state stayed {}",
-        lab::state()
-    );
-    assert!(
-        log.contains("unregistered from user space"),
-        "not a clean unregister:\n{log}"
-    );
-    log
-}
-
-fn cgroup2_root() -> PathBuf {
-    prism_bus::cgroup::cgroup2_root().unwrap()
-}
-
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn loads_enables_and_unloads_on_sigint() {
@@ -71,34 +52,6 @@ fn loads_enables_and_unloads_on_sigint() {
     sleep(Duration::from_secs(2));
     stop_cleanly(s);
     assert_eq!(lab::ops(), "");
-}
-
-/// stress-ng's CPU, fork and context-switch stressors for `seconds`, all
-/// of them in `cgroup` (the shell moves itself there before exec).
-fn stress(cgroup: &Path, seconds: u64) {
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > '{}/cgroup.procs' && exec stress-ng --cpu 2 --fork 2 --switch 2 --timeout {seconds}s --quiet",
-            cgroup.display()
-        ))
-        .status()
-        .expect("sh");
-    assert!(
-        status.success(),
-        "stress-ng failed (apt install stress-ng): {status}"
-    );
-}
-
-/// Pin a bus in `bus` with each cgroup labelled (identity, class), as the feeder would.
-fn label(bus: &TempBusDir, labels: &[(&TempCgroup, u32, LatencyClass)]) -> BusWriter {
-    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
-    let entries: Vec<(u64, Entry)> = labels
-        .iter()
-        .map(|(cg, id, class)| (cg.id(), entry(*id, *class)))
-        .collect();
-    w.write_batch(&entries, &[]).unwrap();
-    w
 }
 
 #[test]
@@ -122,7 +75,7 @@ fn survives_45s_of_stress_ng_with_an_empty_bus() {
 fn survives_45s_of_stress_ng_with_bus_entries() {
     let bus = TempBusDir::new("stress-bus");
     let cg = TempCgroup::new("stress");
-    label(&bus, &[(&cg, 300, LatencyClass::Critical)]);
+    lab::label(&bus, &[(&cg, entry(300, LatencyClass::Critical))]);
     let mut s = start(&bus, &[]);
     stress(&cg.path, 45);
     assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
@@ -170,13 +123,13 @@ fn critical_beats_normal_beats_batch() {
         TempCgroup::new("batch"),
         TempCgroup::new("hogs"),
     );
-    label(
+    lab::label(
         &bus,
         &[
-            (&crit, 301, LatencyClass::Critical),
-            (&norm, 302, LatencyClass::Normal),
-            (&batch, 303, LatencyClass::Batch),
-            (&hogs_cg, 304, LatencyClass::Batch),
+            (&crit, entry(301, LatencyClass::Critical)),
+            (&norm, entry(302, LatencyClass::Normal)),
+            (&batch, entry(303, LatencyClass::Batch)),
+            (&hogs_cg, entry(304, LatencyClass::Batch)),
         ],
     );
     let s = start(&bus, &[]);
@@ -223,11 +176,11 @@ fn relabelling_a_running_workload_takes_effect() {
         TempCgroup::new("relabel-probe"),
         TempCgroup::new("relabel-hogs"),
     );
-    let mut w = label(
+    let mut w = lab::label(
         &bus,
         &[
-            (&probe_cg, 310, LatencyClass::Batch),
-            (&hogs_cg, 311, LatencyClass::Batch),
+            (&probe_cg, entry(310, LatencyClass::Batch)),
+            (&hogs_cg, entry(311, LatencyClass::Batch)),
         ],
     );
     let s = start(&bus, &[]);
@@ -265,29 +218,28 @@ fn normal_work_keeps_its_minimum_share() {
     lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("share");
     let (crit, norm) = (TempCgroup::new("share-crit"), TempCgroup::new("share-norm"));
-    label(
+    lab::label(
         &bus,
         &[
-            (&crit, 320, LatencyClass::Critical),
-            (&norm, 321, LatencyClass::Normal),
+            (&crit, entry(320, LatencyClass::Critical)),
+            (&norm, entry(321, LatencyClass::Normal)),
         ],
     );
     let s = start(&bus, &["--min-share", "25"]);
     let n = lab::nr_cpus();
     let crit_hogs = Hogs::start(&crit.path, n);
     let norm_hogs = Hogs::start(&norm.path, n);
-    sleep(Duration::from_secs(1));
-    let (c0, n0) = (lab::cpu_usage_us(&crit.path), lab::cpu_usage_us(&norm.path));
-    sleep(Duration::from_secs(6));
-    let (c1, n1) = (lab::cpu_usage_us(&crit.path), lab::cpu_usage_us(&norm.path));
+    let used = lab::cpu_seconds_over(
+        &[&crit.path, &norm.path],
+        Duration::from_secs(1),
+        Duration::from_secs(6),
+    );
     drop((crit_hogs, norm_hogs));
     stop_cleanly(s);
-    let (c, nn) = ((c1 - c0) as f64, (n1 - n0) as f64);
+    let (c, nn) = (used[0], used[1]);
     let share = nn / (c + nn);
     println!(
-        "critical {:.2} s, normal {:.2} s of CPU: normal share {:.1}%",
-        c / 1e6,
-        nn / 1e6,
+        "critical {c:.2} s, normal {nn:.2} s of CPU: normal share {:.1}%",
         share * 100.0
     );
     assert!(
@@ -341,19 +293,14 @@ fn cgroup_cpu_weight_is_honoured() {
     let s = start(&bus, &[]);
     let n = lab::nr_cpus();
     let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
-    sleep(Duration::from_secs(1));
-    let (l0, h0) = (
-        lab::cpu_usage_us(&light.path),
-        lab::cpu_usage_us(&heavy.path),
-    );
-    sleep(Duration::from_secs(6));
-    let (l1, h1) = (
-        lab::cpu_usage_us(&light.path),
-        lab::cpu_usage_us(&heavy.path),
+    let used = lab::cpu_seconds_over(
+        &[&light.path, &heavy.path],
+        Duration::from_secs(1),
+        Duration::from_secs(6),
     );
     drop(hogs);
     stop_cleanly(s);
-    let ratio = (h1 - h0) as f64 / (l1 - l0).max(1) as f64;
+    let ratio = used[1] / used[0].max(1e-6);
     println!("weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
     assert!(
         (2.0..=4.5).contains(&ratio),

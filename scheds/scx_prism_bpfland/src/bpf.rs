@@ -30,8 +30,10 @@ pub struct BpfConfig {
     pub slice_min_ns: u64,
     pub slice_lag_ns: u64,
     pub preempt_min_ns: u64,
+    pub preempt_same_class: bool,
     pub class_offset_ns: u64,
     pub batch_slice_factor: u32,
+    pub critical_weight_factor: u32,
     /// The bus to read classes from; None: --prism is off, the bus is never opened.
     pub prism: Option<BusPaths>,
     pub partial: bool,
@@ -53,6 +55,7 @@ pub struct BpfCounters {
     pub bus_own: u64,
     pub bus_ancestor: u64,
     pub bus_miss: u64,
+    pub runnable_weight: i64,
 }
 
 pub struct BpfScheduler<'obj> {
@@ -137,8 +140,10 @@ impl<'obj> BpfScheduler<'obj> {
         rodata.slice_min_ns = cfg.slice_min_ns;
         rodata.slice_lag_ns = cfg.slice_lag_ns;
         rodata.preempt_min_ns = cfg.preempt_min_ns;
+        rodata.preempt_same_class = cfg.preempt_same_class;
         rodata.class_offset_ns = cfg.class_offset_ns;
         rodata.batch_slice_factor = cfg.batch_slice_factor;
+        rodata.critical_weight_factor = cfg.critical_weight_factor;
         rodata.prism_enabled = cfg.prism.is_some();
         rodata.smt_enabled = layout.smt;
         rodata.nr_llcs = layout.llc_nr_cpus.len() as u32;
@@ -215,6 +220,7 @@ impl<'obj> BpfScheduler<'obj> {
             bus_own: b.nr_bus_own,
             bus_ancestor: b.nr_bus_ancestor,
             bus_miss: b.nr_bus_miss,
+            runnable_weight: b.runnable_weight_seen,
         }
     }
 

@@ -59,18 +59,30 @@ struct Opts {
     #[arg(short = 'S', long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=100_000))]
     slice_us_min: u64,
 
-    /// Most CPU time, microseconds, a sleeping task is credited against the others
-    /// (twice that for tasks that wake often, and again twice for critical ones).
+    /// Most CPU time, microseconds, a sleeping task of weight 100 is credited against
+    /// the others (in proportion to its weight, twice that if it wakes often).
     #[arg(short = 'l', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     slice_us_lag: u64,
 
-    /// A waking task preempts a task with a later deadline once that has run this long, microseconds.
+    /// A waking task may preempt a lower-class task (normal over batch) with a later
+    /// deadline once that has run this long, microseconds; critical ones preempt at once.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     preempt_min_us: u64,
+
+    /// Let a waking task also preempt same-class tasks with later deadlines (after
+    /// --preempt-min-us). Each preemption costs an IPI; off, waking tasks wait for a
+    /// slice to end (slices shrink with load).
+    #[arg(long)]
+    preempt_same_class: bool,
 
     /// With --prism: how much earlier (critical) or later (batch) a deadline is, microseconds.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     class_offset_us: u64,
+
+    /// With --prism: critical tasks weigh this many times their weight (their CPU share
+    /// can reach this multiple of a fair one; 1 gives them latency but no extra CPU).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    critical_weight_factor: u32,
 
     /// With --prism: batch tasks get this many times the slice.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -119,8 +131,10 @@ impl Opts {
             slice_min_ns: self.slice_us_min * 1000,
             slice_lag_ns: self.slice_us_lag * 1000,
             preempt_min_ns: self.preempt_min_us * 1000,
+            preempt_same_class: self.preempt_same_class,
             class_offset_ns: self.class_offset_us * 1000,
             batch_slice_factor: self.batch_slice_factor,
+            critical_weight_factor: self.critical_weight_factor,
             prism: self.prism.then(|| BusPaths::new(&self.bus_dir)),
             partial: self.partial,
             exit_dump_len: self.exit_dump_len,

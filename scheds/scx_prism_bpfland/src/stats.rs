@@ -25,6 +25,8 @@ const UNSET: usize = LatencyClass::Unset as usize;
 pub struct Metrics {
     #[stat(desc = "Bus: -1 --prism off (not opened), 0 not pinned yet, 1 attached")]
     pub bus: i64,
+    #[stat(desc = "Total weight of the runnable tasks (100 per nice-0 task)")]
+    pub runnable_weight: i64,
     #[stat(desc = "Tasks put on an idle CPU at once")]
     pub direct: u64,
     #[stat(desc = "Tasks that went through a queue")]
@@ -83,6 +85,7 @@ impl Metrics {
         let runs = |c: usize| d(cur.runs[c], prev.runs[c]);
         Metrics {
             bus: bus.map_or(-1, i64::from),
+            runnable_weight: cur.runnable_weight,
             direct: d(cur.direct_dispatches, prev.direct_dispatches),
             queued: d(cur.queued_dispatches, prev.queued_dispatches),
             preempted: d(cur.preemptions, prev.preemptions),
@@ -109,12 +112,13 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism_bpfland] bus {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {}",
+            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {}",
             match self.bus {
                 -1 => "off",
                 0 => "waiting",
                 _ => "on",
             },
+            self.runnable_weight,
             self.critical_runs,
             self.normal_runs,
             self.batch_runs,

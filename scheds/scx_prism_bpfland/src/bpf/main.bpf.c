@@ -15,19 +15,23 @@
  * run on that CPU only. Idle CPUs are chosen by topology: the previous CPU
  * if its whole SMT core is idle, then a fully idle core in the same LLC, the
  * same node, anywhere; then any idle CPU in that order. Slices shrink as the
- * LLC's queue grows. A waking task whose deadline is earlier than that of a
- * task that has run for a while on a CPU of its LLC preempts it.
+ * LLC's queue grows. Optionally, a waking task whose deadline is earlier
+ * than that of a task that has run for a while on a CPU of its LLC
+ * preempts it.
  *
  * With --prism, the bus (prism/bus.bpf.h, through its per-task cache: no
  * hash lookup in steady state) gives each task a latency class and weight:
- *  - critical: deadline class_offset earlier, twice the lag credit, and it
- *    preempts batch or normal work at once when it wakes;
- *  - batch: deadline class_offset later, batch_slice_factor longer slices,
- *    and it preempts nobody;
+ *  - critical: critical_weight_factor times the weight (so it gets the CPU
+ *    it asks for, up to that multiple of a fair share), deadline
+ *    class_offset earlier, and when it wakes it preempts batch or normal
+ *    work with a later deadline at once;
+ *  - batch: no sleep credit, deadline class_offset later,
+ *    batch_slice_factor longer slices, and it preempts nobody;
  *  - weight 1..127 multiplies the task's weight by weight/64.
  * The offsets are constants and vruntime is always charged, so a CPU-bound
  * critical task leads the others by a bounded amount of virtual time and
- * then shares by weight: no class can starve another.
+ * then shares by weight: no class can starve another (N critical hogs leave
+ * a normal one at least 1/(N * critical_weight_factor + 1) of the CPUs).
  */
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
@@ -49,8 +53,10 @@ const volatile u64 slice_max_ns = 5000000ULL;
 const volatile u64 slice_min_ns = 500000ULL;
 const volatile u64 slice_lag_ns = 20000000ULL;
 const volatile u64 preempt_min_ns = 1000000ULL;
+const volatile bool preempt_same_class;
 const volatile u64 class_offset_ns = 20000000ULL;
 const volatile u32 batch_slice_factor = 4;
+const volatile u32 critical_weight_factor = 4;
 const volatile bool prism_enabled;
 const volatile bool smt_enabled;
 const volatile u32 nr_llcs = 1;
@@ -67,9 +73,16 @@ volatile u64 nr_runs[NR_CLASSES];
 volatile u64 class_runtime_ns[NR_CLASSES];
 volatile u64 wait_hist[NR_CLASSES][WAIT_BUCKETS];
 volatile u64 nr_bus_cached, nr_bus_own, nr_bus_ancestor, nr_bus_miss;
+volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
 
-/* the clock vruntimes are measured against: the latest one that ran */
+/*
+ * The fair clock: how far the vruntime of a task of weight 100 would have
+ * advanced under fair sharing. Each ns of CPU anybody uses moves it by
+ * 100 / (total weight of the runnable tasks), so no single task, however
+ * light (a nice-19 kthread's vruntime runs 100x faster), drags it along.
+ */
 static u64 vtime_now;
+static s64 runnable_weight;
 static u32 nr_cpu_ids;
 
 struct task_ctx {
@@ -78,6 +91,7 @@ struct task_ctx {
 	u64 last_run_at;
 	u64 ready_at;		/* when it became ready to run, 0 while running */
 	u64 weight;		/* effective weight, 100 = nice 0 */
+	u64 counted_weight;	/* its share of runnable_weight while runnable */
 	u64 nvcsw_since;	/* start of the voluntary-switch window */
 	u32 nvcsw;		/* voluntary switches in the window */
 	u32 avg_nvcsw;		/* per second, moving average */
@@ -240,35 +254,66 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 }
 
 /*
+ * The task's deadline once it has run @extra_ns more: its vruntime plus the
+ * weighted CPU time since it woke (capped after scaling, so a light task's
+ * deadline stays near its vruntime), moved by its class.
+ */
+static u64 deadline_after(const struct task_ctx *tctx, u64 extra_ns)
+{
+	u64 weight = tctx->weight ?: 1, awake, dl;
+
+	awake = (tctx->awake_runtime + extra_ns) * 100 / weight;
+	if (awake > slice_lag_ns)
+		awake = slice_lag_ns;
+	dl = tctx->vruntime + extra_ns * 100 / weight + awake;
+	if (tctx->class == PRISM_CLASS_CRITICAL)
+		dl -= class_offset_ns;
+	else if (tctx->class == PRISM_CLASS_BATCH)
+		dl += class_offset_ns;
+	return dl;
+}
+
+/*
  * Refresh the task's class and weight, bound its sleep credit and return
  * its deadline.
  */
 static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx)
 {
-	u64 weight, lag, awake, dl;
+	u64 weight, lag;
 	u32 bus_weight;
 
 	tctx->class = bus_lookup(p, &bus_weight);
 	weight = (u64)p->scx.weight * cgroup_weight(p) / 100;
 	if (bus_weight)
 		weight = weight * bus_weight / PRISM_WEIGHT_NEUTRAL;
-	tctx->weight = weight ?: 1;
-
-	/* credit: heavier and more interactive tasks keep more */
-	lag = slice_lag_ns * tctx->weight / 100;
-	lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) / NVCSW_FULL;
 	if (tctx->class == PRISM_CLASS_CRITICAL)
-		lag *= 2;
+		weight *= critical_weight_factor;
+	tctx->weight = weight ?: 1;
+	if (tctx->counted_weight && tctx->counted_weight != tctx->weight) {
+		__sync_fetch_and_add(&runnable_weight,
+				     (s64)tctx->weight - (s64)tctx->counted_weight);
+		tctx->counted_weight = tctx->weight;
+	}
+
+	/*
+	 * credit: up to twice as much for tasks that wake often; not scaled
+	 * by weight, which already speeds a heavy task's return to the front
+	 */
+	lag = slice_lag_ns;
+	lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) / NVCSW_FULL;
+	/* batch work asked for throughput, not wakeup latency: no credit */
+	if (tctx->class == PRISM_CLASS_BATCH)
+		lag = 0;
 	if (vtime_before(tctx->vruntime, vtime_now - lag))
 		tctx->vruntime = vtime_now - lag;
+	/*
+	 * and a bounded debt: a very light task (a nice-19 kthread) that ran a
+	 * whole slice must not wait for seconds while heavy tasks catch up
+	 */
+	else if (vtime_before(vtime_now + slice_lag_ns, tctx->vruntime))
+		tctx->vruntime = vtime_now + slice_lag_ns;
 
-	awake = tctx->awake_runtime < slice_lag_ns ? tctx->awake_runtime : slice_lag_ns;
-	dl = tctx->vruntime + awake * 100 / tctx->weight;
-	if (tctx->class == PRISM_CLASS_CRITICAL)
-		dl -= class_offset_ns;
-	else if (tctx->class == PRISM_CLASS_BATCH)
-		dl += class_offset_ns;
-	return dl;
+	return deadline_after(tctx, 0);
 }
 
 /* The slice shrinks as the LLC's queue grows beyond its CPUs. */
@@ -359,9 +404,12 @@ static u32 class_rank(u32 class)
 
 /*
  * A CPU of @p's LLC to preempt for @p, waking with deadline @dl, or -1:
- * the one running the lowest class, then the latest deadline. A critical
- * task takes a lower class's CPU at once; otherwise the victim must have a
- * later deadline and have run preempt_min_ns. Batch preempts nobody.
+ * the one running the lowest class, then the latest deadline, and always
+ * a later deadline than @dl (so preemption never beats the fair order). A
+ * critical task takes a lower class's CPU at once; normal takes batch's
+ * once that has run preempt_min_ns; the same class only with
+ * preempt_same_class (each kick is an IPI, and the slice ends soon
+ * anyway). Batch preempts nobody.
  */
 static s32 preemption_victim(const struct task_struct *p, const struct task_ctx *tctx,
 			     u64 dl, s32 prev_cpu)
@@ -384,14 +432,12 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 		if (!cctx || !cctx->running)
 			continue;
 		r = class_rank(cctx->class);
-		if (r > rank)
+		if (r > rank || (r == rank && !preempt_same_class) ||
+		    !vtime_before(dl, cctx->deadline))
 			continue;
-		if (!(rank == 2 && r < rank)) {
-			/* same rank, or a normal waker: deadlines decide */
-			if (now - cctx->started_at < preempt_min_ns ||
-			    !vtime_before(dl, cctx->deadline))
-				continue;
-		}
+		/* critical over a lower class at once; otherwise after a while */
+		if (!(rank == 2 && r < rank) && now - cctx->started_at < preempt_min_ns)
+			continue;
 		if (r < best_rank || (r == best_rank && vtime_before(latest, cctx->deadline))) {
 			victim = cpu;
 			best_rank = r;
@@ -475,11 +521,37 @@ static bool take_earliest(s32 cpu)
 	return scx_bpf_dsq_move_to_local(cpu_dsq(cpu), 0);
 }
 
+/*
+ * Should @prev, out of slice but still runnable, go on rather than the
+ * head of its LLC's queue? Yes if its deadline, charged for the run it is
+ * finishing, is still the earlier one.
+ */
+static bool prev_goes_on(struct task_struct *prev, s32 cpu)
+{
+	struct task_struct *head;
+	struct task_ctx *tctx;
+	u64 dl;
+
+	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED) || pinned(prev))
+		return false;
+	tctx = lookup_task_ctx(prev);
+	if (!tctx)
+		return false;
+	if (scx_bpf_dsq_nr_queued(cpu_dsq(cpu)))
+		return false;
+	dl = deadline_after(tctx, scx_bpf_now() - tctx->last_run_at);
+	head = __COMPAT_scx_bpf_dsq_peek(llc_dsq(cpu));
+	if (head && !vtime_before(dl, head->scx.dsq_vtime))
+		return false;
+	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
+	return true;
+}
+
 void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 {
 	u32 llc = llc_of(cpu), i;
 
-	if (take_earliest(cpu))
+	if (prev_goes_on(prev, cpu) || take_earliest(cpu))
 		return;
 	/* nothing here: help another LLC */
 	bpf_for(i, 0, nr_llcs) {
@@ -504,6 +576,10 @@ void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
 		return;
 	tctx->awake_runtime = 0;
 	tctx->ready_at = now;
+	if (!tctx->counted_weight) {
+		tctx->counted_weight = tctx->weight ?: 100;
+		__sync_fetch_and_add(&runnable_weight, tctx->counted_weight);
+	}
 	/* fold the window's voluntary switches into the per-second average */
 	elapsed = now - tctx->nvcsw_since;
 	if (elapsed >= NVCSW_PERIOD_NS) {
@@ -529,8 +605,6 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 			__sync_fetch_and_add(&wait_hist[class][wait_bucket(now - tctx->ready_at)], 1);
 			tctx->ready_at = 0;
 		}
-		if (vtime_before(vtime_now, tctx->vruntime))
-			vtime_now = tctx->vruntime;
 	}
 	__sync_fetch_and_add(&nr_runs[class], 1);
 	if (cctx) {
@@ -546,6 +620,7 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	u64 now = scx_bpf_now(), ran;
+	s64 total;
 
 	if (cctx)
 		cctx->running = 0;
@@ -554,11 +629,35 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 	ran = now - tctx->last_run_at;
 	tctx->awake_runtime += ran;
 	tctx->vruntime += ran * 100 / (tctx->weight ?: 1);
+	total = runnable_weight;
+	runnable_weight_seen = total;
+	__sync_fetch_and_add(&vtime_now, ran * 100 / (total > 100 ? total : 100));
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (NR_CLASSES - 1)], ran);
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
 	else
 		tctx->nvcsw++;
+}
+
+static void uncount_weight(struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx && tctx->counted_weight) {
+		__sync_fetch_and_sub(&runnable_weight, tctx->counted_weight);
+		tctx->counted_weight = 0;
+	}
+}
+
+void BPF_STRUCT_OPS(pbl_quiescent, struct task_struct *p, u64 deq_flags)
+{
+	uncount_weight(p);
+}
+
+/* Leaving sched_ext (or exiting) while runnable: no longer counted. */
+void BPF_STRUCT_OPS(pbl_disable, struct task_struct *p)
+{
+	uncount_weight(p);
 }
 
 void BPF_STRUCT_OPS(pbl_enable, struct task_struct *p)
@@ -679,7 +778,9 @@ SCX_OPS_DEFINE(prism_bpfland_ops,
 	       .runnable		= (void *)pbl_runnable,
 	       .running			= (void *)pbl_running,
 	       .stopping		= (void *)pbl_stopping,
+	       .quiescent		= (void *)pbl_quiescent,
 	       .enable			= (void *)pbl_enable,
+	       .disable			= (void *)pbl_disable,
 	       .init_task		= (void *)pbl_init_task,
 	       .cgroup_init		= (void *)pbl_cgroup_init,
 	       .cgroup_set_weight	= (void *)pbl_cgroup_set_weight,

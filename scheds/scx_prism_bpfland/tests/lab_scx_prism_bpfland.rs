@@ -1,0 +1,398 @@
+//! scx_prism_bpfland in the sched_ext lab kernel. Ignored by a plain
+//! `cargo test` (this host has no sched_ext); ci/test runs them in the lab
+//! guest with `--include-ignored --test-threads=1`. Each test loads the real
+//! scheduler and asserts what the kernel and the workloads show.
+
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::Duration;
+
+use libbpf_rs::MapCore;
+use prism_bench::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly, stress};
+use prism_bench::latency::Summary;
+use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
+use prism_bus::{Entry, LatencyClass};
+
+fn entry(id: u32, class: LatencyClass) -> Entry {
+    sched_entry(id, class, 0)
+}
+
+fn scheduler() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_scx_prism_bpfland"))
+}
+
+/// prism-probe, built beside the scheduler (ci/test builds both).
+fn probe_bin() -> PathBuf {
+    let p = scheduler().with_file_name("prism-probe");
+    assert!(
+        p.exists(),
+        "{} is missing: cargo build -p prism-bench (same profile)",
+        p.display()
+    );
+    p
+}
+
+/// Start it; with `prism`, reading the classes on `bus`.
+fn start(bus: &TempBusDir, prism: bool, extra: &[&str]) -> SchedProcess {
+    let dir = bus.paths.dir.to_str().unwrap().to_string();
+    let mut args = vec!["--bus-dir", &dir];
+    if prism {
+        args.push("--prism");
+    }
+    args.extend_from_slice(extra);
+    SchedProcess::start(&scheduler(), &args)
+}
+
+/// Ids of the BPF maps a process holds file descriptors to.
+fn map_ids_held_by(pid: u32) -> Vec<u32> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap();
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("map_id:").map(|v| v.trim().parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn loads_and_unloads_without_prism_and_never_opens_the_bus() {
+    let bus = TempBusDir::new("pbl-noprism");
+    let cg = TempCgroup::new("pbl-noprism");
+    let w = lab::label(&bus, &[(&cg, entry(330, LatencyClass::Critical))]);
+    let bus_map = w.bus().identity_map().info().unwrap().info.id;
+    let s = start(&bus, false, &[]);
+    assert_eq!(lab::state(), "enabled");
+    assert!(
+        lab::ops().starts_with("scx_prism_bpfland"),
+        "root/ops is {:?}",
+        lab::ops()
+    );
+    sleep(Duration::from_secs(2));
+    let held = map_ids_held_by(s.pid());
+    assert!(!held.is_empty(), "no BPF map fds seen: is fdinfo readable?");
+    assert!(
+        !held.contains(&bus_map),
+        "without --prism the bus map {bus_map} is open: {held:?}"
+    );
+    let log = stop_cleanly(s);
+    assert!(log.contains("classes off (no --prism)"), "{log}");
+    assert_eq!(lab::ops(), "");
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn loads_and_unloads_with_prism() {
+    let bus = TempBusDir::new("pbl-prism");
+    let cg = TempCgroup::new("pbl-prism");
+    lab::label(&bus, &[(&cg, entry(331, LatencyClass::Critical))]);
+    let s = start(&bus, true, &[]);
+    assert_eq!(lab::state(), "enabled");
+    sleep(Duration::from_secs(2));
+    let log = stop_cleanly(s);
+    assert!(log.contains("attached"), "{log}");
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn survives_45s_of_stress_ng_without_prism() {
+    let bus = TempBusDir::new("pbl-stress");
+    let mut s = start(&bus, false, &[]);
+    stress(&cgroup2_root(), 45);
+    assert!(s.alive(), "died under stress:\n{}", s.log_text());
+    assert_eq!(lab::state(), "enabled", "ejected:\n{}", s.log_text());
+    stop_cleanly(s);
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn survives_45s_of_stress_ng_with_prism_in_a_critical_cgroup() {
+    let bus = TempBusDir::new("pbl-stress-prism");
+    let cg = TempCgroup::new("pbl-stress-crit");
+    lab::label(&bus, &[(&cg, entry(332, LatencyClass::Critical))]);
+    let mut s = start(&bus, true, &[]);
+    stress(&cg.path, 45);
+    assert!(s.alive(), "died under stress:\n{}", s.log_text());
+    assert_eq!(lab::state(), "enabled", "ejected:\n{}", s.log_text());
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runtime error"), "{log}");
+}
+
+/// p99 of three identical request-mode probes (a dispatcher and two
+/// workers, each 35% of a CPU: more than a fair share under this load) in
+/// cgroups labelled critical / normal / batch, under 2 x nCPU unlabelled
+/// hogs. Request mode measures wakeup-to-run only, without the timer's own
+/// delivery delay, which under TCG is milliseconds and the same for all.
+fn three_probes(prism: bool) -> [Summary; 3] {
+    let bus = TempBusDir::new("pbl-order");
+    let tag = if prism { "p" } else { "n" };
+    let (crit, norm, batch, hogs_cg) = (
+        TempCgroup::new(&format!("pbl-crit-{tag}")),
+        TempCgroup::new(&format!("pbl-norm-{tag}")),
+        TempCgroup::new(&format!("pbl-batch-{tag}")),
+        TempCgroup::new(&format!("pbl-hogs-{tag}")),
+    );
+    lab::label(
+        &bus,
+        &[
+            (&crit, entry(341, LatencyClass::Critical)),
+            (&norm, entry(342, LatencyClass::Normal)),
+            (&batch, entry(343, LatencyClass::Batch)),
+        ],
+    );
+    let s = start(&bus, prism, &["--stats", "2"]);
+    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+    sleep(Duration::from_millis(500));
+    let args = "--workers 2 --interval-us 2000 --work-us 700 --duration-s 6";
+    let probes: Vec<Probe> = [("critical", &crit), ("normal", &norm), ("batch", &batch)]
+        .into_iter()
+        .map(|(label, cg)| Probe::start(&probe_bin(), &cg.path, label, args))
+        .collect();
+    let results: Vec<Summary> = probes.into_iter().map(Probe::finish).collect();
+    drop(hogs);
+    let log = stop_cleanly(s);
+    println!("--prism {prism}:");
+    log.lines()
+        .filter(|l| l.contains("wait p50/p99") || l.starts_with("[scx_prism_bpfland]"))
+        .for_each(|l| println!("  {l}"));
+    for (label, r) in ["critical", "normal", "batch"].iter().zip(&results) {
+        println!(
+            "{label:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
+            r.p50_us, r.p99_us, r.max_us, r.samples
+        );
+    }
+    for r in &results {
+        assert!(r.samples > 100, "too few samples: {}", r.samples);
+    }
+    results.try_into().unwrap()
+}
+
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn with_prism_critical_beats_normal_beats_batch() {
+    let [c, n, b] = three_probes(true);
+    assert!(
+        c.p99_us < n.p99_us,
+        "critical p99 {} not below normal {}",
+        c.p99_us,
+        n.p99_us
+    );
+    assert!(
+        n.p99_us <= b.p99_us,
+        "normal p99 {} above batch {}",
+        n.p99_us,
+        b.p99_us
+    );
+}
+
+/// Without --prism the labels mean nothing: the three p99s stay within 3x
+/// of each other (with --prism, batch is ~1000x critical and normal ~2x).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn without_prism_the_labels_change_nothing() {
+    let all = three_probes(false);
+    let p99: Vec<f64> = all.iter().map(|r| r.p99_us).collect();
+    let (lo, hi) = (
+        p99.iter().cloned().fold(f64::MAX, f64::min),
+        p99.iter().cloned().fold(0.0, f64::max),
+    );
+    assert!(hi <= 3.0 * lo, "p99s {p99:?} differ by more than 3x");
+}
+
+/// Two CPU-bound batch workloads with bus weights 32 and 96 share the CPUs
+/// about 1:3.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn bus_weight_scales_cpu_time() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("pbl-weight");
+    let (light, heavy) = (TempCgroup::new("pbl-w32"), TempCgroup::new("pbl-w96"));
+    lab::label(
+        &bus,
+        &[
+            (&light, sched_entry(351, LatencyClass::Batch, 32)),
+            (&heavy, sched_entry(352, LatencyClass::Batch, 96)),
+        ],
+    );
+    let s = start(&bus, true, &[]);
+    let n = lab::nr_cpus();
+    let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
+    let used = lab::cpu_seconds_over(
+        &[&light.path, &heavy.path],
+        Duration::from_secs(1),
+        Duration::from_secs(6),
+    );
+    drop(hogs);
+    stop_cleanly(s);
+    let ratio = used[1] / used[0].max(1e-6);
+    println!(
+        "bus weight 96 vs 32: {:.2} s vs {:.2} s of CPU, ratio {ratio:.2} (ideal 3)",
+        used[1], used[0]
+    );
+    assert!(
+        (2.0..=4.5).contains(&ratio),
+        "bus weight ratio {ratio:.2} is not about 3"
+    );
+}
+
+/// cgroup cpu.weight 300 vs 100: about three times the CPU, no --prism needed.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn cgroup_cpu_weight_is_honoured() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("pbl-cgweight");
+    let (light, heavy) = (TempCgroup::new("pbl-cw100"), TempCgroup::new("pbl-cw300"));
+    std::fs::write(light.path.join("cpu.weight"), "100").unwrap();
+    std::fs::write(heavy.path.join("cpu.weight"), "300").unwrap();
+    let s = start(&bus, false, &[]);
+    let n = lab::nr_cpus();
+    let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
+    let used = lab::cpu_seconds_over(
+        &[&light.path, &heavy.path],
+        Duration::from_secs(1),
+        Duration::from_secs(6),
+    );
+    drop(hogs);
+    stop_cleanly(s);
+    let ratio = used[1] / used[0].max(1e-6);
+    println!("cpu.weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
+    assert!(
+        (2.0..=4.5).contains(&ratio),
+        "cpu.weight ratio {ratio:.2} is not about 3"
+    );
+}
+
+/// N critical CPU hogs on N CPUs cannot starve a normal hog: the critical
+/// lead is bounded, then CPU time is shared by weight, critical tasks
+/// weighing --critical-weight-factor (4) times more: ideal 1/(4N+1).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn critical_hogs_cannot_starve_a_normal_hog() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("pbl-starve");
+    let (crit, norm) = (TempCgroup::new("pbl-s-crit"), TempCgroup::new("pbl-s-norm"));
+    lab::label(
+        &bus,
+        &[
+            (&crit, entry(361, LatencyClass::Critical)),
+            (&norm, entry(362, LatencyClass::Normal)),
+        ],
+    );
+    let s = start(&bus, true, &[]);
+    let n = lab::nr_cpus();
+    let hogs = (Hogs::start(&crit.path, n), Hogs::start(&norm.path, 1));
+    let used = lab::cpu_seconds_over(
+        &[&crit.path, &norm.path],
+        Duration::from_secs(1),
+        Duration::from_secs(6),
+    );
+    drop(hogs);
+    stop_cleanly(s);
+    let share = used[1] / (used[0] + used[1]);
+    let fair = 1.0 / (4.0 * n as f64 + 1.0);
+    println!(
+        "{n} critical hogs {:.2} s, 1 normal hog {:.2} s: normal share {:.1}% (by weight {:.1}%)",
+        used[0],
+        used[1],
+        share * 100.0,
+        fair * 100.0
+    );
+    assert!(
+        share >= fair / 2.0,
+        "the normal hog got {:.1}%, under half its weighted share {:.1}%",
+        share * 100.0,
+        fair * 100.0
+    );
+}
+
+/// Relabels and cgroup moves reach tasks that are already running: the same
+/// hog processes throughout, their share follows the bus.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn relabels_and_cgroup_moves_reach_running_tasks() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("pbl-relabel");
+    let (a, b, c) = (
+        TempCgroup::new("pbl-rl-a"),
+        TempCgroup::new("pbl-rl-b"),
+        TempCgroup::new("pbl-rl-c"),
+    );
+    let weighted = |id, w| sched_entry(id, LatencyClass::Batch, w);
+    let mut w = lab::label(
+        &bus,
+        &[
+            (&a, weighted(370, 32)),
+            (&b, weighted(371, 96)),
+            (&c, weighted(372, 32)),
+        ],
+    );
+    let s = start(&bus, true, &[]);
+    let n = lab::nr_cpus();
+    let hogs = (Hogs::start(&a.path, n), Hogs::start(&b.path, n));
+    let share = |x: &TempCgroup, y: &TempCgroup| {
+        let used = lab::cpu_seconds_over(
+            &[&x.path, &y.path],
+            Duration::from_millis(500),
+            Duration::from_secs(4),
+        );
+        used[0] / used[1].max(1e-6)
+    };
+    let before = share(&b, &a);
+    // relabel: a becomes the heavy one
+    w.write_batch(
+        &[(a.id(), weighted(370, 96)), (b.id(), weighted(371, 32))],
+        &[],
+    )
+    .unwrap();
+    let relabelled = share(&a, &b);
+    // move a's running hogs into c (weight 32): now even with b
+    for pid in hogs.0.pids() {
+        c.enter(pid);
+    }
+    let moved = share(&c, &b);
+    drop(hogs);
+    stop_cleanly(s);
+    println!(
+        "heavy/light CPU time: before {before:.2}, after the relabel {relabelled:.2}; \
+         after the move (equal weights) {moved:.2}"
+    );
+    assert!(before > 1.8, "weights 96:32 gave {before:.2}");
+    assert!(
+        relabelled > 1.8,
+        "the relabel did not reach running tasks: {relabelled:.2}"
+    );
+    assert!(
+        (0.5..=2.0).contains(&moved),
+        "the move did not reach running tasks: {moved:.2} for equal weights"
+    );
+}
+
+/// `--monitor` reads a running scheduler's statistics over scx_stats.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn monitor_reads_the_running_schedulers_stats() {
+    let bus = TempBusDir::new("pbl-monitor");
+    let s = start(&bus, true, &[]);
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "INT", "7"])
+        .arg(scheduler())
+        .args(["--monitor", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    stop_cleanly(s);
+    println!("{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("[scx_prism_bpfland]"))
+            .count()
+            >= 2,
+        "{text}"
+    );
+    assert!(text.contains("wait p50/p99"), "{text}");
+}
