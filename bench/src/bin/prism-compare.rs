@@ -1,12 +1,15 @@
 //! prism-compare: schedulers side by side in one boot of the lab kernel.
 //!
-//! A latency probe runs in cgroup /crit while 2 x nCPU CPU hogs run in
+//! Latency probes run in cgroup /crit while 2 x nCPU CPU hogs run in
 //! /batch, under each configuration in turn (interleaved, several trials):
 //! the probe alone (its floor), EEVDF with equal weights, EEVDF with cgroup
-//! weights (crit 10000, batch 1), scx_prism with /crit critical and /batch
-//! batch on the bus, and scx_prism with an empty bus. Prints p50/p99/p99.9
-//! (median over trials, and the range) as ratios to EEVDF, and the hogs'
-//! throughput as a share of theirs under EEVDF. Run it in the lab guest:
+//! weights (crit 10000, batch 1), scx_prism and scx_prism_bpfland --prism
+//! with /crit critical and /batch batch on the bus, scx_prism with an empty
+//! bus, scx_prism_bpfland without --prism, and the published scx_bpfland as
+//! the peer (when its binary is there: ci/bench-peers installs it). Prints
+//! p50/p99/p99.9 (median over trials, and the range) as ratios to EEVDF,
+//! and the hogs' throughput as a share of theirs under EEVDF. Run it in the
+//! lab guest:
 //!
 //!     ci/lab run -- target/release/prism-compare --trials 3
 
@@ -23,7 +26,9 @@ use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{BusWriter, LatencyClass};
 
 #[derive(Parser)]
-#[command(about = "Side-by-side latency of a critical probe under CPU hogs: EEVDF vs scx_prism")]
+#[command(
+    about = "Side-by-side latency of a critical probe under CPU hogs: EEVDF vs the Prism schedulers vs scx_bpfland"
+)]
 struct Opts {
     /// Trials per configuration (interleaved).
     #[arg(long, default_value_t = 3)]
@@ -31,52 +36,102 @@ struct Opts {
     /// Seconds each probe measures.
     #[arg(long, default_value_t = 4.0)]
     seconds: f64,
-    /// The scx_prism binary (default: beside this one).
+    /// Only the configurations whose name contains one of these (repeatable); the
+    /// EEVDF baseline always runs.
     #[arg(long)]
-    scx_prism: Option<PathBuf>,
+    only: Vec<String>,
+    /// The published scx_bpfland binary (the peer); skipped if missing.
+    #[arg(long, default_value = ".lab-cache/peers/bin/scx_bpfland")]
+    scx_bpfland: PathBuf,
     /// Also write the raw results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Config {
-    Floor,
-    Eevdf,
-    EevdfWeights,
-    Prism,
-    PrismEmptyBus,
+/// Which bus a scheduler reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Bus {
+    Labelled,
+    Empty,
 }
 
-impl Config {
-    const ALL: [Config; 5] = [
-        Config::Floor,
-        Config::Eevdf,
-        Config::EevdfWeights,
-        Config::Prism,
-        Config::PrismEmptyBus,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Config::Floor => "floor (probe alone, EEVDF)",
-            Config::Eevdf => "EEVDF, equal weights",
-            Config::EevdfWeights => "EEVDF, cpu.weight 10000/1",
-            Config::Prism => "scx_prism, bus: crit/batch",
-            Config::PrismEmptyBus => "scx_prism, empty bus",
-        }
-    }
+/// One configuration: a scheduler (None: EEVDF) with its arguments, the
+/// cgroup weights of /crit and /batch, and whether the hogs run.
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    name: &'static str,
+    scheduler: Option<(&'static str, &'static [&'static str], Bus)>,
+    weights: (u32, u32),
+    hogs: bool,
 }
 
-/// Two probes: a light one (sleeps most of the time) and a CPU-hungry one.
-const PROBES: [(&str, &str); 2] = [
+const FLOOR: &str = "floor (probe alone, EEVDF)";
+const EEVDF: &str = "EEVDF, equal weights";
+
+const CONFIGS: [Config; 8] = [
+    Config {
+        name: FLOOR,
+        scheduler: None,
+        weights: (100, 100),
+        hogs: false,
+    },
+    Config {
+        name: EEVDF,
+        scheduler: None,
+        weights: (100, 100),
+        hogs: true,
+    },
+    Config {
+        name: "EEVDF, cpu.weight 10000/1",
+        scheduler: None,
+        weights: (10000, 1),
+        hogs: true,
+    },
+    Config {
+        name: "scx_prism, bus: crit/batch",
+        scheduler: Some(("scx_prism", &[], Bus::Labelled)),
+        weights: (100, 100),
+        hogs: true,
+    },
+    Config {
+        name: "scx_prism, empty bus",
+        scheduler: Some(("scx_prism", &[], Bus::Empty)),
+        weights: (100, 100),
+        hogs: true,
+    },
+    Config {
+        name: "scx_bpfland 1.1.4 (peer)",
+        scheduler: Some(("scx_bpfland", &[], Bus::Empty)),
+        weights: (100, 100),
+        hogs: true,
+    },
+    Config {
+        name: "scx_prism_bpfland",
+        scheduler: Some(("scx_prism_bpfland", &[], Bus::Empty)),
+        weights: (100, 100),
+        hogs: true,
+    },
+    Config {
+        name: "scx_prism_bpfland --prism",
+        scheduler: Some(("scx_prism_bpfland", &["--prism"], Bus::Labelled)),
+        weights: (100, 100),
+        hogs: true,
+    },
+];
+
+/// The probes: sleepy (wakes every 10 ms for 100 us), light (every 2 ms
+/// for 200 us), request (a dispatcher hands requests to 2 workers: wakeup
+/// to run without the timer's own delay) and CPU-hungry (1.5 ms of every 2).
+const PROBES: [(&str, &str); 4] = [
+    ("sleepy", "--interval-us 10000 --work-us 100"),
     ("light", "--interval-us 2000 --work-us 200"),
+    ("request", "--workers 2 --interval-us 2000 --work-us 300"),
     ("hungry", "--interval-us 2000 --work-us 1500"),
 ];
 
 #[derive(Debug, Clone, serde::Serialize)]
 struct Trial {
-    config: String,
+    config: &'static str,
     probe: &'static str,
     trial: usize,
     summary: Summary,
@@ -102,18 +157,40 @@ fn main() -> Result<()> {
     }
     let me = std::env::current_exe()?;
     let probe_bin = me.with_file_name("prism-probe");
-    let scx_prism = o
-        .scx_prism
-        .clone()
-        .unwrap_or_else(|| me.with_file_name("scx_prism"));
-    for b in [&probe_bin, &scx_prism] {
-        if !b.exists() {
-            bail!(
-                "{} is missing (cargo build --release --workspace)",
-                b.display()
-            );
-        }
+    if !probe_bin.exists() {
+        bail!(
+            "{} is missing (cargo build --release --workspace)",
+            probe_bin.display()
+        );
     }
+    // Where each scheduler binary is; a configuration whose binary is missing is skipped.
+    let binary = |name: &str| -> PathBuf {
+        if name == "scx_bpfland" {
+            o.scx_bpfland.clone()
+        } else {
+            me.with_file_name(name)
+        }
+    };
+    let configs: Vec<Config> = CONFIGS
+        .into_iter()
+        .filter(|c| {
+            c.name == EEVDF
+                || o.only.is_empty()
+                || o.only.iter().any(|w| c.name.contains(w.as_str()))
+        })
+        .filter(|c| match c.scheduler {
+            Some((bin, ..)) if !binary(bin).exists() => {
+                eprintln!(
+                    "skipping \"{}\": {} is missing",
+                    c.name,
+                    binary(bin).display()
+                );
+                false
+            }
+            _ => true,
+        })
+        .collect();
+
     let root = prism_bus::cgroup::cgroup2_root()?;
     lab::enable_cpu_controller(&root);
     let crit = TempCgroup::new("crit");
@@ -135,32 +212,27 @@ fn main() -> Result<()> {
     let mut trials: Vec<Trial> = Vec::new();
     let started = Instant::now();
     for trial in 1..=o.trials {
-        for config in Config::ALL {
+        for config in &configs {
             eprintln!(
                 "[{:>5.0}s] trial {trial}/{}: {}",
                 started.elapsed().as_secs_f64(),
                 o.trials,
-                config.name()
+                config.name
             );
-            let (cw, bw) = if config == Config::EevdfWeights {
-                (10000, 1)
-            } else {
-                (100, 100)
-            };
-            set_weight(&crit.path, cw)?;
-            set_weight(&batch.path, bw)?;
-            let sched = match config {
-                Config::Prism => Some(SchedProcess::start(
-                    &scx_prism,
-                    &["--bus-dir", labelled.paths.dir.to_str().unwrap()],
-                )),
-                Config::PrismEmptyBus => Some(SchedProcess::start(
-                    &scx_prism,
-                    &["--bus-dir", empty.paths.dir.to_str().unwrap()],
-                )),
-                _ => None,
-            };
-            let hogs = (config != Config::Floor).then(|| Hogs::start(&batch.path, nr_hogs));
+            set_weight(&crit.path, config.weights.0)?;
+            set_weight(&batch.path, config.weights.1)?;
+            let sched = config.scheduler.map(|(bin, args, bus)| {
+                let dir = match bus {
+                    Bus::Labelled => &labelled.paths.dir,
+                    Bus::Empty => &empty.paths.dir,
+                };
+                let mut all: Vec<&str> = args.to_vec();
+                if bin != "scx_bpfland" {
+                    all.extend(["--bus-dir", dir.to_str().unwrap()]);
+                }
+                SchedProcess::start(&binary(bin), &all)
+            });
+            let hogs = config.hogs.then(|| Hogs::start(&batch.path, nr_hogs));
             sleep(Duration::from_millis(300));
             for (probe, args) in PROBES {
                 let u0 = lab::cpu_usage_us(&batch.path);
@@ -170,7 +242,7 @@ fn main() -> Result<()> {
                 let hog_cpus =
                     (lab::cpu_usage_us(&batch.path) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
                 trials.push(Trial {
-                    config: config.name().into(),
+                    config: config.name,
                     probe,
                     trial,
                     summary,
@@ -181,13 +253,13 @@ fn main() -> Result<()> {
             if let Some(s) = sched {
                 let (status, log) = s.stop();
                 if !status.success() {
-                    bail!("scx_prism failed during the run:\n{log}");
+                    bail!("{} failed during the run:\n{log}", config.name);
                 }
             }
         }
     }
 
-    report(&trials);
+    report(&trials, &configs);
     if let Some(path) = &o.json {
         std::fs::write(path, serde_json::to_string_pretty(&trials)?)?;
         println!("raw results: {}", path.display());
@@ -195,26 +267,26 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn report(trials: &[Trial]) {
+fn report(trials: &[Trial], configs: &[Config]) {
     for (probe, _) in PROBES {
-        let mut by: BTreeMap<Config, Vec<&Trial>> = BTreeMap::new();
-        for c in Config::ALL {
+        let mut by: BTreeMap<&str, Vec<&Trial>> = BTreeMap::new();
+        for c in configs {
             by.insert(
-                c,
+                c.name,
                 trials
                     .iter()
-                    .filter(|t| t.probe == probe && t.config == c.name())
+                    .filter(|t| t.probe == probe && t.config == c.name)
                     .collect(),
             );
         }
-        let med = |c: Config, f: &dyn Fn(&Trial) -> f64| -> (f64, f64, f64) {
-            let mut v: Vec<f64> = by[&c].iter().map(|t| f(t)).collect();
+        let med = |c: &str, f: &dyn Fn(&Trial) -> f64| -> (f64, f64, f64) {
+            let mut v: Vec<f64> = by[c].iter().map(|t| f(t)).collect();
             let (lo, hi) = v
                 .iter()
                 .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
             (median(&mut v), lo, hi)
         };
-        let base = |f: &dyn Fn(&Trial) -> f64| med(Config::Eevdf, f).0;
+        let base = |f: &dyn Fn(&Trial) -> f64| med(EEVDF, f).0;
         let (b50, b99, b999, bhog) = (
             base(&|t| t.summary.p50_us),
             base(&|t| t.summary.p99_us),
@@ -223,7 +295,7 @@ fn report(trials: &[Trial]) {
         );
         println!("\nprobe {probe}: median over trials [range]; ratios to EEVDF with equal weights");
         println!(
-            "{:<28} {:>18} {:>20} {:>20} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "{:<30} {:>18} {:>20} {:>20} {:>8} {:>8} {:>8} {:>9} {:>8}",
             "configuration",
             "p50 us",
             "p99 us",
@@ -234,16 +306,16 @@ fn report(trials: &[Trial]) {
             "hogs %",
             "samples"
         );
-        for c in Config::ALL {
+        for c in configs.iter().map(|c| c.name) {
             let (p50, l50, h50) = med(c, &|t| t.summary.p50_us);
             let (p99, l99, h99) = med(c, &|t| t.summary.p99_us);
             let (p999, l999, h999) = med(c, &|t| t.summary.p999_us);
             let (hog, _, _) = med(c, &|t| t.hog_cpus);
             let samples: usize =
-                by[&c].iter().map(|t| t.summary.samples).sum::<usize>() / by[&c].len().max(1);
+                by[c].iter().map(|t| t.summary.samples).sum::<usize>() / by[c].len().max(1);
             println!(
-                "{:<28} {:>6.0} [{:>4.0}-{:>4.0}] {:>6.0} [{:>5.0}-{:>5.0}] {:>6.0} [{:>5.0}-{:>5.0}] {:>8.2} {:>8.2} {:>8.2} {:>8.0}% {:>8}",
-                c.name(),
+                "{:<30} {:>6.0} [{:>4.0}-{:>4.0}] {:>6.0} [{:>5.0}-{:>5.0}] {:>6.0} [{:>5.0}-{:>5.0}] {:>8.2} {:>8.2} {:>8.2} {:>8.0}% {:>8}",
+                c,
                 p50,
                 l50,
                 h50,
@@ -256,7 +328,7 @@ fn report(trials: &[Trial]) {
                 p50 / b50,
                 p99 / b99,
                 p999 / b999,
-                if c == Config::Floor {
+                if c == FLOOR {
                     f64::NAN
                 } else {
                     100.0 * hog / bhog

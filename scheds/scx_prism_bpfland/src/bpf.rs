@@ -72,20 +72,25 @@ struct Layout {
     smt: bool,
 }
 
-fn layout(topo: &Topology) -> Result<Layout> {
+/// The layout of CPUs given as (cpu id, LLC id, node id), ids as the
+/// kernel numbers them (sparse); the BPF side wants dense indexes.
+fn layout(cpus: impl IntoIterator<Item = (usize, usize, usize)>, smt: bool) -> Result<Layout> {
     let mut llcs = BTreeMap::new();
     let mut nodes = BTreeMap::new();
     let (mut cpu_llc, mut cpu_node) = (Vec::new(), Vec::new());
-    for (&id, cpu) in &topo.all_cpus {
+    for (id, llc_id, node_id) in cpus {
         if id >= MAX_CPUS {
             bail!("CPU {id} is beyond the {MAX_CPUS} this scheduler supports");
         }
         let next = llcs.len() as u32;
-        let llc = *llcs.entry(cpu.llc_id).or_insert(next);
+        let llc = *llcs.entry(llc_id).or_insert(next);
         let next = nodes.len() as u32;
-        let node = *nodes.entry(cpu.node_id).or_insert(next);
+        let node = *nodes.entry(node_id).or_insert(next);
         cpu_llc.push((id, llc));
         cpu_node.push((id, node));
+    }
+    if cpu_llc.is_empty() {
+        bail!("no CPUs in the topology");
     }
     if llcs.len() > MAX_LLCS || nodes.len() > MAX_NODES {
         bail!(
@@ -102,14 +107,17 @@ fn layout(topo: &Topology) -> Result<Layout> {
         cpu_llc,
         cpu_node,
         llc_nr_cpus,
-        smt: topo.smt_enabled,
+        smt,
     })
 }
 
 impl<'obj> BpfScheduler<'obj> {
     pub fn init(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &BpfConfig) -> Result<Self> {
         let topo = Topology::new().context("reading the CPU topology")?;
-        let layout = layout(&topo)?;
+        let layout = layout(
+            topo.all_cpus.values().map(|c| (c.id, c.llc_id, c.node_id)),
+            topo.smt_enabled,
+        )?;
         info!(
             "topology: {} CPUs, {} LLCs, SMT {}",
             layout.cpu_llc.len(),
@@ -239,5 +247,27 @@ impl<'obj> BpfScheduler<'obj> {
 impl Drop for BpfScheduler<'_> {
     fn drop(&mut self) {
         let _ = self.struct_ops.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_llc_and_node_ids_become_dense_indexes() {
+        // two sockets, LLC ids 4 and 9, nodes 0 and 3
+        let l = layout([(0, 4, 0), (1, 4, 0), (2, 9, 3), (3, 9, 3)], true).unwrap();
+        assert_eq!(l.cpu_llc, [(0, 0), (1, 0), (2, 1), (3, 1)]);
+        assert_eq!(l.cpu_node, [(0, 0), (1, 0), (2, 1), (3, 1)]);
+        assert_eq!(l.llc_nr_cpus, [2, 2]);
+        assert!(l.smt);
+    }
+
+    #[test]
+    fn refuses_what_the_bpf_arrays_cannot_hold() {
+        assert!(layout([(MAX_CPUS, 0, 0)], false).is_err());
+        assert!(layout((0..=MAX_LLCS).map(|i| (i, i, 0)), false).is_err());
+        assert!(layout([], false).is_err());
     }
 }

@@ -64,14 +64,14 @@ struct Opts {
     #[arg(short = 'l', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     slice_us_lag: u64,
 
-    /// A waking task may preempt a lower-class task (normal over batch) with a later
-    /// deadline once that has run this long, microseconds; critical ones preempt at once.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    /// A waking task preempts a task with a later deadline on the CPU it wakes on (and,
+    /// with --prism, normal preempts batch anywhere) once that has run this long,
+    /// microseconds; critical tasks preempt lower classes at once.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     preempt_min_us: u64,
 
-    /// Let a waking task also preempt same-class tasks with later deadlines (after
-    /// --preempt-min-us). Each preemption costs an IPI; off, waking tasks wait for a
-    /// slice to end (slices shrink with load).
+    /// Let a waking task also preempt same-class tasks with later deadlines on other
+    /// CPUs of its LLC (after --preempt-min-us). Each costs an IPI.
     #[arg(long)]
     preempt_same_class: bool,
 

@@ -165,7 +165,31 @@ fn three_probes(prism: bool) -> [Summary; 3] {
     for r in &results {
         assert!(r.samples > 100, "too few samples: {}", r.samples);
     }
+    if prism {
+        assert_steady_state_cache(&log);
+    }
     results.try_into().unwrap()
+}
+
+/// The last full stats interval of `log`: the bus answered from the per-task
+/// cache, not from hash lookups (a resolution per relabel, move or new task).
+fn assert_steady_state_cache(log: &str) {
+    let line = log
+        .lines()
+        .filter(|l| l.contains("bus cache"))
+        .nth_back(1)
+        .unwrap_or_else(|| panic!("no stats in the log:\n{log}"));
+    let field = |name: &str| -> u64 {
+        let rest = &line[line.find(name).unwrap() + name.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let cached = field("bus cache ");
+    let looked_up = field(" hit ") + field(" anc ") + field(" miss ");
+    println!("bus resolutions in one interval: {cached} from the cache, {looked_up} looked up");
+    assert!(
+        cached >= 10 * looked_up && cached > 1000,
+        "not a steady state: {line}"
+    );
 }
 
 #[test]

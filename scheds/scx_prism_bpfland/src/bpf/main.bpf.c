@@ -15,9 +15,9 @@
  * run on that CPU only. Idle CPUs are chosen by topology: the previous CPU
  * if its whole SMT core is idle, then a fully idle core in the same LLC, the
  * same node, anywhere; then any idle CPU in that order. Slices shrink as the
- * LLC's queue grows. Optionally, a waking task whose deadline is earlier
- * than that of a task that has run for a while on a CPU of its LLC
- * preempts it.
+ * LLC's queue grows. A waking task whose deadline is earlier than that of
+ * the task on the CPU it wakes on preempts it once that has run a while
+ * (on other CPUs too with preempt_same_class: that costs an IPI).
  *
  * With --prism, the bus (prism/bus.bpf.h, through its per-task cache: no
  * hash lookup in steady state) gives each task a latency class and weight:
@@ -25,7 +25,7 @@
  *    it asks for, up to that multiple of a fair share), deadline
  *    class_offset earlier, and when it wakes it preempts batch or normal
  *    work with a later deadline at once;
- *  - batch: no sleep credit, deadline class_offset later,
+ *  - batch: no interactive bonus on its credit, deadline class_offset later,
  *    batch_slice_factor longer slices, and it preempts nobody;
  *  - weight 1..127 multiplies the task's weight by weight/64.
  * The offsets are constants and vruntime is always charged, so a CPU-bound
@@ -52,7 +52,7 @@ UEI_DEFINE(uei);
 const volatile u64 slice_max_ns = 5000000ULL;
 const volatile u64 slice_min_ns = 500000ULL;
 const volatile u64 slice_lag_ns = 20000000ULL;
-const volatile u64 preempt_min_ns = 1000000ULL;
+const volatile u64 preempt_min_ns = 500000ULL;
 const volatile bool preempt_same_class;
 const volatile u64 class_offset_ns = 20000000ULL;
 const volatile u32 batch_slice_factor = 4;
@@ -300,10 +300,10 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx)
 	 * by weight, which already speeds a heavy task's return to the front
 	 */
 	lag = slice_lag_ns;
-	lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) / NVCSW_FULL;
-	/* batch work asked for throughput, not wakeup latency: no credit */
-	if (tctx->class == PRISM_CLASS_BATCH)
-		lag = 0;
+	/* batch work asked for throughput, not wakeup latency: no bonus */
+	if (tctx->class != PRISM_CLASS_BATCH)
+		lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) /
+		       NVCSW_FULL;
 	if (vtime_before(tctx->vruntime, vtime_now - lag))
 		tctx->vruntime = vtime_now - lag;
 	/*
@@ -403,25 +403,27 @@ static u32 class_rank(u32 class)
 }
 
 /*
- * A CPU of @p's LLC to preempt for @p, waking with deadline @dl, or -1:
- * the one running the lowest class, then the latest deadline, and always
- * a later deadline than @dl (so preemption never beats the fair order). A
- * critical task takes a lower class's CPU at once; normal takes batch's
- * once that has run preempt_min_ns; the same class only with
- * preempt_same_class (each kick is an IPI, and the slice ends soon
- * anyway). Batch preempts nobody.
+ * A CPU of @p's LLC to preempt for @p, waking with deadline @dl, or -1.
+ * The victim always has a later deadline than @dl, so preemption never
+ * beats the fair order. Critical takes a lower class's CPU at once; a
+ * normal (or unlabelled) task takes batch's, or, from the CPU it wakes on,
+ * same-class work, once that has run preempt_min_ns. Kicking another CPU
+ * costs an IPI, so the waking CPU is the first choice and same-class
+ * victims elsewhere are taken only with preempt_same_class. Batch preempts
+ * nobody.
  */
 static s32 preemption_victim(const struct task_struct *p, const struct task_ctx *tctx,
 			     u64 dl, s32 prev_cpu)
 {
 	u32 rank = class_rank(tctx->class), llc = llc_of(prev_cpu), best_rank = 3;
+	s32 this_cpu = bpf_get_smp_processor_id(), cpu, victim = -1;
 	u64 now = scx_bpf_now(), latest = dl;
-	s32 cpu, victim = -1;
 
 	if (rank == 0)
 		return -1;
 	bpf_for(cpu, 0, nr_cpu_ids) {
 		struct cpu_ctx *cctx;
+		bool local = cpu == this_cpu;
 		u32 r;
 
 		if (cpu >= MAX_CPUS)
@@ -432,12 +434,13 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 		if (!cctx || !cctx->running)
 			continue;
 		r = class_rank(cctx->class);
-		if (r > rank || (r == rank && !preempt_same_class) ||
+		if (r > rank || (r == rank && !local && !preempt_same_class) ||
 		    !vtime_before(dl, cctx->deadline))
 			continue;
-		/* critical over a lower class at once; otherwise after a while */
 		if (!(rank == 2 && r < rank) && now - cctx->started_at < preempt_min_ns)
 			continue;
+		if (local)
+			return cpu;
 		if (r < best_rank || (r == best_rank && vtime_before(latest, cctx->deadline))) {
 			victim = cpu;
 			best_rank = r;
