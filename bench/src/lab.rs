@@ -178,9 +178,15 @@ pub struct Hogs {
 
 impl Hogs {
     pub fn start(cgroup: &Path, n: usize) -> Hogs {
+        Hogs::start_niced(cgroup, n, 0)
+    }
+
+    /// Hogs at nice `nice` (-20..=19).
+    pub fn start_niced(cgroup: &Path, n: usize, nice: i32) -> Hogs {
+        let cmd = format!("nice -n {nice} sh -c 'while :; do :; done'");
         let children = (0..n)
             .map(|_| {
-                in_cgroup(cgroup, "sh -c 'while :; do :; done'")
+                in_cgroup(cgroup, &cmd)
                     .stdout(Stdio::null())
                     .spawn()
                     .expect("spawn hog")

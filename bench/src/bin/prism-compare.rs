@@ -119,14 +119,20 @@ const CONFIGS: [Config; 8] = [
     },
 ];
 
-/// The probes: sleepy (wakes every 10 ms for 100 us), light (every 2 ms
-/// for 200 us), request (a dispatcher hands requests to 2 workers: wakeup
-/// to run without the timer's own delay) and CPU-hungry (1.5 ms of every 2).
-const PROBES: [(&str, &str); 4] = [
-    ("sleepy", "--interval-us 10000 --work-us 100"),
-    ("light", "--interval-us 2000 --work-us 200"),
-    ("request", "--workers 2 --interval-us 2000 --work-us 300"),
-    ("hungry", "--interval-us 2000 --work-us 1500"),
+/// The probes, and how many times --seconds each measures (so that each
+/// records ~1,000 wakeups per trial at --seconds 4: tails need samples):
+/// sleepy (wakes every 10 ms for 100 us), light (every 2 ms for 200 us),
+/// request (a dispatcher hands requests to 2 workers: wakeup to run
+/// without the timer's own delay) and CPU-hungry (1.5 ms of every 2).
+const PROBES: [(&str, &str, f64); 4] = [
+    ("sleepy", "--interval-us 10000 --work-us 100", 2.5),
+    ("light", "--interval-us 2000 --work-us 200", 1.0),
+    (
+        "request",
+        "--workers 2 --interval-us 2000 --work-us 300",
+        1.0,
+    ),
+    ("hungry", "--interval-us 2000 --work-us 1500", 1.0),
 ];
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -207,7 +213,7 @@ fn main() -> Result<()> {
     )?;
     BusWriter::create_or_open(&empty.paths, 1024)?;
     let nr_hogs = 2 * lab::nr_cpus();
-    let probe_args = |a: &str| format!("{a} --duration-s {}", o.seconds);
+    let probe_args = |a: &str, x: f64| format!("{a} --duration-s {}", o.seconds * x);
 
     let mut trials: Vec<Trial> = Vec::new();
     let started = Instant::now();
@@ -234,11 +240,11 @@ fn main() -> Result<()> {
             });
             let hogs = config.hogs.then(|| Hogs::start(&batch.path, nr_hogs));
             sleep(Duration::from_millis(300));
-            for (probe, args) in PROBES {
+            for (probe, args, x) in PROBES {
                 let u0 = lab::cpu_usage_us(&batch.path);
                 let t0 = Instant::now();
                 let summary =
-                    Probe::start(&probe_bin, &crit.path, probe, &probe_args(args)).finish();
+                    Probe::start(&probe_bin, &crit.path, probe, &probe_args(args, x)).finish();
                 let hog_cpus =
                     (lab::cpu_usage_us(&batch.path) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
                 trials.push(Trial {
@@ -268,7 +274,7 @@ fn main() -> Result<()> {
 }
 
 fn report(trials: &[Trial], configs: &[Config]) {
-    for (probe, _) in PROBES {
+    for (probe, ..) in PROBES {
         let mut by: BTreeMap<&str, Vec<&Trial>> = BTreeMap::new();
         for c in configs {
             by.insert(

@@ -155,6 +155,7 @@ impl<'obj> BpfScheduler<'obj> {
         rodata.prism_enabled = cfg.prism.is_some();
         rodata.smt_enabled = layout.smt;
         rodata.nr_llcs = layout.llc_nr_cpus.len() as u32;
+        rodata.nr_cpus = layout.cpu_llc.len() as u32;
         for &(cpu, llc) in &layout.cpu_llc {
             rodata.cpu_llc[cpu] = llc;
         }

@@ -61,7 +61,7 @@ struct Opts {
 
     /// Most CPU time, microseconds, a sleeping task of weight 100 is credited against
     /// the others (in proportion to its weight, twice that if it wakes often).
-    #[arg(short = 'l', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    #[arg(short = 'l', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=200_000))]
     slice_us_lag: u64,
 
     /// A waking task preempts a task with a later deadline on the CPU it wakes on (and,
@@ -76,7 +76,7 @@ struct Opts {
     preempt_same_class: bool,
 
     /// With --prism: how much earlier (critical) or later (batch) a deadline is, microseconds.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=200_000))]
     class_offset_us: u64,
 
     /// With --prism: critical tasks weigh this many times their weight (their CPU share
@@ -124,6 +124,13 @@ impl Opts {
                 "--slice-us-min ({}) is above --slice-us ({})",
                 self.slice_us_min,
                 self.slice_us
+            );
+        }
+        // the kernel ejects a scheduler that lets a runnable task wait 5 s
+        if self.slice_us * u64::from(self.batch_slice_factor) > 500_000 {
+            bail!(
+                "--slice-us x --batch-slice-factor is {} us: at most 500000",
+                self.slice_us * u64::from(self.batch_slice_factor)
             );
         }
         Ok(BpfConfig {

@@ -333,6 +333,43 @@ fn critical_hogs_cannot_starve_a_normal_hog() {
     );
 }
 
+/// The heaviest weights there are (nice -20 hogs, critical, bus weight 127:
+/// ~70,000 each) against one nice-19 hog (weight 1): by weight it would wait
+/// minutes for a slice and the kernel's 5 s watchdog would eject the
+/// scheduler. Every bound is a wall-time bound, so it runs, a little.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
+    let root = cgroup2_root();
+    lab::enable_cpu_controller(&root);
+    let bus = TempBusDir::new("pbl-heavy");
+    let (heavy, light) = (TempCgroup::new("pbl-heavy"), TempCgroup::new("pbl-light"));
+    lab::label(
+        &bus,
+        &[(&heavy, sched_entry(380, LatencyClass::Critical, 127))],
+    );
+    let mut s = start(&bus, true, &[]);
+    let n = lab::nr_cpus();
+    let hogs = (
+        Hogs::start_niced(&heavy.path, 3 * n, -20),
+        Hogs::start_niced(&light.path, 1, 19),
+    );
+    let used = lab::cpu_seconds_over(
+        &[&heavy.path, &light.path],
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    );
+    drop(hogs);
+    assert!(s.alive(), "ejected:\n{}", s.log_text());
+    stop_cleanly(s);
+    println!(
+        "heavy hogs {:.2} s, the nice-19 hog {:.3} s of CPU in 10 s",
+        used[0], used[1]
+    );
+    // its weight would give it ~0; each wall-time bound gives it a slice now and then
+    assert!(used[1] >= 0.02, "the nice-19 hog got {:.3} s", used[1]);
+}
+
 /// Relabels and cgroup moves reach tasks that are already running: the same
 /// hog processes throughout, their share follows the bus.
 #[test]

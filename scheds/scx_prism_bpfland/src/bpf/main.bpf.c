@@ -60,6 +60,7 @@ const volatile u32 critical_weight_factor = 4;
 const volatile bool prism_enabled;
 const volatile bool smt_enabled;
 const volatile u32 nr_llcs = 1;
+const volatile u32 nr_cpus = 1;	/* online, from the topology */
 const volatile u32 cpu_llc[MAX_CPUS];
 const volatile u32 cpu_node[MAX_CPUS];
 const volatile u32 llc_nr_cpus[MAX_LLCS];
@@ -96,6 +97,7 @@ struct task_ctx {
 	u32 nvcsw;		/* voluntary switches in the window */
 	u32 avg_nvcsw;		/* per second, moving average */
 	u32 class;		/* PRISM_CLASS_*, UNSET without --prism */
+	u32 cgroup_weight;	/* its cgroup's cpu.weight at the last enqueue */
 };
 
 struct {
@@ -250,7 +252,26 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 	else
 		__sync_fetch_and_add(&nr_bus_miss, 1);
 	*bus_weight = prism_weight(info->flags);
-	return prism_class(info->flags);
+	/* 4..7 are reserved by the ABI: unknown classes are no class */
+	return prism_class(info->flags) <= PRISM_CLASS_BATCH ? prism_class(info->flags) :
+							      PRISM_CLASS_UNSET;
+}
+
+/*
+ * The virtual time the fair clock advances in @ns of wall time with every
+ * CPU busy. Every bound below (credit, debt, offsets) is a wall-time bound
+ * converted with it: under heavy weights the clock slows down, and a bound
+ * fixed in virtual time would become seconds of waiting (past the 5 s
+ * watchdog for a light task among heavy ones).
+ */
+static u64 wall_to_vtime(u64 ns)
+{
+	u64 busy = 100ULL * nr_cpus;
+	s64 total = runnable_weight;
+
+	if (total <= (s64)busy)
+		return ns;
+	return ns * busy / total;
 }
 
 /*
@@ -260,30 +281,33 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
  */
 static u64 deadline_after(const struct task_ctx *tctx, u64 extra_ns)
 {
-	u64 weight = tctx->weight ?: 1, awake, dl;
+	u64 weight = tctx->weight ?: 1, awake, cap = wall_to_vtime(slice_lag_ns), dl;
 
 	awake = (tctx->awake_runtime + extra_ns) * 100 / weight;
-	if (awake > slice_lag_ns)
-		awake = slice_lag_ns;
+	if (awake > cap)
+		awake = cap;
 	dl = tctx->vruntime + extra_ns * 100 / weight + awake;
 	if (tctx->class == PRISM_CLASS_CRITICAL)
-		dl -= class_offset_ns;
+		dl -= wall_to_vtime(class_offset_ns);
 	else if (tctx->class == PRISM_CLASS_BATCH)
-		dl += class_offset_ns;
+		dl += wall_to_vtime(class_offset_ns);
 	return dl;
 }
 
 /*
- * Refresh the task's class and weight, bound its sleep credit and return
- * its deadline.
+ * Refresh the task's class and weight from the bus, nice and cgroup (the
+ * cgroup's cpu.weight only with @read_cgroup: scx_bpf_task_cgroup() may
+ * only be called on the task an operation is about).
  */
-static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx)
+static void refresh_weight(struct task_struct *p, struct task_ctx *tctx, bool read_cgroup)
 {
-	u64 weight, lag;
+	u64 weight;
 	u32 bus_weight;
 
 	tctx->class = bus_lookup(p, &bus_weight);
-	weight = (u64)p->scx.weight * cgroup_weight(p) / 100;
+	if (read_cgroup || !tctx->cgroup_weight)
+		tctx->cgroup_weight = read_cgroup ? cgroup_weight(p) : 100;
+	weight = (u64)p->scx.weight * tctx->cgroup_weight / 100;
 	if (bus_weight)
 		weight = weight * bus_weight / PRISM_WEIGHT_NEUTRAL;
 	if (tctx->class == PRISM_CLASS_CRITICAL)
@@ -294,7 +318,18 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx)
 				     (s64)tctx->weight - (s64)tctx->counted_weight);
 		tctx->counted_weight = tctx->weight;
 	}
+}
 
+/*
+ * Refresh the task's class and weight, bound its debt and, if it is
+ * @waking, its sleep credit (a task that was runnable all along is owed
+ * what it is behind), and return its deadline.
+ */
+static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waking)
+{
+	u64 lag, debt;
+
+	refresh_weight(p, tctx, true);
 	/*
 	 * credit: up to twice as much for tasks that wake often; not scaled
 	 * by weight, which already speeds a heavy task's return to the front
@@ -304,14 +339,17 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx)
 	if (tctx->class != PRISM_CLASS_BATCH)
 		lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) /
 		       NVCSW_FULL;
-	if (vtime_before(tctx->vruntime, vtime_now - lag))
-		tctx->vruntime = vtime_now - lag;
+	lag = wall_to_vtime(lag);
 	/*
 	 * and a bounded debt: a very light task (a nice-19 kthread) that ran a
 	 * whole slice must not wait for seconds while heavy tasks catch up
 	 */
-	else if (vtime_before(vtime_now + slice_lag_ns, tctx->vruntime))
-		tctx->vruntime = vtime_now + slice_lag_ns;
+	debt = wall_to_vtime(slice_lag_ns + slice_max_ns *
+			     (tctx->class == PRISM_CLASS_BATCH ? batch_slice_factor : 1));
+	if (waking && vtime_before(tctx->vruntime, vtime_now - lag))
+		tctx->vruntime = vtime_now - lag;
+	else if (vtime_before(vtime_now + debt, tctx->vruntime))
+		tctx->vruntime = vtime_now + debt;
 
 	return deadline_after(tctx, 0);
 }
@@ -437,7 +475,7 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 		if (r > rank || (r == rank && !local && !preempt_same_class) ||
 		    !vtime_before(dl, cctx->deadline))
 			continue;
-		if (!(rank == 2 && r < rank) && now - cctx->started_at < preempt_min_ns)
+		if (!(rank == 2 && r < rank) && (s64)(now - cctx->started_at) < (s64)preempt_min_ns)
 			continue;
 		if (local)
 			return cpu;
@@ -462,7 +500,7 @@ s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 		return prev_cpu;
 	if (tctx) {
 		/* charge and bound it as if it had been queued */
-		p->scx.dsq_vtime = task_deadline(p, tctx);
+		p->scx.dsq_vtime = task_deadline(p, tctx, true);
 	}
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, task_slice(p, tctx, cpu), 0);
 	__sync_fetch_and_add(&nr_direct_dispatches, 1);
@@ -476,7 +514,7 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 	u64 dl = vtime_now, slice;
 
 	if (tctx)
-		dl = task_deadline(p, tctx);
+		dl = task_deadline(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
 	slice = task_slice(p, tctx, prev_cpu);
 
 	if (pinned(p)) {
@@ -533,6 +571,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 {
 	struct task_struct *head;
 	struct task_ctx *tctx;
+	struct cpu_ctx *cctx;
 	u64 dl;
 
 	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED) || pinned(prev))
@@ -542,11 +581,18 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 		return false;
 	if (scx_bpf_dsq_nr_queued(cpu_dsq(cpu)))
 		return false;
+	/* a relabel reaches a task that keeps its CPU too */
+	refresh_weight(prev, tctx, false);
 	dl = deadline_after(tctx, scx_bpf_now() - tctx->last_run_at);
 	head = __COMPAT_scx_bpf_dsq_peek(llc_dsq(cpu));
 	if (head && !vtime_before(dl, head->scx.dsq_vtime))
 		return false;
 	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
+	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	if (cctx) {
+		cctx->deadline = dl;
+		cctx->class = tctx->class & (NR_CLASSES - 1);
+	}
 	return true;
 }
 
@@ -605,7 +651,10 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 		class = tctx->class & (NR_CLASSES - 1);
 		tctx->last_run_at = now;
 		if (tctx->ready_at) {
-			__sync_fetch_and_add(&wait_hist[class][wait_bucket(now - tctx->ready_at)], 1);
+			/* ready_at may come from another CPU's clock: never negative */
+			s64 waited = now - tctx->ready_at;
+
+			__sync_fetch_and_add(&wait_hist[class][wait_bucket(waited > 0 ? waited : 0)], 1);
 			tctx->ready_at = 0;
 		}
 	}
