@@ -337,3 +337,36 @@ pub fn cpu_seconds_over(cgroups: &[&Path], warmup: Duration, window: Duration) -
         .map(|(c, b)| cpu_usage_us(c).saturating_sub(b) as f64 / 1e6)
         .collect()
 }
+
+/// CPU time of nCPU hogs in a cgroup with cpu.weight 300 over that of nCPU
+/// hogs in one with cpu.weight 100 (ideal: 3), under the scheduler `start`
+/// loads (stopped cleanly before returning).
+pub fn cpu_weight_ratio(tag: &str, start: impl FnOnce() -> SchedProcess) -> f64 {
+    enable_cpu_controller(&cgroup2_root());
+    let light = prism_bus::testing::TempCgroup::new(&format!("{tag}-w100"));
+    let heavy = prism_bus::testing::TempCgroup::new(&format!("{tag}-w300"));
+    fs::write(light.path.join("cpu.weight"), "100").expect("cpu.weight");
+    fs::write(heavy.path.join("cpu.weight"), "300").expect("cpu.weight");
+    let s = start();
+    let n = nr_cpus();
+    let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
+    let used = cpu_seconds_over(
+        &[&light.path, &heavy.path],
+        Duration::from_secs(1),
+        Duration::from_secs(6),
+    );
+    drop(hogs);
+    stop_cleanly(s);
+    used[1] / used[0].max(1e-6)
+}
+
+/// What `bin --monitor 1` prints in 7 s (then SIGINT).
+pub fn monitor_output(bin: &Path) -> String {
+    let out = Command::new("timeout")
+        .args(["-s", "INT", "7"])
+        .arg(bin)
+        .args(["--monitor", "1"])
+        .output()
+        .expect("timeout(1)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,5 +1,6 @@
 //! What scx_prism and scx_prism_bpfland share on the Rust side.
 
+pub mod cli;
 pub mod kernel;
 pub mod logging;
 pub mod wait_histogram;

@@ -26,6 +26,7 @@ use libbpf_rs::OpenObject;
 use log::{info, warn};
 use prism_bus::BusPaths;
 use prism_bus::abi::DEFAULT_PIN_DIR;
+use prism_sched::cli::CommonOpts;
 use scx_stats::prelude::*;
 use scx_utils::{UserExitInfo, build_id};
 
@@ -72,33 +73,8 @@ struct Opts {
     #[arg(long, env = "PRISM_BUS_DIR", default_value = DEFAULT_PIN_DIR)]
     bus_dir: PathBuf,
 
-    /// Only schedule tasks that set SCHED_EXT themselves; others stay on the fair class.
-    #[arg(short = 'p', long)]
-    partial: bool,
-
-    /// Size of the debug dump the kernel keeps when it ejects the scheduler (0: default).
-    #[arg(long, default_value_t = 0)]
-    exit_dump_len: u32,
-
-    /// Print statistics every N seconds while scheduling.
-    #[arg(long, value_name = "SECS")]
-    stats: Option<f64>,
-
-    /// Print a running scx_prism's statistics every N seconds; does not load anything.
-    #[arg(long, value_name = "SECS")]
-    monitor: Option<f64>,
-
-    /// Describe the statistics and exit.
-    #[arg(long)]
-    help_stats: bool,
-
-    /// Verbose output (libbpf debug messages).
-    #[arg(short = 'v', long)]
-    verbose: bool,
-
-    /// Print the version (with build id) and exit.
-    #[arg(short = 'V', long)]
-    version: bool,
+    #[command(flatten)]
+    common: CommonOpts,
 }
 
 struct Scheduler<'a> {
@@ -135,10 +111,10 @@ impl<'a> Scheduler<'a> {
         let policy = Policy::new(tunables, QUEUE_CAPACITY);
         let cfg = BpfConfig {
             slice_ns: opts.slice_us * 1000,
-            partial: opts.partial,
-            exit_dump_len: opts.exit_dump_len,
+            partial: opts.common.partial,
+            exit_dump_len: opts.common.exit_dump_len,
             preempt_lower: !opts.no_preempt,
-            verbose: opts.verbose,
+            verbose: opts.common.verbose,
         };
         let bpf = BpfScheduler::init(open_object, &cfg, BusPaths::new(&opts.bus_dir))?;
         info!(
@@ -306,32 +282,32 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: Opts) -> Result<()> {
-    if opts.version {
+    if opts.common.version {
         println!(
             "{SCHEDULER_NAME} {}",
             build_id::full_version(env!("CARGO_PKG_VERSION"))
         );
         return Ok(());
     }
-    if opts.help_stats {
+    if opts.common.help_stats {
         stats::server_data().describe_meta(&mut std::io::stdout(), None)?;
         return Ok(());
     }
-    prism_sched::logging::init(opts.verbose)?;
+    prism_sched::logging::init(opts.common.verbose)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("installing the SIGINT/SIGTERM handler")?;
 
-    if let Some(secs) = opts.monitor.or(opts.stats) {
+    if let Some(secs) = opts.common.monitor.or(opts.common.stats) {
         if !(secs > 0.0 && secs.is_finite()) {
             bail!("--stats/--monitor want a positive number of seconds");
         }
         let flag = shutdown.clone();
         let monitor =
             std::thread::spawn(move || stats::monitor(Duration::from_secs_f64(secs), flag));
-        if opts.monitor.is_some() {
+        if opts.common.monitor.is_some() {
             return monitor
                 .join()
                 .map_err(|_| anyhow::anyhow!("monitor thread panicked"))?;

@@ -260,13 +260,7 @@ fn normal_work_keeps_its_minimum_share() {
 fn monitor_reads_the_running_schedulers_stats() {
     let bus = TempBusDir::new("monitor");
     let s = start(&bus, &[]);
-    let out = std::process::Command::new("timeout")
-        .args(["-s", "INT", "7"])
-        .arg(scx_prism())
-        .args(["--monitor", "1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = lab::monitor_output(&scx_prism());
     stop_cleanly(s);
     println!("{text}");
     assert!(
@@ -284,24 +278,9 @@ fn monitor_reads_the_running_schedulers_stats() {
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn cgroup_cpu_weight_is_honoured() {
-    let root = cgroup2_root();
-    lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("weight");
-    let (light, heavy) = (TempCgroup::new("w100"), TempCgroup::new("w300"));
-    std::fs::write(light.path.join("cpu.weight"), "100").unwrap();
-    std::fs::write(heavy.path.join("cpu.weight"), "300").unwrap();
-    let s = start(&bus, &[]);
-    let n = lab::nr_cpus();
-    let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
-    let used = lab::cpu_seconds_over(
-        &[&light.path, &heavy.path],
-        Duration::from_secs(1),
-        Duration::from_secs(6),
-    );
-    drop(hogs);
-    stop_cleanly(s);
-    let ratio = used[1] / used[0].max(1e-6);
-    println!("weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
+    let ratio = lab::cpu_weight_ratio("weight", || start(&bus, &[]));
+    println!("cpu.weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
     assert!(
         (2.0..=4.5).contains(&ratio),
         "cpu.weight ratio {ratio:.2} is not about 3"

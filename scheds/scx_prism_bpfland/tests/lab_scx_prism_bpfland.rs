@@ -265,23 +265,8 @@ fn bus_weight_scales_cpu_time() {
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn cgroup_cpu_weight_is_honoured() {
-    let root = cgroup2_root();
-    lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("pbl-cgweight");
-    let (light, heavy) = (TempCgroup::new("pbl-cw100"), TempCgroup::new("pbl-cw300"));
-    std::fs::write(light.path.join("cpu.weight"), "100").unwrap();
-    std::fs::write(heavy.path.join("cpu.weight"), "300").unwrap();
-    let s = start(&bus, false, &[]);
-    let n = lab::nr_cpus();
-    let hogs = (Hogs::start(&light.path, n), Hogs::start(&heavy.path, n));
-    let used = lab::cpu_seconds_over(
-        &[&light.path, &heavy.path],
-        Duration::from_secs(1),
-        Duration::from_secs(6),
-    );
-    drop(hogs);
-    stop_cleanly(s);
-    let ratio = used[1] / used[0].max(1e-6);
+    let ratio = lab::cpu_weight_ratio("pbl-cgweight", || start(&bus, false, &[]));
     println!("cpu.weight 300 vs 100: CPU time ratio {ratio:.2} (ideal 3)");
     assert!(
         (2.0..=4.5).contains(&ratio),
@@ -439,13 +424,7 @@ fn relabels_and_cgroup_moves_reach_running_tasks() {
 fn monitor_reads_the_running_schedulers_stats() {
     let bus = TempBusDir::new("pbl-monitor");
     let s = start(&bus, true, &[]);
-    let out = std::process::Command::new("timeout")
-        .args(["-s", "INT", "7"])
-        .arg(scheduler())
-        .args(["--monitor", "1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = lab::monitor_output(&scheduler());
     stop_cleanly(s);
     println!("{text}");
     assert!(

@@ -20,6 +20,7 @@
  */
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
+#include <prism/cgroup_weight.bpf.h>
 #include "intf.h"
 
 char _license[] SEC("license") = "GPL";
@@ -98,18 +99,6 @@ struct {
 	__type(key, int);
 	__type(value, struct task_ctx);
 } task_ctx_stor SEC(".maps");
-
-/* cpu.weight of cgroups with the cpu controller, kept by the cgroup callbacks */
-struct cgrp_ctx {
-	u32 weight;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct cgrp_ctx);
-} cgrp_ctx_stor SEC(".maps");
 
 /* class of the task running on each CPU, to choose whom a critical task preempts */
 struct cpu_ctx {
@@ -219,21 +208,6 @@ static struct prism_task_info *refresh_class(struct task_struct *p, struct task_
 
 	tctx->class = info ? prism_class(info->flags) : CLASS_UNSET;
 	return info;
-}
-
-static u32 cgroup_weight(struct task_struct *p)
-{
-	struct cgroup *cgrp = scx_bpf_task_cgroup(p);
-	struct cgrp_ctx *cctx;
-	u32 weight = 100;
-
-	if (!cgrp)
-		return weight;
-	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
-	if (cctx && cctx->weight)
-		weight = cctx->weight;
-	bpf_cgroup_release(cgrp);
-	return weight;
 }
 
 /* Rank for preemption: batch < normal (and unlabelled) < critical. */
@@ -390,7 +364,7 @@ static void fill_record(struct queued_task *t, struct task_struct *p, struct tas
 	t->last_wait_class = tctx->last_wait_class;
 	tctx->last_wait_ns = 0;
 	t->nice_weight = p->scx.weight;
-	t->cgroup_weight = cgroup_weight(p);
+	t->cgroup_weight = prism_cgroup_weight(p);
 	if (info) {
 		t->cgroup_id = info->cgroup_id;
 		t->identity = info->identity;
@@ -628,21 +602,12 @@ s32 BPF_STRUCT_OPS(prism_init_task, struct task_struct *p, struct scx_init_task_
 
 s32 BPF_STRUCT_OPS(prism_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
-	struct cgrp_ctx *cctx;
-
-	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!cctx)
-		return -ENOMEM;
-	cctx->weight = args->weight;
-	return 0;
+	return prism_cgw_init(cgrp, args->weight);
 }
 
 void BPF_STRUCT_OPS(prism_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 {
-	struct cgrp_ctx *cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
-
-	if (cctx)
-		cctx->weight = weight;
+	prism_cgw_set(cgrp, weight);
 }
 
 static int heartbeat_fn(void *map, int *key, struct bpf_timer *timer)

@@ -35,6 +35,7 @@
  */
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
+#include <prism/cgroup_weight.bpf.h>
 #include "intf.h"
 
 char _license[] SEC("license") = "GPL";
@@ -141,18 +142,6 @@ struct {
 	__type(value, struct domain);
 } node_domains SEC(".maps");
 
-/* cpu.weight of cgroups with the cpu controller, kept by the cgroup callbacks */
-struct cgrp_ctx {
-	u32 weight;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct cgrp_ctx);
-} cgrp_ctx_stor SEC(".maps");
-
 static inline bool vtime_before(u64 a, u64 b)
 {
 	return (s64)(a - b) < 0;
@@ -214,21 +203,6 @@ static u32 wait_bucket(u64 ns)
 	if (v >> 2) { log += 2; v >>= 2; }
 	if (v >> 1) { log += 1; }
 	return (log * 4 + ((ns >> (log - 2)) & 3)) & (WAIT_BUCKETS - 1);
-}
-
-static u32 cgroup_weight(struct task_struct *p)
-{
-	struct cgroup *cgrp = scx_bpf_task_cgroup(p);
-	struct cgrp_ctx *cctx;
-	u32 weight = 100;
-
-	if (!cgrp)
-		return weight;
-	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
-	if (cctx && cctx->weight)
-		weight = cctx->weight;
-	bpf_cgroup_release(cgrp);
-	return weight;
 }
 
 /* The task's class and bus weight, through the bus's per-task cache. */
@@ -306,7 +280,7 @@ static void refresh_weight(struct task_struct *p, struct task_ctx *tctx, bool re
 
 	tctx->class = bus_lookup(p, &bus_weight);
 	if (read_cgroup || !tctx->cgroup_weight)
-		tctx->cgroup_weight = read_cgroup ? cgroup_weight(p) : 100;
+		tctx->cgroup_weight = read_cgroup ? prism_cgroup_weight(p) : PRISM_CGROUP_WEIGHT_DFL;
 	weight = (u64)p->scx.weight * tctx->cgroup_weight / 100;
 	if (bus_weight)
 		weight = weight * bus_weight / PRISM_WEIGHT_NEUTRAL;
@@ -736,21 +710,12 @@ s32 BPF_STRUCT_OPS(pbl_init_task, struct task_struct *p, struct scx_init_task_ar
 
 s32 BPF_STRUCT_OPS(pbl_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
-	struct cgrp_ctx *cctx;
-
-	cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!cctx)
-		return -ENOMEM;
-	cctx->weight = args->weight;
-	return 0;
+	return prism_cgw_init(cgrp, args->weight);
 }
 
 void BPF_STRUCT_OPS(pbl_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 {
-	struct cgrp_ctx *cctx = bpf_cgrp_storage_get(&cgrp_ctx_stor, cgrp, 0, 0);
-
-	if (cctx)
-		cctx->weight = weight;
+	prism_cgw_set(cgrp, weight);
 }
 
 /* Put @cpu into the cpumask of @domains[@idx], creating it on first use. */
