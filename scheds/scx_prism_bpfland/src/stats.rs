@@ -35,7 +35,7 @@ pub struct Metrics {
     pub preempted: u64,
     #[stat(desc = "Tasks taken from another LLC's queue")]
     pub steals: u64,
-    #[stat(desc = "Dispatches (runs started), critical class")]
+    #[stat(desc = "Dispatches (runs started), critical class (and kernel threads, with --prism)")]
     pub critical_runs: u64,
     #[stat(desc = "Dispatches, normal class and unlabelled tasks")]
     pub normal_runs: u64,

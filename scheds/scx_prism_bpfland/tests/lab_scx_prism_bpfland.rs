@@ -203,6 +203,12 @@ fn with_prism_critical_beats_normal_beats_batch() {
         n.p99_us
     );
     assert!(
+        b.p99_us > 5.0 * c.p99_us,
+        "batch p99 {} not well behind critical {}",
+        b.p99_us,
+        c.p99_us
+    );
+    assert!(
         n.p99_us <= b.p99_us,
         "normal p99 {} above batch {}",
         n.p99_us,
@@ -210,18 +216,20 @@ fn with_prism_critical_beats_normal_beats_batch() {
     );
 }
 
-/// Without --prism the labels mean nothing: the three p99s stay within 3x
-/// of each other (with --prism, batch is ~1000x critical and normal ~2x).
+/// Without --prism the labels mean nothing. The pair --prism separates most
+/// (batch's p99 is over 5x critical's with it: measured 26-1100x) stays within 5x either way
+/// (measured 0.8-1.9x; this load is over every worker's fair share, so the
+/// three equal probes' tails wander).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn without_prism_the_labels_change_nothing() {
-    let all = three_probes(false);
-    let p99: Vec<f64> = all.iter().map(|r| r.p99_us).collect();
-    let (lo, hi) = (
-        p99.iter().cloned().fold(f64::MAX, f64::min),
-        p99.iter().cloned().fold(0.0, f64::max),
+    let [c, _, b] = three_probes(false);
+    let ratio = b.p99_us / c.p99_us.max(1.0);
+    println!("batch/critical p99 without --prism: {ratio:.2}");
+    assert!(
+        (0.2..=5.0).contains(&ratio),
+        "batch/critical p99 {ratio:.2}: the labels acted without --prism"
     );
-    assert!(hi <= 3.0 * lo, "p99s {p99:?} differ by more than 3x");
 }
 
 /// Two CPU-bound batch workloads with bus weights 32 and 96 share the CPUs

@@ -214,6 +214,13 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 	*bus_weight = 0;
 	if (!prism_enabled)
 		return PRISM_CLASS_UNSET;
+	/*
+	 * Kernel threads (RCU grace periods, reclaim, writeback) keep pace with
+	 * the most urgent user work: no declared class outranks the kernel's
+	 * housekeeping (critical stress work starving them stalled RCU).
+	 */
+	if (p->flags & PF_KTHREAD)
+		return PRISM_CLASS_CRITICAL;
 	info = prism_task_identity(p, &fresh);
 	if (!info)
 		return PRISM_CLASS_UNSET;
