@@ -370,3 +370,14 @@ pub fn monitor_output(bin: &Path) -> String {
         .expect("timeout(1)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The binary `name` built beside `bin` (same target dir and profile).
+pub fn built_beside(bin: &Path, name: &str) -> PathBuf {
+    let p = bin.with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace's binaries (same profile)",
+        p.display()
+    );
+    p
+}

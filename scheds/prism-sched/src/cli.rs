@@ -1,6 +1,11 @@
 //! The command-line options every scx scheduler has (scx conventions), for
 //! `#[command(flatten)]` into a scheduler's own options.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -32,4 +37,45 @@ pub struct CommonOpts {
     /// Print the version (with build id) and exit.
     #[arg(short = 'V', long)]
     pub version: bool,
+}
+
+/// What a scheduler does before it loads anything, the scx way: --version
+/// and --help-stats print and end; then logging and the SIGINT/SIGTERM flag;
+/// --stats starts `monitor` beside the scheduler, --monitor runs it alone and
+/// ends. Returns the shutdown flag, or None when there is nothing left to do.
+pub fn start(
+    common: &CommonOpts,
+    version: &str,
+    describe_stats: impl FnOnce() -> Result<()>,
+    monitor: impl FnOnce(Duration, Arc<AtomicBool>) -> Result<()> + Send + 'static,
+) -> Result<Option<Arc<AtomicBool>>> {
+    if common.version {
+        println!("{version}");
+        return Ok(None);
+    }
+    if common.help_stats {
+        describe_stats()?;
+        return Ok(None);
+    }
+    crate::logging::init(common.verbose)?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("installing the SIGINT/SIGTERM handler")?;
+
+    if let Some(secs) = common.monitor.or(common.stats) {
+        if !(secs > 0.0 && secs.is_finite()) {
+            bail!("--stats/--monitor want a positive number of seconds");
+        }
+        let flag = shutdown.clone();
+        let thread = std::thread::spawn(move || monitor(Duration::from_secs_f64(secs), flag));
+        if common.monitor.is_some() {
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("monitor thread panicked"))??;
+            return Ok(None);
+        }
+    }
+    Ok(Some(shutdown))
 }

@@ -20,15 +20,8 @@ fn scx_prism() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_scx_prism"))
 }
 
-/// prism-probe, built beside scx_prism (ci/test builds both).
 fn probe_bin() -> PathBuf {
-    let p = scx_prism().with_file_name("prism-probe");
-    assert!(
-        p.exists(),
-        "{} is missing: cargo build -p prism-bench (same profile)",
-        p.display()
-    );
-    p
+    lab::built_beside(&scx_prism(), "prism-probe")
 }
 
 fn start(bus: &TempBusDir, extra: &[&str]) -> SchedProcess {

@@ -13,11 +13,10 @@ mod stats;
 
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use libbpf_rs::OpenObject;
 use log::{info, warn};
@@ -184,38 +183,20 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: Opts) -> Result<()> {
-    if opts.common.version {
-        println!(
-            "{SCHEDULER_NAME} {}",
-            build_id::full_version(env!("CARGO_PKG_VERSION"))
-        );
+    let version = format!(
+        "{SCHEDULER_NAME} {}",
+        build_id::full_version(env!("CARGO_PKG_VERSION"))
+    );
+    let Some(shutdown) = prism_sched::cli::start(
+        &opts.common,
+        &version,
+        || stats::server_data().describe_meta(&mut std::io::stdout(), None),
+        stats::monitor,
+    )?
+    else {
         return Ok(());
-    }
-    if opts.common.help_stats {
-        stats::server_data().describe_meta(&mut std::io::stdout(), None)?;
-        return Ok(());
-    }
+    };
     let cfg = opts.bpf_config()?;
-    prism_sched::logging::init(opts.common.verbose)?;
-
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let flag = shutdown.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-        .context("installing the SIGINT/SIGTERM handler")?;
-
-    if let Some(secs) = opts.common.monitor.or(opts.common.stats) {
-        if !(secs > 0.0 && secs.is_finite()) {
-            bail!("--stats/--monitor want a positive number of seconds");
-        }
-        let flag = shutdown.clone();
-        let monitor =
-            std::thread::spawn(move || stats::monitor(Duration::from_secs_f64(secs), flag));
-        if opts.common.monitor.is_some() {
-            return monitor
-                .join()
-                .map_err(|_| anyhow::anyhow!("monitor thread panicked"))?;
-        }
-    }
 
     prism_sched::kernel::check_sched_ext(SCHEDULER_NAME)?;
     let stats_server = StatsServer::new(stats::server_data()).launch()?;

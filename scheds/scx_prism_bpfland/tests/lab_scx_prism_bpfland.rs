@@ -21,15 +21,8 @@ fn scheduler() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_scx_prism_bpfland"))
 }
 
-/// prism-probe, built beside the scheduler (ci/test builds both).
 fn probe_bin() -> PathBuf {
-    let p = scheduler().with_file_name("prism-probe");
-    assert!(
-        p.exists(),
-        "{} is missing: cargo build -p prism-bench (same profile)",
-        p.display()
-    );
-    p
+    lab::built_beside(&scheduler(), "prism-probe")
 }
 
 /// Start it; with `prism`, reading the classes on `bus`.
