@@ -4,7 +4,7 @@ fn main() {
     let bus_include = format!("{manifest}/../../bus/include");
     let sched_include = format!("{manifest}/../include");
     println!("cargo:rerun-if-changed={bus_include}/prism/bus.bpf.h");
-    println!("cargo:rerun-if-changed={sched_include}/prism/cgroup_weight.bpf.h");
+    println!("cargo:rerun-if-changed={sched_include}/prism");
     scx_cargo::BpfBuilder::new()
         .expect("BPF toolchain (clang-19)")
         .add_include_path(&bus_include)

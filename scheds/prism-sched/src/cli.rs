@@ -79,3 +79,15 @@ pub fn start(
     }
     Ok(Some(shutdown))
 }
+
+/// The process's exit code for a scheduler's `run` result; an error is
+/// printed once, with its causes, prefixed by the scheduler's name.
+pub fn exit_code(scheduler: &str, result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{scheduler}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -173,13 +173,7 @@ fn run_once(
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Opts::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{SCHEDULER_NAME}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    prism_sched::cli::exit_code(SCHEDULER_NAME, run(Opts::parse()))
 }
 
 fn run(opts: Opts) -> Result<()> {

@@ -20,6 +20,7 @@
  */
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
+#include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_weight.bpf.h>
 #include "intf.h"
 
@@ -62,7 +63,6 @@ u64 usersched_last_run_at;
 volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
 	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
 	     nr_direct_preempt;
-volatile u64 nr_bus_cached, nr_bus_own, nr_bus_ancestor, nr_bus_miss;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[NR_CLASSES];
 
@@ -178,35 +178,12 @@ static bool can_direct_dispatch(s32 cpu)
 	return !scx_bpf_dsq_nr_queued(SHARED_DSQ) && !scx_bpf_dsq_nr_queued(cpu_dsq(cpu));
 }
 
-/*
- * Resolve the task's Prism class through the per-task cache and count how
- * the bus answered. Returns the cache entry (NULL if out of memory).
- */
-static struct prism_task_info *resolve_identity(struct task_struct *p)
-{
-	struct prism_task_info *info;
-	bool fresh;
-
-	info = prism_task_identity(p, &fresh);
-	if (!info)
-		return NULL;
-	if (!fresh)
-		__sync_fetch_and_add(&nr_bus_cached, 1);
-	else if (info->source == PRISM_SRC_OWN)
-		__sync_fetch_and_add(&nr_bus_own, 1);
-	else if (info->source == PRISM_SRC_ANCESTOR)
-		__sync_fetch_and_add(&nr_bus_ancestor, 1);
-	else
-		__sync_fetch_and_add(&nr_bus_miss, 1);
-	return info;
-}
-
 /* Resolve the task's class now and remember it for accounting. */
 static struct prism_task_info *refresh_class(struct task_struct *p, struct task_ctx *tctx)
 {
-	struct prism_task_info *info = resolve_identity(p);
+	struct prism_task_info *info = prism_resolve_counted(p);
 
-	tctx->class = info ? prism_class(info->flags) : CLASS_UNSET;
+	tctx->class = info ? prism_known_class(info->flags) : CLASS_UNSET;
 	return info;
 }
 
@@ -368,7 +345,7 @@ static void fill_record(struct queued_task *t, struct task_struct *p, struct tas
 	if (info) {
 		t->cgroup_id = info->cgroup_id;
 		t->identity = info->identity;
-		t->class = prism_class(info->flags);
+		t->class = prism_known_class(info->flags);
 		t->bus_weight = prism_weight(info->flags);
 		t->bus_source = info->source;
 	} else {

@@ -35,6 +35,7 @@
  */
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
+#include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_weight.bpf.h>
 #include "intf.h"
 
@@ -74,7 +75,6 @@ volatile u64 nr_steals;			/* taken from another LLC's queue */
 volatile u64 nr_runs[NR_CLASSES];
 volatile u64 class_runtime_ns[NR_CLASSES];
 volatile u64 wait_hist[NR_CLASSES][WAIT_BUCKETS];
-volatile u64 nr_bus_cached, nr_bus_own, nr_bus_ancestor, nr_bus_miss;
 volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
 
 /*
@@ -209,7 +209,6 @@ static u32 wait_bucket(u64 ns)
 static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 {
 	struct prism_task_info *info;
-	bool fresh;
 
 	*bus_weight = 0;
 	if (!prism_enabled)
@@ -221,21 +220,11 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 	 */
 	if (p->flags & PF_KTHREAD)
 		return PRISM_CLASS_CRITICAL;
-	info = prism_task_identity(p, &fresh);
+	info = prism_resolve_counted(p);
 	if (!info)
 		return PRISM_CLASS_UNSET;
-	if (!fresh)
-		__sync_fetch_and_add(&nr_bus_cached, 1);
-	else if (info->source == PRISM_SRC_OWN)
-		__sync_fetch_and_add(&nr_bus_own, 1);
-	else if (info->source == PRISM_SRC_ANCESTOR)
-		__sync_fetch_and_add(&nr_bus_ancestor, 1);
-	else
-		__sync_fetch_and_add(&nr_bus_miss, 1);
 	*bus_weight = prism_weight(info->flags);
-	/* 4..7 are reserved by the ABI: unknown classes are no class */
-	return prism_class(info->flags) <= PRISM_CLASS_BATCH ? prism_class(info->flags) :
-							      PRISM_CLASS_UNSET;
+	return prism_known_class(info->flags);
 }
 
 /*
