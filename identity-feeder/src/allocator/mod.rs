@@ -1,0 +1,57 @@
+//! Identity allocation: one id per canonical string, refcounted by the
+//! workloads that have it, the smallest free id >= 256 for a new one.
+//!
+//! - [`local`]: this node alone; re-adopts the ids on the bus after a restart.
+//! - [`etcd`]: one id per canonical across the cluster, agreed in etcd.
+//!
+//! Both hold the invariant the prototype broke: an id is never bound to two
+//! canonical strings at once.
+
+pub mod local;
+
+use prism_bus::Identity;
+use thiserror::Error;
+
+use crate::canonical::Canonical;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AllocError {
+    #[error("no free identity left below {max:#x}")]
+    Exhausted { max: u32 },
+    #[error("the identity store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How an [`Allocator::acquire`] found its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// Another workload already has this canonical string.
+    Shared,
+    /// A new id for a new canonical string.
+    Minted,
+    /// The id the bus (or the cluster) already had for it.
+    Adopted,
+}
+
+pub trait Allocator: Send {
+    /// One more workload with `canonical`. `hint` is the id the bus held for
+    /// it before a restart; it is taken if no other canonical has it.
+    fn acquire(
+        &mut self,
+        canonical: &Canonical,
+        hint: Option<Identity>,
+    ) -> Result<(Identity, Acquired), AllocError>;
+
+    /// One workload fewer with `canonical`; at none, its id is free again.
+    fn release(&mut self, canonical: &Canonical);
+
+    /// Hold `ids` (found on the bus at start) for their owners to re-adopt:
+    /// no new canonical gets them until [`Self::end_adoption`].
+    fn reserve(&mut self, ids: &[Identity]);
+
+    /// Every source has listed its workloads: unclaimed reservations end.
+    fn end_adoption(&mut self);
+
+    /// Canonical strings that have an id now.
+    fn live(&self) -> usize;
+}

@@ -1,0 +1,192 @@
+//! The feeder's Prometheus metrics (prometheus-client), served on /metrics.
+//! Every label comes from a closed set (source names, event kinds, failure
+//! reasons), so no input can grow the number of series.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::allocator::Acquired;
+use crate::failure::Failure;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    source: &'static str,
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// What a source saw happen to a workload.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceEventKind {
+    Apply,
+    Delete,
+    /// A full listing (initial list, relist, poll).
+    Replace,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    processed: Family<EventLabels, Counter>,
+    identities_live: Gauge,
+    allocations: Family<KindLabels, Counter>,
+    failures: Family<ReasonLabels, Counter>,
+    propagation: Histogram,
+    bus_entries: Gauge,
+    bus_generation: Gauge<u64, AtomicU64>,
+    cgroups: Gauge,
+    source_up: Family<SourceLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            processed: Family::default(),
+            identities_live: Gauge::default(),
+            allocations: Family::default(),
+            failures: Family::default(),
+            // 10 us .. ~5 s
+            propagation: Histogram::new(exponential_buckets(1e-5, 2.0, 20)),
+            bus_entries: Gauge::default(),
+            bus_generation: Gauge::default(),
+            cgroups: Gauge::default(),
+            source_up: Family::default(),
+        };
+        for f in Failure::ALL {
+            m.failures
+                .get_or_create(&ReasonLabels { reason: f.reason() })
+                .inc_by(0);
+        }
+        let r = &mut m.registry;
+        r.register(
+            "prism_feeder_workloads_processed",
+            "Pods (or plain-host cgroup workloads) processed, by source and event",
+            m.processed.clone(),
+        );
+        r.register(
+            "prism_feeder_identities_live",
+            "Canonical strings that hold an identity now",
+            m.identities_live.clone(),
+        );
+        r.register(
+            "prism_feeder_allocations",
+            "Identities given to a canonical string: minted new, or adopted from the bus or the cluster",
+            m.allocations.clone(),
+        );
+        r.register(
+            "prism_feeder_failures",
+            "Inputs refused and operations failed, by reason (each is also logged)",
+            m.failures.clone(),
+        );
+        r.register(
+            "prism_feeder_propagation_seconds",
+            "From a source event reaching the feeder to its bus batch being committed",
+            m.propagation.clone(),
+        );
+        r.register(
+            "prism_feeder_bus_entries",
+            "Entries in the bus map (cgroups with an identity)",
+            m.bus_entries.clone(),
+        );
+        r.register(
+            "prism_feeder_bus_generation",
+            "Generation of the last committed bus batch",
+            m.bus_generation.clone(),
+        );
+        r.register(
+            "prism_feeder_cgroups",
+            "Cgroups in the watched tree",
+            m.cgroups.clone(),
+        );
+        r.register(
+            "prism_feeder_source_up",
+            "1 while a source reaches its API (or tree) and has listed it, else 0",
+            m.source_up.clone(),
+        );
+        m
+    }
+
+    pub fn processed(&self, source: &'static str, kind: SourceEventKind) {
+        let event = match kind {
+            SourceEventKind::Apply => "apply",
+            SourceEventKind::Delete => "delete",
+            SourceEventKind::Replace => "replace",
+        };
+        self.processed
+            .get_or_create(&EventLabels { source, event })
+            .inc();
+    }
+
+    pub fn failure(&self, f: Failure) {
+        self.failures
+            .get_or_create(&ReasonLabels { reason: f.reason() })
+            .inc();
+    }
+
+    pub fn failures(&self, f: Failure) -> u64 {
+        self.failures
+            .get_or_create(&ReasonLabels { reason: f.reason() })
+            .get()
+    }
+
+    pub fn allocated(&self, how: Acquired) {
+        let kind = match how {
+            Acquired::Shared => return,
+            Acquired::Minted => "minted",
+            Acquired::Adopted => "adopted",
+        };
+        self.allocations.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn propagated(&self, latency: Duration) {
+        self.propagation.observe(latency.as_secs_f64());
+    }
+
+    pub fn set_live(&self, identities: usize, entries: u64, generation: u64, cgroups: usize) {
+        self.identities_live.set(identities as i64);
+        self.bus_entries.set(entries as i64);
+        self.bus_generation.set(generation);
+        self.cgroups.set(cgroups as i64);
+    }
+
+    pub fn source_up(&self, source: &'static str, up: bool) {
+        self.source_up
+            .get_or_create(&SourceLabels { source })
+            .set(i64::from(up));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

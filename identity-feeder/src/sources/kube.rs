@@ -1,0 +1,111 @@
+//! The Kubernetes API source: watches this node's pods (field selector
+//! `spec.nodeName=<node>`) with kube-runtime's watcher, which lists, then
+//! follows, and resumes after a disconnect from the last resource version
+//! (relisting when that is too old). Errors back off exponentially. Every
+//! `resync` the watch is started over, so a full listing corrects anything
+//! a lost event could have left wrong.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tracing::{info, warn};
+
+use super::{Feed, Source};
+use crate::failure::Failure;
+use crate::pod::{PodState, pod_key};
+use crate::policy::NamespacePolicy;
+
+/// Pods per page of a listing.
+const PAGE: u32 = 500;
+
+pub struct KubeSource {
+    client: kube::Client,
+    node: String,
+    policy: NamespacePolicy,
+    resync: Duration,
+}
+
+impl KubeSource {
+    pub fn new(
+        client: kube::Client,
+        node: String,
+        policy: NamespacePolicy,
+        resync: Duration,
+    ) -> Self {
+        KubeSource {
+            client,
+            node,
+            policy,
+            resync,
+        }
+    }
+
+    /// One watch, until `resync` is due.
+    async fn watch_once(&self, feed: &Feed) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let config = watcher::Config::default()
+            .fields(&format!("spec.nodeName={}", self.node))
+            .page_size(PAGE);
+        let stream = watcher::watcher(api, config).default_backoff();
+        let deadline = tokio::time::sleep(self.resync);
+        tokio::pin!(stream, deadline);
+        let mut listing: Option<Vec<_>> = None;
+        loop {
+            let event = tokio::select! {
+                _ = &mut deadline => return,
+                event = stream.next() => event,
+            };
+            match event {
+                Some(Ok(Event::Init)) => listing = Some(vec![]),
+                Some(Ok(Event::InitApply(pod))) => {
+                    if let Some(PodState::Live(w)) = feed.interpret_pod(&pod, &self.policy) {
+                        listing.get_or_insert_default().push(w);
+                    }
+                }
+                Some(Ok(Event::InitDone)) => {
+                    let pods = listing.take().unwrap_or_default();
+                    info!(source = "kube", node = %self.node, pods = pods.len(), "pods listed");
+                    feed.replace(pods);
+                    feed.up(true);
+                }
+                Some(Ok(Event::Apply(pod))) => match feed.interpret_pod(&pod, &self.policy) {
+                    Some(PodState::Live(w)) => feed.apply(w),
+                    Some(PodState::Finished(key)) => feed.delete(key),
+                    // Refused now: whatever it had before is withdrawn.
+                    None => {
+                        if let Some(key) = pod_key(&pod) {
+                            feed.delete(key);
+                        }
+                    }
+                },
+                Some(Ok(Event::Delete(pod))) => {
+                    if let Some(key) = pod_key(&pod) {
+                        feed.delete(key);
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(source = "kube", error = %e, "watching pods failed; retrying with backoff");
+                    feed.failure(Failure::SourceUnavailable);
+                    feed.up(false);
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+impl Source for KubeSource {
+    fn name(&self) -> &'static str {
+        "kube"
+    }
+
+    async fn run(self, feed: Feed) {
+        loop {
+            self.watch_once(&feed).await;
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Where workloads come from. Each source watches one thing (the API server,
+//! the kubelet, the cgroup tree with its rules) and reports what it sees
+//! through a [`Feed`]: full listings, and single changes in between. It
+//! never touches the bus; the reconciler owns that.
+
+pub mod cgroup_rules;
+pub mod kube;
+pub mod kubelet;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use k8s_openapi::api::core::v1::Pod;
+use tracing::warn;
+
+use crate::cgroup_tree::TreeEvent;
+use crate::failure::{Failure, shown};
+use crate::metrics::{Metrics, SourceEventKind};
+use crate::pod::{PodState, pod_state};
+use crate::policy::NamespacePolicy;
+use crate::workload::{Workload, WorkloadKey};
+
+/// A source's position in the feeder's list of sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceId(pub usize);
+
+/// What a source saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Everything the source knows now; what it reported before and is not
+    /// here is gone. The first one marks the source as synced.
+    Replace(Vec<Workload>),
+    Apply(Workload),
+    Delete(WorkloadKey),
+}
+
+/// Everything the reconciler reacts to.
+#[derive(Debug)]
+pub enum Input {
+    Source {
+        source: SourceId,
+        change: Change,
+        /// When the feeder received it: the start of its propagation.
+        at: Instant,
+    },
+    Tree(TreeEvent),
+    /// Commit what is pending and stop (SIGTERM); the bus stays pinned.
+    Shutdown,
+}
+
+/// A source's way to the reconciler.
+#[derive(Clone)]
+pub struct Feed {
+    id: SourceId,
+    name: &'static str,
+    tx: Sender<Input>,
+    metrics: Arc<Metrics>,
+}
+
+impl Feed {
+    pub fn new(id: SourceId, name: &'static str, tx: Sender<Input>, metrics: Arc<Metrics>) -> Feed {
+        Feed {
+            id,
+            name,
+            tx,
+            metrics,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn send(&self, change: Change, kind: SourceEventKind) {
+        self.metrics.processed(self.name, kind);
+        // The reconciler only goes away when the feeder stops.
+        let _ = self.tx.send(Input::Source {
+            source: self.id,
+            change,
+            at: Instant::now(),
+        });
+    }
+
+    pub fn replace(&self, workloads: Vec<Workload>) {
+        self.send(Change::Replace(workloads), SourceEventKind::Replace);
+    }
+
+    pub fn apply(&self, workload: Workload) {
+        self.send(Change::Apply(workload), SourceEventKind::Apply);
+    }
+
+    pub fn delete(&self, key: WorkloadKey) {
+        self.send(Change::Delete(key), SourceEventKind::Delete);
+    }
+
+    pub fn up(&self, up: bool) {
+        self.metrics.source_up(self.name, up);
+    }
+
+    pub fn failure(&self, f: Failure) {
+        self.metrics.failure(f);
+    }
+
+    /// A pod as the bus should see it, or `None` (logged and counted) if it
+    /// is refused. Dropped policy labels are logged and counted too.
+    pub fn interpret_pod(&self, pod: &Pod, policy: &NamespacePolicy) -> Option<PodState> {
+        let mut issues = vec![];
+        let name = || {
+            let m = &pod.metadata;
+            shown(&format!(
+                "{}/{}",
+                m.namespace.as_deref().unwrap_or("?"),
+                m.name.as_deref().unwrap_or("?")
+            ))
+        };
+        let state = match pod_state(pod, policy, &mut issues) {
+            Ok(s) => Some(s),
+            Err(f) => {
+                warn!(source = self.name, pod = %name(), reason = %f, "pod refused: it gets no identity");
+                self.failure(f);
+                None
+            }
+        };
+        for f in issues {
+            warn!(source = self.name, pod = %name(), reason = %f, "policy label dropped: the pod keeps its identity without it");
+            self.failure(f);
+        }
+        state
+    }
+}
+
+/// A place workloads come from.
+pub trait Source: Send + 'static {
+    /// The `source` label of its metrics and logs.
+    fn name(&self) -> &'static str;
+
+    /// Report through `feed` until the feeder stops: list, then follow,
+    /// retrying with backoff on errors (never returning on them).
+    fn run(self, feed: Feed) -> impl Future<Output = ()> + Send;
+}

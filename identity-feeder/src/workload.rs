@@ -1,0 +1,37 @@
+//! A workload: something with one identity, found by a source, living in a
+//! cgroup subtree (a pod's cgroup, or a unit's on a plain host), every
+//! cgroup of which gets the same bus entry.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::canonical::Canonical;
+use crate::pod_cgroup::PodUid;
+use crate::policy::Policy;
+
+/// Which workload, and how its cgroup is found.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKey {
+    /// A pod: its cgroup is the one the kubelet names after its uid.
+    Pod(PodUid),
+    /// A cgroup of a plain host, by its path below the cgroup root.
+    Cgroup(Arc<str>),
+}
+
+impl fmt::Debug for WorkloadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkloadKey::Pod(uid) => write!(f, "pod {uid}"),
+            WorkloadKey::Cgroup(path) => write!(f, "cgroup {path}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub key: WorkloadKey,
+    /// For people: `namespace/name` of a pod, the cgroup path of a unit.
+    pub name: Arc<str>,
+    pub canonical: Canonical,
+    pub policy: Policy,
+}

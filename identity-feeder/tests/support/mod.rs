@@ -1,0 +1,250 @@
+//! What the feeder's real-kernel tests share: the prism-feeder binary run as
+//! a process (its HTTP endpoints, its signals, its log), a private cgroup
+//! root to build cgroup trees in, and waiting for the bus to say something.
+
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use prism_bus::testing::{TempBusDir, TempCgroup};
+use prism_bus::{Bus, BusPaths, Entry};
+
+/// A running prism-feeder; killed (and its log shown, if the test failed)
+/// when dropped.
+pub struct Feeder {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Feeder {
+    /// Start the binary with `args` plus its own --listen port.
+    pub fn start(args: &[&str]) -> Feeder {
+        Feeder::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Feeder {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!(
+            "prism-feeder-test-{}-{port}.log",
+            std::process::id()
+        ));
+        let out = fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_prism-feeder"))
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "-v"])
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn prism-feeder");
+        Feeder {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// GET `path` on the feeder's HTTP server: (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_for("the feeder to be ready", timeout, || {
+            self.assert_running();
+            matches!(self.get("/readyz"), Some((200, _))).then_some(())
+        });
+    }
+
+    /// One sample of the metrics text, e.g. `prism_feeder_failures_total{reason="bad_class"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics").expect("metrics served");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory preconditions.
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and how it exited.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut c = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit 10 s after SIGTERM");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn assert_running(&self) {
+        if let Some(c) = &self.child {
+            // try_wait needs &mut; peek at /proc instead.
+            let state = fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+            assert!(
+                !state.is_empty() && !state.contains(") Z "),
+                "prism-feeder exited:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- prism-feeder log ----\n{}", self.log());
+        }
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Poll `f` until it gives a value; panic naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// A private cgroup root to build trees in (the feeder's --cgroup-root).
+pub struct CgroupRoot {
+    pub cg: TempCgroup,
+}
+
+impl CgroupRoot {
+    pub fn new(tag: &str) -> CgroupRoot {
+        CgroupRoot {
+            cg: TempCgroup::new(tag),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.cg.path
+    }
+
+    pub fn arg(&self) -> &str {
+        self.cg.path.to_str().expect("utf-8 path")
+    }
+
+    /// mkdir -p `rel` below the root; the cgroup's id.
+    pub fn mkdir(&self, rel: &str) -> u64 {
+        let p = self.cg.path.join(rel);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        prism_bus::cgroup::cgroup_id(&p).expect("cgroup id")
+    }
+
+    pub fn rmdir(&self, rel: &str) {
+        let p = self.cg.path.join(rel);
+        fs::remove_dir(&p).unwrap_or_else(|e| panic!("rmdir {}: {e}", p.display()));
+    }
+
+    pub fn id(&self, rel: &str) -> u64 {
+        prism_bus::cgroup::cgroup_id(&self.cg.path.join(rel)).expect("cgroup id")
+    }
+}
+
+/// A test's own bus directory and a way to read it.
+pub struct TestBus {
+    pub dir: TempBusDir,
+}
+
+impl TestBus {
+    pub fn new(tag: &str) -> TestBus {
+        TestBus {
+            dir: TempBusDir::new(tag),
+        }
+    }
+
+    pub fn paths(&self) -> &BusPaths {
+        &self.dir.paths
+    }
+
+    pub fn arg(&self) -> &str {
+        self.dir.paths.dir.to_str().expect("utf-8 path")
+    }
+
+    pub fn get(&self, cgroup_id: u64) -> Option<Entry> {
+        Bus::open(self.paths())
+            .ok()?
+            .get(cgroup_id)
+            .expect("bus read")
+    }
+
+    /// Every entry, by cgroup id.
+    pub fn all(&self) -> Vec<(u64, Entry)> {
+        let bus = Bus::open(self.paths()).expect("bus pinned");
+        let mut v: Vec<_> = bus
+            .iter()
+            .map(|(k, e)| (k, e.expect("valid entry")))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Wait until the entry for `cgroup_id` satisfies `ok`.
+    pub fn wait_entry(
+        &self,
+        what: &str,
+        cgroup_id: u64,
+        ok: impl Fn(Option<&Entry>) -> bool,
+    ) -> Option<Entry> {
+        wait_for(what, Duration::from_secs(10), || {
+            let e = self.get(cgroup_id);
+            ok(e.as_ref()).then_some(e)
+        })
+    }
+}
