@@ -10,15 +10,10 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-use prism_bus::{Entry, Facets, LatencyClass};
-use support::{CgroupRoot, Feeder, TestBus};
+use prism_bus::{Facets, LatencyClass};
+use support::{CgroupRoot, Feeder, TestBus, same};
 
 const READY: Duration = Duration::from_secs(20);
-
-/// The same entry, whenever it was written.
-fn same(a: &Entry, b: &Entry) -> bool {
-    (a.identity, a.flags, a.label_hash) == (b.identity, b.flags, b.label_hash)
-}
 
 fn feeder(root: &CgroupRoot, bus: &TestBus, extra: &[&str]) -> Feeder {
     let mut args = vec![

@@ -5,93 +5,17 @@
 //! up a bus pinned after it loaded; and every attempt to write the bus is
 //! refused by the verifier.
 
-use std::io::{BufRead, BufReader, Write};
 use std::mem::MaybeUninit;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, PrintLevel};
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{MapCore, PrintLevel};
 use prism_bus::consumer::{SlotChange, SlotKeeper};
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry as entry};
 use prism_bus::{BusWriter, LatencyClass};
-use prism_bus_bpf_tests::bus_probe::{BusProbeSkel, BusProbeSkelBuilder, OpenBusProbeSkel};
-
-const SRC_MISS: u32 = 0;
-const SRC_OWN: u32 = 1;
-const SRC_ANCESTOR: u32 = 2;
-
-/// What observe_sys_enter last saw for a process (struct observation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Observation {
-    cgroup_id: u64,
-    generation: u64,
-    identity: u32,
-    flags: u32,
-    source: u32,
-    calls: u64,
-    resolutions: u64,
-}
-
-impl Observation {
-    fn from_bytes(b: &[u8]) -> Self {
-        let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
-        let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap());
-        Observation {
-            cgroup_id: u64_at(0),
-            generation: u64_at(8),
-            identity: u32_at(16),
-            flags: u32_at(20),
-            source: u32_at(24),
-            calls: u64_at(32),
-            resolutions: u64_at(40),
-        }
-    }
-}
-
-/// A `cat` whose every echoed line makes it run syscalls we observe.
-struct Echo {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Echo {
-    fn spawn() -> Echo {
-        let mut child = Command::new("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn cat");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Echo {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// One round trip: cat reads and writes, in its current cgroup.
-    fn poke(&mut self) {
-        self.stdin.write_all(b"x\n").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line, "x\n");
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use prism_bus_bpf_tests::probe::{
+    Echo, SRC_ANCESTOR, SRC_MISS, SRC_OWN, attach_bus, load_and_attach, observed, open, watch,
+};
 
 /// libbpf's messages (the verifier log among them) for the running test.
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
@@ -101,42 +25,6 @@ fn capture_libbpf_log() {
         LIBBPF_LOG.lock().unwrap().push_str(&msg);
     }
     libbpf_rs::set_print(Some((PrintLevel::Debug, print)));
-}
-
-fn open(obj: &mut MaybeUninit<OpenObject>) -> OpenBusProbeSkel<'_> {
-    prism_bus::testing::require_root();
-    BusProbeSkelBuilder::default()
-        .open(obj)
-        .expect("open bus_probe")
-}
-
-fn load_and_attach(obj: &mut MaybeUninit<OpenObject>) -> BusProbeSkel<'_> {
-    let mut skel = open(obj).load().expect("load bus_probe");
-    skel.attach().expect("attach bus_probe");
-    skel
-}
-
-fn watch(skel: &BusProbeSkel, pid: u32) {
-    skel.maps
-        .watched
-        .update(&pid.to_ne_bytes(), &[0u8; 48], MapFlags::ANY)
-        .expect("watch pid");
-}
-
-fn observed(skel: &BusProbeSkel, pid: u32) -> Observation {
-    let bytes = skel
-        .maps
-        .watched
-        .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
-        .unwrap()
-        .expect("pid watched");
-    Observation::from_bytes(&bytes)
-}
-
-fn attach_bus(skel: &BusProbeSkel, keeper: &mut SlotKeeper) -> SlotChange {
-    keeper
-        .poll(&skel.maps.prism_bus_identity, &skel.maps.prism_bus_meta)
-        .expect("poll the bus")
 }
 
 #[test]

@@ -8,15 +8,14 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource};
 use tracing::{info, warn};
 
 use super::{Feed, Source};
 use crate::failure::Failure;
-use crate::pod::{PodState, pod_key};
+use crate::pod::{LenientPod, PodState};
 use crate::policy::NamespacePolicy;
 
 /// Pods per page of a listing.
@@ -46,7 +45,7 @@ impl KubeSource {
 
     /// One watch, until `resync` is due.
     async fn watch_once(&self, feed: &Feed) {
-        let api: Api<Pod> = Api::all(self.client.clone());
+        let api: Api<LenientPod> = Api::all(self.client.clone());
         let config = watcher::Config::default()
             .fields(&format!("spec.nodeName={}", self.node))
             .page_size(PAGE);
@@ -62,7 +61,7 @@ impl KubeSource {
             match event {
                 Some(Ok(Event::Init)) => listing = Some(vec![]),
                 Some(Ok(Event::InitApply(pod))) => {
-                    if let Some(PodState::Live(w)) = feed.interpret_pod(&pod, &self.policy) {
+                    if let Some(PodState::Live(w)) = self.interpret(feed, &pod) {
                         listing.get_or_insert_default().push(w);
                     }
                 }
@@ -72,18 +71,18 @@ impl KubeSource {
                     feed.replace(pods);
                     feed.up(true);
                 }
-                Some(Ok(Event::Apply(pod))) => match feed.interpret_pod(&pod, &self.policy) {
+                Some(Ok(Event::Apply(pod))) => match self.interpret(feed, &pod) {
                     Some(PodState::Live(w)) => feed.apply(w),
                     Some(PodState::Finished(key)) => feed.delete(key),
                     // Refused now: whatever it had before is withdrawn.
                     None => {
-                        if let Some(key) = pod_key(&pod) {
+                        if let Some(key) = pod.key() {
                             feed.delete(key);
                         }
                     }
                 },
                 Some(Ok(Event::Delete(pod))) => {
-                    if let Some(key) = pod_key(&pod) {
+                    if let Some(key) = pod.key() {
                         feed.delete(key);
                     }
                 }
@@ -93,6 +92,19 @@ impl KubeSource {
                     feed.up(false);
                 }
                 None => return,
+            }
+        }
+    }
+}
+
+impl KubeSource {
+    fn interpret(&self, feed: &Feed, pod: &LenientPod) -> Option<PodState> {
+        match pod.pod() {
+            Ok(p) => feed.interpret_pod(p, &self.policy),
+            Err(f) => {
+                warn!(source = "kube", uid = ?pod.meta().uid, reason = %f, "a pod does not parse; it gets no identity");
+                feed.failure(f);
+                None
             }
         }
     }

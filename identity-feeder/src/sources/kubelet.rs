@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{Feed, Source};
 use crate::failure::Failure;
-use crate::pod::{PodState, parse_pod_list};
+use crate::pod::{PodState, read_pod_list};
 use crate::policy::NamespacePolicy;
 
 /// Largest `/pods` answer read (about 20k pods); more is refused.
@@ -55,7 +55,7 @@ impl KubeletSource {
         })
     }
 
-    async fn poll(&self) -> anyhow::Result<Vec<u8>> {
+    async fn poll(&self) -> anyhow::Result<bytes::Bytes> {
         let request = http::Request::get("/pods").body(Body::empty())?;
         let response = self.client.send(request).await.context("GET /pods")?;
         let status = response.status();
@@ -68,7 +68,7 @@ impl KubeletSource {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             anyhow::bail!("GET /pods: {status}: {}", crate::failure::shown(&text));
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 }
 
@@ -82,40 +82,38 @@ impl Source for KubeletSource {
         let mut listed = false;
         loop {
             let wait = match self.poll().await {
-                Ok(body) => match parse_pod_list(&body) {
-                    Ok(pods) => {
-                        let mut live = Vec::with_capacity(pods.len());
-                        for pod in pods {
-                            match pod {
-                                Ok(p) => {
-                                    if let Some(PodState::Live(w)) =
-                                        feed.interpret_pod(&p, &self.policy)
-                                    {
-                                        live.push(w);
-                                    }
-                                }
-                                Err(f) => {
-                                    warn!(source = "kubelet", reason = %f, "a pod in /pods does not parse; skipped");
-                                    feed.failure(f);
-                                }
+                Ok(body) => {
+                    let mut live = vec![];
+                    let read = read_pod_list(&body, |pod| match pod.pod() {
+                        Ok(p) => {
+                            if let Some(PodState::Live(w)) = feed.interpret_pod(p, &self.policy) {
+                                live.push(w);
                             }
                         }
-                        if !listed {
-                            info!(source = "kubelet", pods = live.len(), "kubelet listed");
-                            listed = true;
+                        Err(f) => {
+                            warn!(source = "kubelet", uid = ?pod.key(), reason = %f, "a pod in /pods does not parse; skipped");
+                            feed.failure(f);
                         }
-                        feed.replace(live);
-                        feed.up(true);
-                        backoff.reset();
-                        self.interval
+                    });
+                    match read {
+                        Ok(()) => {
+                            if !listed {
+                                info!(source = "kubelet", pods = live.len(), "kubelet listed");
+                                listed = true;
+                            }
+                            feed.replace(live);
+                            feed.up(true);
+                            backoff.reset();
+                            self.interval
+                        }
+                        Err(f) => {
+                            warn!(source = "kubelet", reason = %f, "/pods is not a pod list; keeping the last good one");
+                            feed.failure(f);
+                            feed.up(false);
+                            backoff.next().unwrap_or(self.interval)
+                        }
                     }
-                    Err(f) => {
-                        warn!(source = "kubelet", reason = %f, "/pods is not a pod list; keeping the last good one");
-                        feed.failure(f);
-                        feed.up(false);
-                        backoff.next().unwrap_or(self.interval)
-                    }
-                },
+                }
                 Err(e) => {
                     warn!(
                         source = "kubelet",

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use k8s_openapi::api::core::v1::Pod;
 use tracing::warn;
 
 use crate::cgroup_tree::TreeEvent;
 use crate::failure::{Failure, shown};
 use crate::metrics::{Metrics, SourceEventKind};
-use crate::pod::{PodState, pod_state};
+use crate::pod::{PodState, PodView, pod_state};
 use crate::policy::NamespacePolicy;
 use crate::workload::{Workload, WorkloadKey};
 
@@ -109,10 +108,10 @@ impl Feed {
 
     /// A pod as the bus should see it, or `None` (logged and counted) if it
     /// is refused. Dropped policy labels are logged and counted too.
-    pub fn interpret_pod(&self, pod: &Pod, policy: &NamespacePolicy) -> Option<PodState> {
+    pub fn interpret_pod(&self, pod: &PodView, policy: &NamespacePolicy) -> Option<PodState> {
         let mut issues = vec![];
         let name = || {
-            let m = &pod.metadata;
+            let m = &pod.meta;
             shown(&format!(
                 "{}/{}",
                 m.namespace.as_deref().unwrap_or("?"),

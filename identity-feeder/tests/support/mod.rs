@@ -4,6 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod fake_api;
+pub mod fake_kubelet;
+pub mod pods;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,6 +18,11 @@ use std::time::{Duration, Instant};
 
 use prism_bus::testing::{TempBusDir, TempCgroup};
 use prism_bus::{Bus, BusPaths, Entry};
+
+/// The same entry, whenever it was written.
+pub fn same(a: &Entry, b: &Entry) -> bool {
+    (a.identity, a.flags, a.label_hash) == (b.identity, b.flags, b.label_hash)
+}
 
 /// A running prism-feeder; killed (and its log shown, if the test failed)
 /// when dropped.

@@ -1,0 +1,201 @@
+//! prism-feeder's kube source on this host's real kernel (root), against a
+//! stand-in API server on loopback serving recorded pod payloads (no API
+//! server can be installed here; see support/fake_api.rs): every QoS class
+//! in both cgroup driver layouts, init containers, a terminating pod, a
+//! finished job, a static pod known by its mirror, policy labels honoured
+//! only where allowed; then watch events (relabel, add before its cgroup
+//! exists, delete, delete before the cgroup ever came, a malformed pod), and
+//! a BPF consumer resolving a container's process to its pod in one lookup.
+
+mod support;
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use prism_bus::LatencyClass;
+use prism_bus::consumer::SlotKeeper;
+use prism_bus_bpf_tests::probe::{self, Echo, SRC_OWN};
+use serde_json::json;
+use support::fake_api::FakeApi;
+use support::pods::{FixturePod, Layout, check_listed_node, fixture, make_node};
+use support::{CgroupRoot, Feeder, TestBus, same, wait_for};
+
+const READY: Duration = Duration::from_secs(30);
+
+fn start(api: &FakeApi, root: &CgroupRoot, bus: &TestBus, layout: Layout) -> Feeder {
+    let driver = match layout {
+        Layout::Systemd => "systemd",
+        Layout::Cgroupfs => "cgroupfs",
+    };
+    let f = Feeder::start(&[
+        "--source",
+        "kube",
+        "--kubeconfig",
+        api.kubeconfig(),
+        "--node-name",
+        "node-1",
+        "--cgroup-root",
+        root.arg(),
+        "--cgroup-driver",
+        driver,
+        "--bus-dir",
+        bus.arg(),
+        "--promote-namespace",
+        "shop,kube-system",
+    ]);
+    f.wait_ready(READY);
+    f
+}
+
+#[test]
+fn systemd_driver_list_then_watch_and_one_lookup_for_a_containers_process() {
+    let root = CgroupRoot::new("feeder-kube-sd");
+    let bus = TestBus::new("feeder-kube-sd");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let tiers = [
+        root.id("kubepods.slice"),
+        root.id("kubepods.slice/kubepods-burstable.slice"),
+    ];
+    let api = FakeApi::start(list.clone());
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    assert!(
+        api.queries()
+            .iter()
+            .any(|q| q.contains("fieldSelector=spec.nodeName%3Dnode-1")),
+        "only this node's pods are asked for: {:?}",
+        api.queries()
+    );
+    check_listed_node(&bus, &node, &f);
+    assert_eq!(f.metric("prism_feeder_source_up{source=\"kube\"}"), 1.0);
+    for t in tiers {
+        assert_eq!(bus.get(t), None, "the kubepods slices are no pod's");
+    }
+
+    // A BPF consumer sees a container's process as its pod, in one lookup.
+    let (web, _, web_containers) = node
+        .iter()
+        .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
+        .unwrap();
+    let mut echo = Echo::spawn();
+    std::fs::write(
+        root.path()
+            .join(&web.container_dirs(Layout::Systemd)[0])
+            .join("cgroup.procs"),
+        echo.pid().to_string(),
+    )
+    .unwrap();
+    let mut obj = MaybeUninit::uninit();
+    let skel = probe::load_and_attach(&mut obj);
+    probe::attach_bus(&skel, &mut SlotKeeper::new(bus.paths().clone()));
+    probe::watch(&skel, echo.pid());
+    echo.poke();
+    let o = probe::observed(&skel, echo.pid());
+    let web_entry = bus.get(web_containers[0]).unwrap();
+    assert_eq!(o.cgroup_id, web_containers[0]);
+    assert_eq!(
+        (o.identity, o.source),
+        (web_entry.identity.get(), SRC_OWN),
+        "resolved from the container's own cgroup, no ancestor walk: {o:?}"
+    );
+    drop(echo);
+
+    api.wait_watching();
+    let pod = |name: &str| {
+        node.iter()
+            .find(|(p, _, _)| p.name == name)
+            .unwrap()
+            .clone()
+    };
+
+    // MODIFIED: the class label removed. Same identity, no class.
+    let (web, web_cg, _) = pod("shop/web-7d9f8b6c5d-x2k4p");
+    let mut relabelled = web.json.clone();
+    relabelled["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("prism.io/latency-class");
+    relabelled["metadata"]["resourceVersion"] = json!("6000");
+    api.event("MODIFIED", &relabelled);
+    let after = bus
+        .wait_entry("the relabel", web_cg, |e| {
+            e.is_some_and(|e| e.flags.class == LatencyClass::Unset)
+        })
+        .unwrap();
+    assert_eq!(after.identity, web_entry.identity);
+
+    // ADDED before its cgroup exists: nothing to write until it appears.
+    let live_before = f.metric("prism_feeder_identities_live");
+    let mut new_pod = web.json.clone();
+    new_pod["metadata"]["name"] = json!("api-66c9d8f7b4-r2d2x");
+    new_pod["metadata"]["uid"] = json!("0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6");
+    new_pod["metadata"]["labels"] = json!({"app": "api", "pod-template-hash": "66c9d8f7b4"});
+    new_pod["metadata"]["resourceVersion"] = json!("6001");
+    api.event("ADDED", &new_pod);
+    wait_for("the new pod's identity", Duration::from_secs(10), || {
+        (f.metric("prism_feeder_identities_live") == live_before + 1.0).then_some(())
+    });
+    let new_fp = FixturePod::from_json(&new_pod);
+    let (new_cg, new_containers) = new_fp.make_cgroups(&root, Layout::Systemd);
+    let new_e = bus
+        .wait_entry("the new pod's cgroup entry", new_cg, |e| e.is_some())
+        .unwrap();
+    bus.wait_entry("its container's entry", new_containers[0], |e| {
+        e.is_some_and(|e| same(e, &new_e))
+    });
+
+    // DELETED: its cgroups (still on disk) lose their entries.
+    let (old_rev, old_cg, old_containers) = pod("shop/web-5c6b7a8d9e-m4n7q");
+    let mut gone = old_rev.json.clone();
+    gone["metadata"]["resourceVersion"] = json!("6002");
+    api.event("DELETED", &gone);
+    bus.wait_entry("the deleted pod's entry gone", old_cg, |e| e.is_none());
+    assert_eq!(bus.get(old_containers[0]), None);
+
+    // ADDED then DELETED before any cgroup: no identity leaks.
+    let live = f.metric("prism_feeder_identities_live");
+    let mut flash = new_pod.clone();
+    flash["metadata"]["name"] = json!("flash-0");
+    flash["metadata"]["uid"] = json!("1e2f3a4b-5c6d-4e7f-8091-a2b3c4d5e6f7");
+    flash["metadata"]["labels"] = json!({"app": "flash"});
+    api.event("ADDED", &flash);
+    api.event("DELETED", &flash);
+    // A malformed pod: counted, and costs nothing else.
+    api.raw_event(
+        r#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"bad","namespace":"shop","uid":"c0ffee00-0000-4000-8000-000000000001","resourceVersion":"6010","labels":{"app":7}}}}"#,
+    );
+    wait_for(
+        "the malformed pod to be counted",
+        Duration::from_secs(10),
+        || (f.metric("prism_feeder_failures_total{reason=\"malformed_pod\"}") >= 1.0).then_some(()),
+    );
+    assert_eq!(f.metric("prism_feeder_identities_live"), live);
+    // The pod's cgroup vanishes while the pod still exists: its entry goes.
+    root.rmdir(&new_fp.container_dirs(Layout::Systemd)[0]);
+    bus.wait_entry(
+        "the vanished container's entry gone",
+        new_containers[0],
+        |e| e.is_none(),
+    );
+    assert!(bus.get(new_cg).is_some());
+    assert_eq!(
+        bus.get(web_cg).map(|e| e.identity),
+        Some(web_entry.identity)
+    );
+    f.assert_running();
+}
+
+#[test]
+fn cgroupfs_driver_every_qos_class() {
+    let root = CgroupRoot::new("feeder-kube-fs");
+    let bus = TestBus::new("feeder-kube-fs");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Cgroupfs);
+    let qos: std::collections::BTreeSet<_> = node.iter().map(|(p, _, _)| p.qos.as_str()).collect();
+    assert_eq!(qos.len(), 3, "the fixture covers every QoS class: {qos:?}");
+    let api = FakeApi::start(list);
+    let f = start(&api, &root, &bus, Layout::Cgroupfs);
+    check_listed_node(&bus, &node, &f);
+    assert_eq!(bus.get(root.id("kubepods")), None);
+    assert_eq!(bus.get(root.id("kubepods/burstable")), None);
+}
