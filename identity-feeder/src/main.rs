@@ -19,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use prism_feeder::allocator::Allocator;
+use prism_feeder::allocator::etcd::{EtcdAllocator, EtcdConfig};
 use prism_feeder::allocator::local::LocalAllocator;
 use prism_feeder::cgroup_tree::{self, Subscriber};
 use prism_feeder::health::Health;
@@ -143,6 +144,31 @@ struct Opts {
     /// Identity allocation: local (this node), or etcd (agreed cluster-wide).
     #[arg(long, value_enum, default_value = "local")]
     allocator: AllocatorKind,
+
+    /// etcd endpoints for --allocator etcd.
+    #[arg(
+        long,
+        env = "PRISM_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    etcd_endpoints: Vec<String>,
+
+    /// Key prefix of Prism's identities in etcd.
+    #[arg(long, default_value = "/prism/v1/")]
+    etcd_prefix: String,
+
+    /// This node's etcd lease: how long after it dies its ids stay held.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    etcd_lease_ttl: Duration,
+
+    /// How often this node collects ids that no node uses any more.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    etcd_gc_interval: Duration,
+
+    /// Longest an etcd call may take before the allocation is retried later.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    etcd_timeout: Duration,
 
     /// /metrics, /healthz and /readyz; "off" serves nothing.
     #[arg(long, default_value = "0.0.0.0:9464", value_parser = parse_listen)]
@@ -270,7 +296,20 @@ fn run(opts: Opts) -> anyhow::Result<()> {
 
     let allocator: Box<dyn Allocator> = match opts.allocator {
         AllocatorKind::Local => Box::new(LocalAllocator::default()),
-        AllocatorKind::Etcd => bail!("--allocator etcd is not available in this build"),
+        AllocatorKind::Etcd => Box::new(EtcdAllocator::connect(
+            rt.handle(),
+            EtcdConfig {
+                endpoints: opts.etcd_endpoints.clone(),
+                prefix: opts.etcd_prefix.clone(),
+                node: opts
+                    .node_name
+                    .clone()
+                    .context("--allocator etcd needs --node-name (or NODE_NAME)")?,
+                lease_ttl: opts.etcd_lease_ttl,
+                gc_interval: opts.etcd_gc_interval,
+                timeout: opts.etcd_timeout,
+            },
+        )?),
     };
     let config = reconciler::Config {
         layout: KubepodsLayout::new(opts.cgroup_driver, opts.kubepods_cgroup.as_deref()),

@@ -151,6 +151,7 @@ impl Reconciler {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
+            self.reacquire_lost();
             if self.last_retry.elapsed() >= RETRY_EVERY {
                 self.retry_failed();
             }
@@ -369,6 +370,28 @@ impl Reconciler {
             identities = self.allocator.live(),
             "every source listed; unclaimed entries are collected"
         );
+    }
+
+    /// Workloads whose id the store took back acquire a new one.
+    fn reacquire_lost(&mut self) {
+        let lost = self.allocator.lost();
+        if lost.is_empty() {
+            return;
+        }
+        let lost: HashSet<Canonical> = lost.into_iter().collect();
+        let hit: Vec<(SourceId, Workload)> = self
+            .workloads
+            .values_mut()
+            .filter(|t| t.identity.is_some() && lost.contains(&t.workload.canonical))
+            .map(|t| {
+                t.identity = None;
+                (t.source, t.workload.clone())
+            })
+            .collect();
+        for (source, w) in hit {
+            self.mark_subtree(&w.key);
+            self.apply(source, w);
+        }
     }
 
     fn retry_failed(&mut self) {

@@ -7,6 +7,7 @@
 //! Both hold the invariant the prototype broke: an id is never bound to two
 //! canonical strings at once.
 
+pub mod etcd;
 pub mod local;
 
 use prism_bus::Identity;
@@ -54,4 +55,11 @@ pub trait Allocator: Send {
 
     /// Canonical strings that have an id now.
     fn live(&self) -> usize;
+
+    /// Canonical strings whose id was taken back by the store (etcd, after
+    /// this node was cut off past its lease): the allocator has forgotten
+    /// them, and their workloads must acquire again.
+    fn lost(&mut self) -> Vec<Canonical> {
+        Vec::new()
+    }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod etcd;
 pub mod fake_api;
 pub mod fake_kubelet;
 pub mod pods;

@@ -1,0 +1,261 @@
+//! Cluster-wide identities on a real etcd (Debian's etcd-server, started on
+//! loopback for each test): allocators of three nodes racing over
+//! overlapping canonical strings agree on one id each and never share one;
+//! three real prism-feeder processes (real cgroups, real buses) do the same
+//! end to end; and a node killed with SIGKILL loses its lease, after which
+//! the ids only it used are collected while the shared ones stay.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use prism_feeder::allocator::Allocator;
+use prism_feeder::allocator::etcd::{EtcdAllocator, EtcdConfig};
+use prism_feeder::canonical::Canonical;
+use prism_feeder::labels::Labels;
+use support::etcd::Etcd;
+use support::{CgroupRoot, Feeder, TestBus, wait_for};
+
+const PREFIX: &str = "/prism-test/";
+
+fn config(etcd: &Etcd, node: &str) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![etcd.endpoint.clone()],
+        prefix: PREFIX.into(),
+        node: node.into(),
+        lease_ttl: Duration::from_secs(2),
+        gc_interval: Duration::from_millis(500),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn canonical(app: &str) -> Canonical {
+    let labels: Labels = [("app".to_string(), app.to_string())].into();
+    Canonical::for_pod("ns", "default", &labels).unwrap()
+}
+
+/// canonical -> id as etcd has it, checking the two directions agree.
+fn etcd_ids(etcd: &Etcd) -> BTreeMap<String, u32> {
+    let keys = etcd.keys(PREFIX);
+    let by_canonical: BTreeMap<String, u32> = keys
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.strip_prefix(&format!("{PREFIX}canonical/"))?.to_string(),
+                v.parse().unwrap(),
+            ))
+        })
+        .collect();
+    let by_id: BTreeMap<u32, String> = keys
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                u32::from_str_radix(k.strip_prefix(&format!("{PREFIX}id/"))?, 16).unwrap(),
+                v.clone(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        by_canonical.len(),
+        by_id.len(),
+        "every id has one canonical and back"
+    );
+    for (c, id) in &by_canonical {
+        assert_eq!(
+            by_id.get(id),
+            Some(c),
+            "id {id} is {c}'s in both directions"
+        );
+    }
+    by_canonical
+}
+
+#[test]
+fn three_nodes_racing_agree_on_one_id_per_canonical_and_collect_a_dead_nodes() {
+    let etcd = Etcd::start();
+    let start = Arc::new(Barrier::new(3));
+    let nodes: Vec<_> = ["node-a", "node-b", "node-c"]
+        .into_iter()
+        .map(|node| {
+            let (cfg, start) = (config(&etcd, node), start.clone());
+            thread::spawn(move || {
+                // A runtime per node: dropping it is the node dying.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let mut a = EtcdAllocator::connect(rt.handle(), cfg).expect("connect");
+                start.wait();
+                // 60 canonicals every node has, 20 of its own, interleaved.
+                let mut got = HashMap::new();
+                for i in 0..80 {
+                    let c = if i % 4 == 3 {
+                        canonical(&format!("{node}-own-{i}"))
+                    } else {
+                        canonical(&format!("shared-{}", i / 4 * 3 + i % 4))
+                    };
+                    let (id, _) = a.acquire(&c, None).expect("acquire");
+                    got.insert(c.as_str().to_string(), id.get());
+                }
+                (rt, a, got)
+            })
+        })
+        .collect();
+    let mut results: Vec<_> = nodes.into_iter().map(|t| t.join().unwrap()).collect();
+
+    let agreed = etcd_ids(&etcd);
+    assert_eq!(agreed.len(), 60 + 3 * 20);
+    for (_, _, got) in &results {
+        for (c, id) in got {
+            assert_eq!(
+                agreed.get(c),
+                Some(id),
+                "{c} has the cluster's id on every node"
+            );
+        }
+    }
+    let ids: HashSet<u32> = agreed.values().copied().collect();
+    assert_eq!(ids.len(), agreed.len(), "no id is shared by two canonicals");
+    assert!(ids.iter().all(|&id| id >= 256));
+    assert_eq!(
+        ids.iter().max(),
+        Some(&(256 + agreed.len() as u32 - 1)),
+        "the smallest free ids, with no holes"
+    );
+
+    // Node C dies without a word: its lease expires, its own ids go, the
+    // ones A and B still use stay.
+    let (c_rt, c_alloc, c_got) = results.pop().unwrap();
+    drop(c_alloc);
+    drop(c_rt);
+    wait_for(
+        "node C's own ids collected",
+        Duration::from_secs(30),
+        || {
+            let now = etcd_ids(&etcd);
+            (!now.keys().any(|c| c.contains("node-c-own"))).then_some(())
+        },
+    );
+    let now = etcd_ids(&etcd);
+    assert_eq!(now.len(), 60 + 2 * 20);
+    for (_, _, got) in &results {
+        for (c, id) in got {
+            assert_eq!(now.get(c), Some(id), "a live node's id stays: {c}");
+        }
+    }
+    assert!(c_got.keys().any(|c| c.contains("node-c-own")));
+
+    // A releases everything: what B still uses stays, A's own go.
+    let (a_rt, mut a_alloc, a_got) = results.remove(0);
+    for c in a_got.keys() {
+        let app = c.rsplit("app=").next().unwrap().trim_end_matches(';');
+        a_alloc.release(&canonical(app));
+    }
+    assert_eq!(a_alloc.live(), 0);
+    wait_for(
+        "node A's own ids collected",
+        Duration::from_secs(30),
+        || (etcd_ids(&etcd).len() == 60 + 20).then_some(()),
+    );
+    drop(a_rt);
+}
+
+#[test]
+fn three_feeders_on_one_etcd_give_every_canonical_one_id_and_a_killed_ones_go() {
+    let etcd = Etcd::start();
+    let nodes = ["node-a", "node-b", "node-c"];
+    let roots: Vec<CgroupRoot> = nodes
+        .iter()
+        .map(|n| CgroupRoot::new(&format!("feeder-etcd-{n}")))
+        .collect();
+    let buses: Vec<TestBus> = nodes
+        .iter()
+        .map(|n| TestBus::new(&format!("feeder-etcd-{n}")))
+        .collect();
+    for (node, root) in nodes.iter().zip(&roots) {
+        for i in 0..30 {
+            root.mkdir(&format!("system.slice/shared-{i}.service"));
+        }
+        for i in 0..10 {
+            root.mkdir(&format!("system.slice/{node}-own-{i}.service"));
+        }
+    }
+    // Started together: they race for the shared canonicals.
+    let mut feeders: Vec<Feeder> = nodes
+        .iter()
+        .zip(roots.iter().zip(&buses))
+        .map(|(node, (root, bus))| {
+            Feeder::start(&[
+                "--source",
+                "cgroup",
+                "--cgroup-root",
+                root.arg(),
+                "--bus-dir",
+                bus.arg(),
+                "--allocator",
+                "etcd",
+                "--node-name",
+                node,
+                "--etcd-endpoints",
+                &etcd.endpoint,
+                "--etcd-prefix",
+                PREFIX,
+                "--etcd-lease-ttl",
+                "2s",
+                "--etcd-gc-interval",
+                "1s",
+            ])
+        })
+        .collect();
+    for f in &feeders {
+        f.wait_ready(Duration::from_secs(60));
+    }
+
+    // Each bus: label_hash -> identity. All of them together must agree.
+    let mut by_hash: HashMap<u64, u32> = HashMap::new();
+    let mut by_id: HashMap<u32, u64> = HashMap::new();
+    for bus in &buses {
+        let entries = bus.all();
+        assert_eq!(entries.len(), 1 + 30 + 10, "system.slice and its units");
+        for (_, e) in entries {
+            let id = e.identity.get();
+            assert_eq!(
+                *by_hash.entry(e.label_hash).or_insert(id),
+                id,
+                "one canonical, one id on every node"
+            );
+            assert_eq!(
+                *by_id.entry(id).or_insert(e.label_hash),
+                e.label_hash,
+                "one id, one canonical"
+            );
+        }
+    }
+    assert_eq!(by_hash.len(), 1 + 30 + 3 * 10);
+    assert_eq!(etcd_ids(&etcd).len(), by_hash.len());
+
+    // SIGKILL node C: after its lease, only the ids it alone used are collected.
+    feeders[2].kill9();
+    wait_for(
+        "node C's own canonicals collected",
+        Duration::from_secs(30),
+        || {
+            let ids = etcd_ids(&etcd);
+            (!ids.keys().any(|c| c.contains("node-c-own"))).then_some(ids)
+        },
+    );
+    let ids = etcd_ids(&etcd);
+    assert_eq!(
+        ids.len(),
+        1 + 30 + 2 * 10,
+        "the shared and A's and B's own stay"
+    );
+    for f in &feeders[..2] {
+        f.assert_running();
+        assert_eq!(f.metric("prism_feeder_identities_live"), 41.0);
+    }
+}

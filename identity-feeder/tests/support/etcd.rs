@@ -1,0 +1,108 @@
+//! A real etcd server (Debian's etcd-server) on loopback ports, with its own
+//! data directory, started for one test and killed after it.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions};
+
+pub struct Etcd {
+    child: Child,
+    pub endpoint: String,
+    dir: PathBuf,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let (client, peer) = (super::free_port(), super::free_port());
+        let dir =
+            std::env::temp_dir().join(format!("prism-test-etcd-{}-{client}", std::process::id()));
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = fs::File::create(dir.with_extension("log")).expect("etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", "prism-test", "--data-dir"])
+            .arg(&dir)
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("prism-test={peer_url}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian package etcd-server) is installed by ci/setup");
+        let etcd = Etcd {
+            child,
+            endpoint,
+            dir,
+        };
+        super::wait_for("etcd to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", client)).ok()
+        });
+        let rt = rt();
+        super::wait_for("etcd to answer", Duration::from_secs(20), || {
+            rt.block_on(async {
+                let mut c = Client::connect([&etcd.endpoint], None).await.ok()?;
+                c.get("probe", None).await.ok()
+            })
+        });
+        etcd
+    }
+
+    /// Every key under `prefix` with its value, as strings.
+    pub fn keys(&self, prefix: &str) -> Vec<(String, String)> {
+        rt().block_on(async {
+            let mut c = Client::connect([&self.endpoint], None)
+                .await
+                .expect("connect");
+            let r = c
+                .get(prefix, Some(GetOptions::new().with_prefix()))
+                .await
+                .expect("get");
+            r.kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key_str().unwrap().to_string(),
+                        kv.value_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- etcd log ----\n{}",
+                fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+            );
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(self.dir.with_extension("log"));
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
