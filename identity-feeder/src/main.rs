@@ -217,6 +217,7 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
 }
 
 fn main() -> ExitCode {
+    prism_feeder::memory::limit_arenas();
     let opts = Opts::parse();
     logging::init(opts.log_format, opts.verbose);
     match run(opts) {

@@ -32,6 +32,8 @@ use crate::workload::{Workload, WorkloadKey};
 
 /// Most inputs applied before a flush, so a flood still commits regularly.
 const MAX_BATCH: usize = 8192;
+/// A batch this big is a burst: freed memory goes back to the kernel after.
+const BURST: usize = 1024;
 /// How often failed allocations and writes are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// Entries of a workload's subtree looked at for its old id after a restart.
@@ -138,6 +140,7 @@ impl Reconciler {
     pub fn run(mut self, inputs: Receiver<Input>) {
         loop {
             let mut stop = false;
+            let mut work = 0;
             match inputs.recv_timeout(Duration::from_secs(1)) {
                 Ok(first) => {
                     for input in std::iter::once(first).chain(inputs.try_iter().take(MAX_BATCH)) {
@@ -145,6 +148,7 @@ impl Reconciler {
                             stop = true;
                             break;
                         }
+                        work += input.size();
                         self.input(input);
                     }
                 }
@@ -156,6 +160,9 @@ impl Reconciler {
                 self.retry_failed();
             }
             self.flush();
+            if work >= BURST {
+                crate::memory::release_free();
+            }
             self.health.beat();
             if stop {
                 info!(

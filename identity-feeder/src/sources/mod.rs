@@ -49,6 +49,22 @@ pub enum Input {
     Shutdown,
 }
 
+impl Input {
+    /// How much work it carries (workloads or cgroups).
+    pub fn size(&self) -> usize {
+        match self {
+            Input::Source {
+                change: Change::Replace(list),
+                ..
+            } => list.len(),
+            Input::Tree(TreeEvent::Snapshot(cgroups) | TreeEvent::Created(cgroups)) => {
+                cgroups.len()
+            }
+            _ => 1,
+        }
+    }
+}
+
 /// A source's way to the reconciler.
 #[derive(Clone)]
 pub struct Feed {

@@ -15,12 +15,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 #[derive(Clone)]
 struct Shared {
-    list: Arc<Mutex<Value>>,
+    /// The list's resourceVersion and its items, each already JSON.
+    list: Arc<Mutex<(Value, Vec<String>)>>,
     queries: Arc<Mutex<Vec<String>>>,
     events: broadcast::Sender<String>,
 }
@@ -43,14 +45,25 @@ impl FakeApi {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let port = listener.local_addr().unwrap().port();
+        let items = list["items"]
+            .as_array()
+            .map(|items| items.iter().map(Value::to_string).collect())
+            .unwrap_or_default();
         let shared = Shared {
-            list: Arc::new(Mutex::new(list)),
+            list: Arc::new(Mutex::new((
+                list["metadata"]["resourceVersion"].clone(),
+                items,
+            ))),
             queries: Arc::default(),
             events: broadcast::channel(4096).0,
         };
         let router = Router::new()
             .route("/api/v1/pods", get(pods))
             .with_state(shared.clone());
+        // As the real server (Go) does: no Nagle delay on the watch stream.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         rt.spawn(async move { axum::serve(listener, router).await });
         let kubeconfig = std::env::temp_dir().join(format!(
             "prism-test-kubeconfig-{}-{port}.yaml",
@@ -114,16 +127,30 @@ impl Drop for FakeApi {
 async fn pods(State(s): State<Shared>, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     s.queries.lock().unwrap().push(query.clone());
-    if !query
-        .split('&')
-        .any(|kv| kv == "watch=true" || kv == "watch=1")
-    {
-        let list = s.list.lock().unwrap().clone();
-        return (
-            [(header::CONTENT_TYPE, "application/json")],
-            list.to_string(),
-        )
-            .into_response();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    if !matches!(param("watch").as_deref(), Some("true" | "1")) {
+        // A page of `limit` pods from `continue` on, as the server pages.
+        let list = s.list.lock().unwrap();
+        let (version, items) = (&list.0, &list.1);
+        let from: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let limit: usize = param("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(usize::MAX);
+        let to = from.saturating_add(limit).min(items.len());
+        let mut meta = json!({"resourceVersion": version});
+        if to < items.len() {
+            meta["continue"] = json!(to.to_string());
+        }
+        let page = format!(
+            "{{\"kind\":\"PodList\",\"apiVersion\":\"v1\",\"metadata\":{meta},\"items\":[{}]}}",
+            items[from.min(to)..to].join(",")
+        );
+        return ([(header::CONTENT_TYPE, "application/json")], page).into_response();
     }
     let rx = s.events.subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {

@@ -207,6 +207,11 @@ impl CgroupRoot {
     }
 }
 
+/// Cgroups below `root` (not counting it).
+pub fn cgroup_count(root: &Path) -> usize {
+    prism_bus::cgroup::index_ids(root).len() - 1
+}
+
 /// A test's own bus directory and a way to read it.
 pub struct TestBus {
     pub dir: TempBusDir,
