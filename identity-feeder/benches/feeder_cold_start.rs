@@ -24,7 +24,7 @@ const PODS: usize = 10_000;
 const REPLICAS: usize = 10; // pods per workload: 1,000 distinct identities
 const EVENTS: usize = 300;
 
-/// A recorded pod (with its managed fields, statuses, ...) made the i-th.
+/// A fixture pod (with its managed fields, statuses, ...) made the i-th.
 fn nth_pod(template: &Value, i: usize) -> Value {
     let mut p = template.clone();
     let m = &mut p["metadata"];

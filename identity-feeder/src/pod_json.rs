@@ -539,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn recorded_pods_read_as_the_full_type_does() {
+    fn fixture_pods_read_as_the_full_type_does() {
         // The view must agree with k8s-openapi's full Pod on what it reads.
         let list: serde_json::Value =
             serde_json::from_str(include_str!("../tests/fixtures/api-pods-node-1.json")).unwrap();

@@ -1,5 +1,5 @@
 //! prism-feeder's kube source on this host's real kernel (root), against a
-//! stand-in API server on loopback serving recorded pod payloads (no API
+//! stand-in API server on loopback serving pod payloads in the real shape (no API
 //! server can be installed here; see support/fake_api.rs): every QoS class
 //! in both cgroup driver layouts, init containers, a terminating pod, a
 //! finished job, a static pod known by its mirror, policy labels honoured

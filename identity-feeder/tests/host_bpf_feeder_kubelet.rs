@@ -1,6 +1,6 @@
 //! prism-feeder's kubelet source on this host's real kernel (root), against
 //! a stand-in kubelet on loopback (HTTPS, a CA of the test's, a bearer
-//! token) serving recorded `/pods` payloads, then changed, broken and
+//! token) serving `/pods` payloads in the kubelet's shape, then changed, broken and
 //! hostile ones: a bad answer keeps the last good list in force; a bad pod
 //! costs only itself; 100k distinct label sets are all served.
 
@@ -172,7 +172,7 @@ fn a_hundred_thousand_distinct_label_sets_are_all_served() {
     let kubelet = FakeKubelet::start(body);
     let t0 = Instant::now();
     let f = start(&kubelet, &root, &bus, "1h");
-    let real = 5.0; // distinct canonicals among the recorded pods that run
+    let real = 5.0; // distinct canonicals among the fixture pods that run
     assert_eq!(
         f.metric("prism_feeder_identities_live"),
         FLOOD as f64 + real

@@ -387,6 +387,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let rules =
+            Rules::parse(include_str!("../../../services/cgroup-rules.example.toml")).unwrap();
+        let pg = rules
+            .classify("system.slice/postgresql.service")
+            .unwrap()
+            .unwrap();
+        assert_eq!(pg.policy.class, LatencyClass::Critical);
+        let shell = rules
+            .classify("user.slice/user-1000.slice/session-3.scope")
+            .unwrap()
+            .unwrap();
+        assert_eq!(shell.policy.class, LatencyClass::Normal);
+    }
+
+    #[test]
     fn a_unit_named_to_forge_a_canonical_is_refused() {
         let rules = Rules::builtin();
         assert_eq!(

@@ -1,5 +1,5 @@
 //! A stand-in for the Kubernetes API server's pod endpoints, on loopback:
-//! `GET /api/v1/pods` answers a recorded pod list, and with `watch=true`
+//! `GET /api/v1/pods` answers a pod list (paged), and with `watch=true`
 //! streams the watch events the test sends, one JSON object per line, as
 //! the real server does. No API server can be installed here; the payloads
 //! are in the shape the real one sends (tests/fixtures).

@@ -1,6 +1,6 @@
 //! A stand-in for the kubelet's `/pods` endpoint on loopback: HTTPS with a
 //! certificate from a CA made for the test, a bearer token it checks, and
-//! whatever answer the test sets (a recorded pod list, garbage, an error).
+//! whatever answer the test sets (a pod list, garbage, an error).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;

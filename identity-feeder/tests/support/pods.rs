@@ -1,4 +1,4 @@
-//! The recorded pods of tests/fixtures and the cgroups the kubelet would
+//! The fixture pods of tests/fixtures and the cgroups the kubelet would
 //! have made for them, in either driver's layout.
 
 use std::collections::BTreeMap;
@@ -122,7 +122,7 @@ pub fn pods_of(list: &Value) -> BTreeMap<String, FixturePod> {
         .collect()
 }
 
-/// Every pod of the recorded list that the kubelet would still have
+/// Every pod of the fixture list that the kubelet would still have
 /// cgroups for gets them; the finished job too (a lingering directory).
 pub fn make_node(
     root: &CgroupRoot,
@@ -143,7 +143,7 @@ pub fn entry_of(bus: &TestBus, node: &[(FixturePod, u64, Vec<u64>)], name: &str)
     bus.get(*pod)
 }
 
-/// What the recorded node's pods must come to on the bus, whichever
+/// What the fixture node's pods must come to on the bus, whichever
 /// source read them.
 pub fn check_listed_node(bus: &TestBus, node: &[(FixturePod, u64, Vec<u64>)], f: &Feeder) {
     let e = |name| entry_of(bus, node, name).unwrap_or_else(|| panic!("no entry for {name}"));

@@ -1,0 +1,121 @@
+//! The manifests in deploy/ say what the README says: parsed into the
+//! Kubernetes API's own types, they grant least privilege, read only pods,
+//! and run the feeder with flags it knows and the probes it serves.
+
+use std::path::Path;
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde::de::DeserializeOwned;
+
+fn read<T: DeserializeOwned>(file: &str, kind: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let doc = docs
+        .into_iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {file}"));
+    serde_json::from_value(doc).unwrap_or_else(|e| panic!("{file}: {kind}: {e}"))
+}
+
+#[test]
+fn the_daemonset_runs_with_cap_bpf_only_and_read_only_cgroups() {
+    let ds: DaemonSet = read("daemonset.yaml", "DaemonSet");
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("prism-feeder"));
+    assert_ne!(pod.host_network, Some(true));
+    assert_ne!(pod.host_pid, Some(true));
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(caps.add.as_deref(), Some(&["BPF".to_string()][..]));
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    let cgroup = mounts.iter().find(|m| m.name == "cgroup").unwrap();
+    assert_eq!(cgroup.read_only, Some(true));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "bpffs" && m.mount_path == "/sys/fs/bpf")
+    );
+    let env = c.env.as_ref().unwrap();
+    let node = env.iter().find(|e| e.name == "NODE_NAME").unwrap();
+    assert_eq!(
+        node.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "spec.nodeName"
+    );
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(probe_path(&c.liveness_probe), "/healthz");
+    assert_eq!(probe_path(&c.readiness_probe), "/readyz");
+    let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert!(limits.contains_key("memory"));
+
+    // Every flag is one the feeder knows: clap refuses an unknown one
+    // before it reaches --help.
+    let out = Command::new(env!("CARGO_BIN_EXE_prism-feeder"))
+        .args(c.args.as_ref().unwrap())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rbac_reads_pods_and_nothing_else() {
+    let role: ClusterRole = read("rbac.yaml", "ClusterRole");
+    let rules = role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    let r = &rules[0];
+    assert_eq!(r.api_groups.as_deref(), Some(&["".to_string()][..]));
+    assert_eq!(r.resources.as_deref(), Some(&["pods".to_string()][..]));
+    let mut verbs = r.verbs.clone();
+    verbs.sort();
+    assert_eq!(verbs, ["get", "list", "watch"]);
+    let binding: ClusterRoleBinding = read("rbac.yaml", "ClusterRoleBinding");
+    let s = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (s.name.as_str(), s.namespace.as_deref()),
+        ("prism-feeder", Some("prism-system"))
+    );
+}
+
+#[test]
+fn the_namespace_is_the_only_privileged_one() {
+    let ns: Namespace = read("namespace.yaml", "Namespace");
+    let labels = ns.metadata.labels.unwrap();
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("privileged")
+    );
+    let ds: DaemonSet = read("daemonset.yaml", "DaemonSet");
+    assert_eq!(ds.metadata.namespace, ns.metadata.name);
+}
