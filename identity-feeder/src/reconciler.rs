@@ -262,6 +262,8 @@ impl Reconciler {
                 self.metrics.failure(Failure::Allocation);
                 let key = w.key.clone();
                 if !self.workloads.contains_key(&key) {
+                    // Known but without an id: its cgroups get no entry (not
+                    // their parent's) until the retry succeeds.
                     if matches!(key, WorkloadKey::Cgroup(_)) {
                         self.cgroup_workloads += 1;
                     }
@@ -273,6 +275,7 @@ impl Reconciler {
                             identity: None,
                         },
                     );
+                    self.mark_subtree(&key);
                 }
                 self.retry.insert(key, (source, w));
             }
@@ -381,7 +384,7 @@ impl Reconciler {
 
     /// Workloads whose id the store took back acquire a new one.
     fn reacquire_lost(&mut self) {
-        let lost = self.allocator.lost();
+        let lost = self.allocator.housekeeping();
         if lost.is_empty() {
             return;
         }

@@ -207,3 +207,33 @@ fn sigterm_leaves_the_bus_and_a_restart_collects_what_went_meanwhile() {
         "the freed id is the smallest free one again"
     );
 }
+
+#[test]
+fn a_full_bus_is_reported_the_rest_served_and_room_reused() {
+    let root = CgroupRoot::new("feeder-full");
+    let bus = TestBus::new("feeder-full");
+    let units: Vec<u64> = (0..6)
+        .map(|i| root.mkdir(&format!("u{i}.service")))
+        .collect();
+    let f = feeder(&root, &bus, &["--max-entries", "4"]);
+    support::wait_for(
+        "the full map to be counted",
+        Duration::from_secs(10),
+        || (f.metric("prism_feeder_failures_total{reason=\"bus_full\"}") >= 2.0).then_some(()),
+    );
+    assert_eq!(bus.all().len(), 4, "what fits is written");
+    assert!(f.log().contains("is full"), "said clearly:\n{}", f.log());
+    // A unit goes: its slot is taken by one that waited.
+    let written: Vec<u64> = bus.all().into_iter().map(|(k, _)| k).collect();
+    let waiting: Vec<u64> = units
+        .iter()
+        .copied()
+        .filter(|u| !written.contains(u))
+        .collect();
+    let gone = units.iter().position(|u| *u == written[0]).unwrap();
+    root.rmdir(&format!("u{gone}.service"));
+    support::wait_for("a waiting unit written", Duration::from_secs(10), || {
+        waiting.iter().any(|w| bus.get(*w).is_some()).then_some(())
+    });
+    assert_eq!(bus.all().len(), 4);
+}

@@ -259,3 +259,64 @@ fn three_feeders_on_one_etcd_give_every_canonical_one_id_and_a_killed_ones_go() 
         assert_eq!(f.metric("prism_feeder_identities_live"), 41.0);
     }
 }
+
+#[test]
+fn an_etcd_outage_delays_only_new_identities() {
+    let mut etcd = Etcd::start();
+    let root = CgroupRoot::new("feeder-etcd-outage");
+    let bus = TestBus::new("feeder-etcd-outage");
+    let old = root.mkdir("system.slice/old.service");
+    let going = root.mkdir("system.slice/going.service");
+    let f = Feeder::start(&[
+        "--source",
+        "cgroup",
+        "--cgroup-root",
+        root.arg(),
+        "--bus-dir",
+        bus.arg(),
+        "--allocator",
+        "etcd",
+        "--node-name",
+        "node-a",
+        "--etcd-endpoints",
+        &etcd.endpoint,
+        "--etcd-prefix",
+        PREFIX,
+        "--etcd-timeout",
+        "1s",
+        "--etcd-gc-interval",
+        "1s",
+    ]);
+    f.wait_ready(Duration::from_secs(30));
+    let old_id = bus.get(old).unwrap().identity;
+
+    etcd.kill();
+    // A new workload cannot get an id while etcd is away; it is counted and
+    // retried, and everything else goes on: a removal is applied at once.
+    let new = root.mkdir("system.slice/new.service");
+    wait_for(
+        "the failed allocation to be counted",
+        Duration::from_secs(20),
+        || (f.metric("prism_feeder_failures_total{reason=\"allocation\"}") >= 1.0).then_some(()),
+    );
+    root.rmdir("system.slice/going.service");
+    bus.wait_entry("the removed unit's entry gone", going, |e| e.is_none());
+    assert_eq!(bus.get(new), None);
+    assert_eq!(bus.get(old).map(|e| e.identity), Some(old_id));
+    assert_eq!(f.get("/healthz").map(|(s, _)| s), Some(200));
+
+    etcd.restart();
+    let new_e = bus
+        .wait_entry("the new unit's entry once etcd is back", new, |e| {
+            e.is_some()
+        })
+        .unwrap();
+    assert_ne!(new_e.identity, old_id);
+    // The removed unit's id, released while etcd was away, is told and collected.
+    wait_for(
+        "the removed unit's canonical collected",
+        Duration::from_secs(30),
+        || (!etcd_ids(&etcd).keys().any(|c| c.contains("going.service"))).then_some(()),
+    );
+    assert!(etcd_ids(&etcd).keys().any(|c| c.contains("old.service")));
+}

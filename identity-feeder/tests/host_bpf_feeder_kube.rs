@@ -124,6 +124,25 @@ fn systemd_driver_list_then_watch_and_one_lookup_for_a_containers_process() {
         .unwrap();
     assert_eq!(after.identity, web_entry.identity);
 
+    // The watch connection drops: the feeder watches again, from where it
+    // was (the resource version of the last event), without a relist.
+    let lists = api.queries().len() - api.watches();
+    api.disconnect();
+    api.wait_watching();
+    assert_eq!(
+        api.queries().len() - api.watches(),
+        lists,
+        "resumed, not relisted"
+    );
+    assert!(
+        api.queries()
+            .last()
+            .unwrap()
+            .contains("resourceVersion=6000"),
+        "{:?}",
+        api.queries().last()
+    );
+
     // ADDED before its cgroup exists: nothing to write until it appears.
     let live_before = f.metric("prism_feeder_identities_live");
     let mut new_pod = web.json.clone();

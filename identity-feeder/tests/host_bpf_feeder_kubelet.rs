@@ -138,6 +138,12 @@ fn a_bad_answer_keeps_the_last_good_list_and_a_bad_pod_costs_only_itself() {
         });
     }
     check_listed_node(&bus, &node, &f);
+    // Listed again and again, a bad pod is logged and counted once.
+    kubelet.wait_polls(3);
+    assert_eq!(
+        f.metric("prism_feeder_failures_total{reason=\"too_many_labels\"}"),
+        1.0
+    );
     let bad_class_cg = FixturePod::from_json(&hostile("bad-class-pod", json!({})));
     let (cg, _) = bad_class_cg.make_cgroups(&root, Layout::Systemd);
     let e = bus

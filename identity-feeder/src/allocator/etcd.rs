@@ -22,7 +22,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use etcd_client::{
@@ -41,6 +41,8 @@ use crate::labels;
 const MAX_TRIES: usize = 16;
 /// `id/` keys read per page when looking for the smallest free id.
 const PAGE: i64 = 1024;
+/// How long calls fail at once after etcd did not answer.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
@@ -284,6 +286,12 @@ pub struct EtcdAllocator {
     in_use: Arc<Mutex<HashMap<u32, Canonical>>>,
     /// Canonicals whose id was collected while this node was cut off.
     lost: Arc<Mutex<Vec<Canonical>>>,
+    /// Ids this node stopped using but could not tell etcd yet. (Its lease
+    /// lives on, so without telling, they would never be collected.)
+    unreleased: BTreeSet<u32>,
+    /// After a failure, calls fail at once until then: an unreachable etcd
+    /// costs one timeout, not one per workload.
+    down_until: Option<Instant>,
 }
 
 impl EtcdAllocator {
@@ -326,19 +334,49 @@ impl EtcdAllocator {
             held: HashMap::new(),
             in_use,
             lost,
+            unreleased: BTreeSet::new(),
+            down_until: None,
         })
     }
 
-    fn block_on<T>(&self, f: impl Future<Output = Result<T, AllocError>>) -> Result<T, AllocError> {
-        self.rt.block_on(async {
-            tokio::time::timeout(self.timeout, f)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AllocError::Unavailable(
-                        "etcd did not answer in time".into(),
-                    ))
-                })
-        })
+    fn block_on<T>(
+        &mut self,
+        f: impl Future<Output = Result<T, AllocError>>,
+    ) -> Result<T, AllocError> {
+        if self.down_until.is_some_and(|t| Instant::now() < t) {
+            return Err(AllocError::Unavailable(
+                "etcd did not answer a moment ago; retrying shortly".into(),
+            ));
+        }
+        let timeout = self.timeout;
+        let r = self.rt.block_on(async {
+            tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| {
+                Err(AllocError::Unavailable(
+                    "etcd did not answer in time".into(),
+                ))
+            })
+        });
+        self.down_until = match &r {
+            Err(AllocError::Unavailable(_)) => Some(Instant::now() + RETRY_AFTER),
+            _ => None,
+        };
+        r
+    }
+
+    /// Tell etcd about the ids released while it was unreachable.
+    fn catch_up(&mut self) {
+        let pending: Vec<u32> = std::mem::take(&mut self.unreleased).into_iter().collect();
+        for id in pending {
+            let in_use = self.held.values().any(|h| h.id == id);
+            if !in_use && self.tell_released(id).is_err() {
+                self.unreleased.insert(id);
+            }
+        }
+    }
+
+    fn tell_released(&mut self, id: u32) -> Result<(), AllocError> {
+        let store = self.store.clone();
+        self.block_on(async move { store.release(id).await.map_err(unavailable) })
     }
 }
 
@@ -353,7 +391,10 @@ impl Allocator for EtcdAllocator {
             return Ok((Identity::new(h.id).expect("24-bit"), Acquired::Shared));
         }
         let store = self.store.clone();
-        let (id, how) = self.block_on(store.acquire(canonical, hint.map(Identity::get)))?;
+        let (id, how) =
+            self.block_on(async move { store.acquire(canonical, hint.map(Identity::get)).await })?;
+        self.unreleased.remove(&id);
+        self.catch_up();
         self.held.insert(canonical.clone(), Held { id, refs: 1 });
         self.in_use
             .lock()
@@ -373,11 +414,12 @@ impl Allocator for EtcdAllocator {
         let id = h.id;
         self.held.remove(canonical);
         self.in_use.lock().expect("not poisoned").remove(&id);
-        let store = self.store.clone();
-        // Best effort: a failure here only delays collection until the lease
-        // of this node expires.
-        if let Err(e) = self.block_on(async move { store.release(id).await.map_err(unavailable) }) {
-            warn!(id, error = %e, "could not tell etcd this node stopped using an id");
+        match self.tell_released(id) {
+            Ok(()) => self.catch_up(),
+            Err(e) => {
+                warn!(id, error = %e, "could not tell etcd this node stopped using an id; later");
+                self.unreleased.insert(id);
+            }
         }
     }
 
@@ -390,7 +432,10 @@ impl Allocator for EtcdAllocator {
         self.held.len()
     }
 
-    fn lost(&mut self) -> Vec<Canonical> {
+    fn housekeeping(&mut self) -> Vec<Canonical> {
+        if !self.unreleased.is_empty() {
+            self.catch_up();
+        }
         let lost = std::mem::take(&mut *self.lost.lock().expect("not poisoned"));
         for c in &lost {
             if let Some(h) = self.held.remove(c) {

@@ -56,10 +56,11 @@ pub trait Allocator: Send {
     /// Canonical strings that have an id now.
     fn live(&self) -> usize;
 
-    /// Canonical strings whose id was taken back by the store (etcd, after
-    /// this node was cut off past its lease): the allocator has forgotten
-    /// them, and their workloads must acquire again.
-    fn lost(&mut self) -> Vec<Canonical> {
+    /// Periodic work (about once a second). Returns the canonical strings
+    /// whose id the store took back (etcd, after this node was cut off past
+    /// its lease): the allocator has forgotten them, and their workloads
+    /// must acquire again.
+    fn housekeeping(&mut self) -> Vec<Canonical> {
         Vec::new()
     }
 }

@@ -7,8 +7,9 @@ pub mod cgroup_rules;
 pub mod kube;
 pub mod kubelet;
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -72,6 +73,8 @@ pub struct Feed {
     name: &'static str,
     tx: Sender<Input>,
     metrics: Arc<Metrics>,
+    /// (pod uid, fault) already reported.
+    seen: Arc<Mutex<HashSet<(Box<str>, Failure)>>>,
 }
 
 impl Feed {
@@ -81,6 +84,7 @@ impl Feed {
             name,
             tx,
             metrics,
+            seen: Arc::default(),
         }
     }
 
@@ -134,19 +138,36 @@ impl Feed {
                 m.name.as_deref().unwrap_or("?")
             ))
         };
+        // A pod listed again (every kubelet poll, every update) with the
+        // same fault is logged and counted once.
+        let uid = pod.meta.uid.as_deref().unwrap_or("");
         let state = match pod_state(pod, policy, &mut issues) {
             Ok(s) => Some(s),
             Err(f) => {
-                warn!(source = self.name, pod = %name(), reason = %f, "pod refused: it gets no identity");
-                self.failure(f);
+                if self.first_time(uid, f) {
+                    warn!(source = self.name, pod = %name(), reason = %f, "pod refused: it gets no identity");
+                    self.failure(f);
+                }
                 None
             }
         };
         for f in issues {
-            warn!(source = self.name, pod = %name(), reason = %f, "policy label dropped: the pod keeps its identity without it");
-            self.failure(f);
+            if self.first_time(uid, f) {
+                warn!(source = self.name, pod = %name(), reason = %f, "policy label dropped: the pod keeps its identity without it");
+                self.failure(f);
+            }
         }
         state
+    }
+
+    /// Whether this pod's fault is new (a bounded memory of recent ones).
+    fn first_time(&self, uid: &str, f: Failure) -> bool {
+        const REMEMBERED: usize = 16 * 1024;
+        let mut seen = self.seen.lock().expect("not poisoned");
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        seen.insert((uid.into(), f))
     }
 }
 

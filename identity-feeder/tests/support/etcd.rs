@@ -10,56 +10,76 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions};
 
 pub struct Etcd {
-    child: Child,
+    child: Option<Child>,
     pub endpoint: String,
+    ports: (u16, u16),
     dir: PathBuf,
 }
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let (client, peer) = (super::free_port(), super::free_port());
-        let dir =
-            std::env::temp_dir().join(format!("prism-test-etcd-{}-{client}", std::process::id()));
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = fs::File::create(dir.with_extension("log")).expect("etcd log");
+        let ports = (super::free_port(), super::free_port());
+        let dir = std::env::temp_dir().join(format!(
+            "prism-test-etcd-{}-{}",
+            std::process::id(),
+            ports.0
+        ));
+        let mut etcd = Etcd {
+            child: None,
+            endpoint: format!("http://127.0.0.1:{}", ports.0),
+            ports,
+            dir,
+        };
+        etcd.run();
+        etcd
+    }
+
+    /// SIGKILL the server (its data stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    fn run(&mut self) {
+        let peer_url = format!("http://127.0.0.1:{}", self.ports.1);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("etcd log");
         let child = Command::new("etcd")
             .args(["--name", "prism-test", "--data-dir"])
-            .arg(&dir)
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
+            .arg(&self.dir)
+            .args(["--listen-client-urls", &self.endpoint])
+            .args(["--advertise-client-urls", &self.endpoint])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("prism-test={peer_url}")])
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("etcd (Debian package etcd-server) is installed by ci/setup");
-        let etcd = Etcd {
-            child,
-            endpoint,
-            dir,
-        };
+        self.child = Some(child);
+        let port = self.ports.0;
         super::wait_for("etcd to listen", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", client)).ok()
+            TcpStream::connect(("127.0.0.1", port)).ok()
         });
         let rt = rt();
         super::wait_for("etcd to answer", Duration::from_secs(20), || {
             rt.block_on(async {
-                let mut c = Client::connect([&etcd.endpoint], None).await.ok()?;
+                let mut c = Client::connect([&self.endpoint], None).await.ok()?;
                 c.get("probe", None).await.ok()
             })
         });
-        etcd
     }
 
     /// Every key under `prefix` with its value, as strings.
@@ -87,8 +107,7 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if std::thread::panicking() {
             eprintln!(
                 "---- etcd log ----\n{}",

@@ -19,6 +19,9 @@ use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+/// Not JSON: tells the watch streams to end.
+const CLOSE: &str = "\u{0}close";
+
 #[derive(Clone)]
 struct Shared {
     /// The list's resourceVersion and its items, each already JSON.
@@ -109,6 +112,24 @@ impl FakeApi {
         self.raw_event(&json!({"type": kind, "object": pod}).to_string());
     }
 
+    /// End every watch stream, as a server restart or a load balancer
+    /// would; the client must watch again.
+    pub fn disconnect(&self) {
+        let watches = self.watches();
+        self.raw_event(CLOSE);
+        super::wait_for("the client to watch again", Duration::from_secs(30), || {
+            (self.watches() > watches).then_some(())
+        });
+    }
+
+    /// Watch requests so far.
+    pub fn watches(&self) -> usize {
+        self.queries()
+            .iter()
+            .filter(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
+            .count()
+    }
+
     /// A line of the watch stream, as is.
     pub fn raw_event(&self, line: &str) {
         self.shared
@@ -156,6 +177,7 @@ async fn pods(State(s): State<Shared>, RawQuery(query): RawQuery) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
+                Ok(line) if line == CLOSE => return None,
                 Ok(line) => return Some((Ok::<_, Infallible>(Bytes::from(line + "\n")), rx)),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
