@@ -66,6 +66,9 @@ impl Input {
     }
 }
 
+/// A pod's fault, by its uid.
+type Reported = (Box<str>, Failure);
+
 /// A source's way to the reconciler.
 #[derive(Clone)]
 pub struct Feed {
@@ -74,7 +77,7 @@ pub struct Feed {
     tx: Sender<Input>,
     metrics: Arc<Metrics>,
     /// (pod uid, fault) already reported.
-    seen: Arc<Mutex<HashSet<(Box<str>, Failure)>>>,
+    seen: Arc<Mutex<HashSet<Reported>>>,
 }
 
 impl Feed {
