@@ -6,12 +6,14 @@
 //!   created-or-opened by the one writer, prism-feeder;
 //! - [`consumer`]: filling a BPF consumer's bus slots with the pinned maps,
 //!   now or whenever the bus appears;
-//! - [`cgroup`]: cgroup v2 ids, paths and processes.
+//! - [`cgroup`]: cgroup v2 ids, paths and processes;
+//! - [`names`]: the identity names file (identity -> a name for people).
 
 pub mod abi;
 pub mod cgroup;
 pub mod consumer;
 mod label_hash;
+pub mod names;
 pub mod pinned;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -137,6 +137,11 @@ struct Opts {
     #[arg(long, env = "PRISM_BUS_DIR", default_value = prism_bus::abi::DEFAULT_PIN_DIR)]
     bus_dir: PathBuf,
 
+    /// The identity names file (identity -> a name for people) that
+    /// consumers such as prism-net read; "off" writes none.
+    #[arg(long, env = "PRISM_NAMES_FILE", default_value = prism_bus::names::DEFAULT_NAMES_PATH)]
+    names_file: PathBuf,
+
     /// Capacity of a new bus map (an existing one keeps its own).
     #[arg(long, default_value_t = prism_bus::abi::DEFAULT_MAX_ENTRIES)]
     max_entries: u32,
@@ -322,6 +327,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
             })
         }),
         sources: names.clone(),
+        names_file: (opts.names_file.as_os_str() != "off").then(|| opts.names_file.clone()),
     };
     let reconciler = Reconciler::new(bus, allocator, config, metrics.clone(), health.clone());
     let worker = thread::Builder::new()

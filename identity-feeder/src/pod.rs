@@ -53,9 +53,28 @@ pub fn pod_state(
     Ok(PodState::Live(Workload {
         key,
         name: Arc::from(format!("{namespace}/{name}")),
+        identity_name: identity_name(namespace, service_account, labels).into(),
         canonical,
         policy,
     }))
+}
+
+/// Labels that name an app, most specific first.
+const APP_LABELS: &[&str] = &[
+    "app.kubernetes.io/name",
+    "app",
+    "k8s-app",
+    "component",
+    "name",
+];
+
+/// `namespace/app` (or `namespace/sa:<service account>` for pods with no
+/// app label): how people call the pods that share an identity.
+fn identity_name(namespace: &str, service_account: &str, labels: &Labels) -> String {
+    match APP_LABELS.iter().find_map(|k| labels.get(*k)) {
+        Some(app) if !app.is_empty() => format!("{namespace}/{app}"),
+        _ => format!("{namespace}/sa:{service_account}"),
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +113,7 @@ mod tests {
             "io.prism/namespace=shop;io.prism/serviceaccount=api;app=api;"
         );
         assert_eq!(&*w.name, "shop/api-7d9f-x");
+        assert_eq!(&*w.identity_name, "shop/api");
         assert_eq!(w.policy.class, LatencyClass::Critical);
         assert!(issues.is_empty());
         let mut issues = vec![];
@@ -119,6 +139,7 @@ mod tests {
             WorkloadKey::Pod(PodUid::parse("0f1e2d3c4b5a69788796a5b4c3d2e1f0").unwrap())
         );
         assert!(w.canonical.as_str().contains("serviceaccount=default;"));
+        assert_eq!(&*w.identity_name, "kube-system/sa:default");
 
         let done = pod(json!({
             "metadata": {"name": "job-x", "namespace": "batch", "uid": "aaaaaaaa-2222-3333-4444-555555555555"},

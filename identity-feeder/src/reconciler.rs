@@ -13,10 +13,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use prism_bus::names::{NamedIdentity, NamesFile};
 use prism_bus::{BusError, BusWriter, Entry, Facets, Flags, Identity};
 use tracing::{debug, error, info, warn};
 
@@ -44,7 +46,12 @@ pub struct Config {
     pub facets: Facets,
     /// Source names, by [`SourceId`].
     pub sources: Vec<&'static str>,
+    /// Where the identity names file goes (`None`: nowhere).
+    pub names_file: Option<PathBuf>,
 }
+
+/// The names file is rewritten at most this often.
+const NAMES_EVERY: Duration = Duration::from_secs(1);
 
 struct Tracked {
     source: SourceId,
@@ -84,6 +91,9 @@ pub struct Reconciler {
     arrivals: Vec<Instant>,
     /// Source inputs that came before the tree: nothing resolves without it.
     early: Vec<Input>,
+    /// The identity names last written, and when.
+    names: BTreeMap<u32, Arc<str>>,
+    names_written: Option<Instant>,
 }
 
 impl Reconciler {
@@ -133,6 +143,8 @@ impl Reconciler {
             last_retry: Instant::now(),
             arrivals: vec![],
             early: vec![],
+            names: BTreeMap::new(),
+            names_written: None,
         }
     }
 
@@ -533,6 +545,9 @@ impl Reconciler {
             self.bus.generation(),
             self.tree.len(),
         );
+        if self.synced {
+            self.write_names();
+        }
         if self.synced && !self.health.is_ready() {
             info!(
                 entries = self.written.len(),
@@ -541,6 +556,45 @@ impl Reconciler {
             );
             self.health.set_ready();
         }
+    }
+
+    /// Rewrite the identity names file if the names changed (at most once
+    /// a second).
+    fn write_names(&mut self) {
+        let Some(path) = &self.config.names_file else {
+            return;
+        };
+        if self
+            .names_written
+            .is_some_and(|t| t.elapsed() < NAMES_EVERY)
+        {
+            return;
+        }
+        let names: BTreeMap<u32, Arc<str>> = self
+            .workloads
+            .values()
+            .filter_map(|t| Some((t.identity?.get(), t.workload.identity_name.clone())))
+            .collect();
+        if self.names_written.is_some() && names == self.names {
+            return;
+        }
+        let file = NamesFile::new(
+            names
+                .iter()
+                .map(|(&identity, name)| NamedIdentity {
+                    identity,
+                    name: name.to_string(),
+                })
+                .collect(),
+        );
+        match prism_bus::names::write(path, &file) {
+            Ok(()) => debug!(names = names.len(), file = %path.display(), "identity names written"),
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "writing the identity names failed; next time")
+            }
+        }
+        self.names = names;
+        self.names_written = Some(Instant::now());
     }
 
     fn write_failed(&self, e: &BusError) {

@@ -32,6 +32,9 @@ pub struct Workload {
     pub key: WorkloadKey,
     /// For people: `namespace/name` of a pod, the cgroup path of a unit.
     pub name: Arc<str>,
+    /// For people, of its identity (which many workloads share): e.g.
+    /// `shop/web` for the pods of an app, the rule or unit for cgroups.
+    pub identity_name: Arc<str>,
     pub canonical: Canonical,
     pub policy: Policy,
 }

@@ -90,6 +90,7 @@ fn rules_set_classes_weights_and_labels_and_sighup_reloads_them() {
                 r#"
                 [[rule]]
                 match = "system.slice/postgresql*.service"
+                name = "postgres"
                 labels = {{ app = "postgres" }}
                 class = "{pg_class}"
                 weight = 96
@@ -119,6 +120,11 @@ fn rules_set_classes_weights_and_labels_and_sighup_reloads_them() {
     let cron = bus.get(other).expect("a unit no rule matches");
     assert_eq!(cron.flags.class, LatencyClass::Unset);
     assert_ne!(cron.identity, e1.identity);
+    // system.slice, postgres, batch-*, cron: names for people, by identity.
+    let names = f.names(4);
+    assert_eq!(names[&e.identity.get()], "postgres");
+    assert_eq!(names[&e1.identity.get()], "system.slice/batch-*.service");
+    assert_eq!(names[&cron.identity.get()], "system.slice/cron.service");
 
     // A new class for postgres: same identity, new class, on the next SIGHUP.
     write_rules("batch");

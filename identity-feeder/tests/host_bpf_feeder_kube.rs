@@ -68,6 +68,20 @@ fn systemd_driver_list_then_watch_and_one_lookup_for_a_containers_process() {
     );
     check_listed_node(&bus, &node, &f);
     assert_eq!(f.metric("prism_feeder_source_up{source=\"kube\"}"), 1.0);
+    let names = f.names(5);
+    let named: std::collections::BTreeSet<&str> = names.values().map(String::as_str).collect();
+    assert_eq!(
+        named,
+        [
+            "batch/report",
+            "kube-system/kube-apiserver",
+            "shop/cache",
+            "shop/web",
+            "tenant-a/web"
+        ]
+        .into(),
+        "{names:?}"
+    );
     for t in tiers {
         assert_eq!(bus.get(t), None, "the kubepods slices are no pod's");
     }

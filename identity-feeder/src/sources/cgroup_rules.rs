@@ -8,6 +8,7 @@
 //! [[rule]]
 //! match = "system.slice/postgresql*.service"   # glob on the path below the cgroup root
 //! labels = { app = "postgres" }
+//! name = "postgres"            # for people (metrics, traces); default: the glob
 //! class = "critical"           # critical | normal | batch
 //! weight = 96                  # 1..=127
 //! ```
@@ -57,6 +58,8 @@ fn yes() -> bool {
 struct RuleSpec {
     #[serde(rename = "match")]
     pattern: String,
+    /// What people call the cgroups it matches (default: the glob).
+    name: Option<String>,
     #[serde(default)]
     labels: Labels,
     class: Option<String>,
@@ -67,6 +70,8 @@ struct Rule {
     glob: GlobMatcher,
     canonical: Canonical,
     policy: Policy,
+    /// Its `name`, else its glob.
+    name: Arc<str>,
 }
 
 /// Compiled rules: which cgroups are workloads, with what identity.
@@ -112,17 +117,20 @@ impl Rules {
 
     /// The workload the cgroup at `path` (below the root) is, if any.
     pub fn classify(&self, path: &str) -> Result<Option<Workload>, Failure> {
-        let (canonical, policy) = match self.rules.iter().find(|r| r.glob.is_match(path)) {
-            Some(rule) => (rule.canonical.clone(), rule.policy),
-            None if self.units && is_unit(path) => (
-                Canonical::for_cgroup(path, &Labels::new())?,
-                Policy::default(),
-            ),
-            None => return Ok(None),
-        };
+        let (canonical, policy, identity_name) =
+            match self.rules.iter().find(|r| r.glob.is_match(path)) {
+                Some(rule) => (rule.canonical.clone(), rule.policy, rule.name.clone()),
+                None if self.units && is_unit(path) => (
+                    Canonical::for_cgroup(path, &Labels::new())?,
+                    Policy::default(),
+                    Arc::from(path),
+                ),
+                None => return Ok(None),
+            };
         Ok(Some(Workload {
             key: WorkloadKey::Cgroup(Arc::from(path)),
             name: Arc::from(path),
+            identity_name,
             canonical,
             policy,
         }))
@@ -149,10 +157,16 @@ fn compile(spec: &RuleSpec) -> anyhow::Result<Rule> {
         Some(w) if (1..=127).contains(&w) => prism_bus::Weight::new(w).expect("in range"),
         Some(w) => anyhow::bail!("weight {w} is not in 1..=127"),
     };
+    let name = match &spec.name {
+        Some(n) if !n.is_empty() && n.len() <= 253 && !n.chars().any(char::is_control) => n,
+        Some(_) => anyhow::bail!("name must be 1..253 printable characters"),
+        None => &spec.pattern,
+    };
     Ok(Rule {
         glob,
         canonical,
         policy: Policy { class, weight },
+        name: Arc::from(name.as_str()),
     })
 }
 

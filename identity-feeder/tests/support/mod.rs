@@ -31,6 +31,8 @@ pub struct Feeder {
     child: Option<Child>,
     pub port: u16,
     log: PathBuf,
+    /// Its identity names file (each test's own).
+    pub names_file: PathBuf,
 }
 
 pub fn free_port() -> u16 {
@@ -53,9 +55,12 @@ impl Feeder {
             std::process::id()
         ));
         let out = fs::File::create(&log).expect("log file");
+        let names_file = log.with_extension("names.json");
         let child = Command::new(env!("CARGO_BIN_EXE_prism-feeder"))
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}"), "-v"])
+            .arg("--names-file")
+            .arg(&names_file)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -66,6 +71,7 @@ impl Feeder {
             child: Some(child),
             port,
             log,
+            names_file,
         }
     }
 
@@ -132,6 +138,19 @@ impl Feeder {
         }
     }
 
+    /// identity -> name, as the names file says (waiting for it to say `want` names).
+    pub fn names(&self, want: usize) -> std::collections::BTreeMap<u32, String> {
+        wait_for("the identity names file", Duration::from_secs(10), || {
+            let f = prism_bus::names::read(&self.names_file).ok()?;
+            let names: std::collections::BTreeMap<u32, String> = f
+                .identities
+                .into_iter()
+                .map(|n| (n.identity, n.name))
+                .collect();
+            (names.len() == want).then_some(names)
+        })
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -144,6 +163,7 @@ impl Drop for Feeder {
             eprintln!("---- prism-feeder log ----\n{}", self.log());
         }
         let _ = fs::remove_file(&self.log);
+        let _ = fs::remove_file(&self.names_file);
     }
 }
 

@@ -1,0 +1,140 @@
+//! The identity names file: for each identity on the bus, a name people
+//! know it by (`shop/web`, `system.slice/postgresql*.service`). The bus
+//! carries numbers; consumers that show identities to people (prism-net's
+//! metrics, prism-trace's events) read the names here. prism-feeder writes
+//! it (atomically: a new file renamed over the old) whenever the set of
+//! identities changes; readers re-read it when it changes.
+//!
+//! ```json
+//! {"abi_version": 1, "identities": [{"identity": 300, "name": "shop/web"}]}
+//! ```
+//!
+//! Like the bus, it is root's: the directory is made 0700.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::abi::{ABI_VERSION, IDENTITY_MASK};
+
+/// Where prism-feeder writes it and consumers look for it.
+pub const DEFAULT_NAMES_PATH: &str = "/run/prism/identities.json";
+
+/// Largest file a reader accepts.
+const MAX_FILE: u64 = 64 << 20;
+/// Longest name a reader accepts.
+pub const MAX_NAME: usize = 253;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedIdentity {
+    pub identity: u32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamesFile {
+    pub abi_version: u32,
+    pub identities: Vec<NamedIdentity>,
+}
+
+impl NamesFile {
+    pub fn new(identities: Vec<NamedIdentity>) -> NamesFile {
+        NamesFile {
+            abi_version: ABI_VERSION,
+            identities,
+        }
+    }
+}
+
+/// Replace the file at `path` with `names`, atomically.
+pub fn write(path: &Path, names: &NamesFile) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(names).map_err(io::Error::other)?)?;
+    f.sync_data()?;
+    fs::rename(&tmp, path)
+}
+
+/// Read and check the file: ABI version, 24-bit identities, bounded
+/// printable names. Anything else is an error (`InvalidData`).
+pub fn read(path: &Path) -> io::Result<NamesFile> {
+    let len = fs::metadata(path)?.len();
+    if len > MAX_FILE {
+        return Err(invalid(format!(
+            "{} is {len} bytes, more than a names file has",
+            path.display()
+        )));
+    }
+    let names: NamesFile = serde_json::from_slice(&fs::read(path)?)
+        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    if names.abi_version != ABI_VERSION {
+        return Err(invalid(format!(
+            "{} is for bus ABI v{}, this build speaks v{ABI_VERSION}",
+            path.display(),
+            names.abi_version
+        )));
+    }
+    for n in &names.identities {
+        if n.identity & !IDENTITY_MASK != 0
+            || n.name.is_empty()
+            || n.name.len() > MAX_NAME
+            || n.name.chars().any(char::is_control)
+        {
+            return Err(invalid(format!(
+                "{}: identity {} has an invalid name",
+                path.display(),
+                n.identity
+            )));
+        }
+    }
+    Ok(names)
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let dir = std::env::temp_dir().join(format!("prism-names-{}", std::process::id()));
+        let path = dir.join("identities.json");
+        let names = NamesFile::new(vec![NamedIdentity {
+            identity: 300,
+            name: "shop/web".into(),
+        }]);
+        write(&path, &names).unwrap();
+        assert_eq!(read(&path).unwrap(), names);
+        for bad in [
+            r#"{"abi_version":2,"identities":[]}"#,
+            r#"{"abi_version":1,"identities":[{"identity":16777216,"name":"x"}]}"#,
+            r#"{"abi_version":1,"identities":[{"identity":300,"name":"a\u001bb"}]}"#,
+            r#"{"abi_version":1,"identities":[{"identity":300,"name":""}]}"#,
+            r#"{"abi_version":1}"#,
+        ] {
+            fs::write(&path, bad).unwrap();
+            assert_eq!(
+                read(&path).unwrap_err().kind(),
+                io::ErrorKind::InvalidData,
+                "{bad}"
+            );
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
