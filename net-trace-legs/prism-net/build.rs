@@ -1,0 +1,13 @@
+// Compiles the cgroup_skb programs against the shared bus header.
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let include = format!("{manifest}/../../bus/include");
+    println!("cargo:rerun-if-changed={include}/prism/bus.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/intf.h");
+    scx_cargo::BpfBuilder::new()
+        .expect("BPF toolchain (clang-19)")
+        .add_include_path(&include)
+        .enable_skel("src/bpf/net.bpf.c", "net")
+        .build()
+        .expect("building net.bpf.c");
+}
