@@ -103,6 +103,55 @@ pub fn read(path: &Path) -> io::Result<NamesFile> {
     Ok(names)
 }
 
+/// A consumer's view of the names file: re-read when it changes.
+#[derive(Debug, Default)]
+pub struct Names {
+    path: Option<std::path::PathBuf>,
+    seen: Option<std::time::SystemTime>,
+    by_id: std::collections::HashMap<u32, String>,
+}
+
+impl Names {
+    /// Names from the file at `path` (`None`: numbers only).
+    pub fn new(path: Option<std::path::PathBuf>) -> Names {
+        Names {
+            path,
+            ..Names::default()
+        }
+    }
+
+    /// Re-read the file if it changed. A file not written yet leaves the
+    /// names empty; one that does not read is an error, and the names read
+    /// before stay.
+    pub fn refresh(&mut self) -> io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let Ok(mtime) = fs::metadata(path).and_then(|m| m.modified()) else {
+            return Ok(());
+        };
+        if self.seen == Some(mtime) {
+            return Ok(());
+        }
+        self.seen = Some(mtime);
+        let file = read(path)?;
+        self.by_id = file
+            .identities
+            .into_iter()
+            .map(|n| (n.identity, n.name))
+            .collect();
+        Ok(())
+    }
+
+    /// The name of `identity`: a well-known one's, else the file's.
+    pub fn get(&self, identity: u32) -> Option<&str> {
+        crate::Identity::new(identity)
+            .ok()
+            .and_then(crate::Identity::well_known_name)
+            .or_else(|| self.by_id.get(&identity).map(String::as_str))
+    }
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -135,6 +184,30 @@ mod tests {
                 "{bad}"
             );
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn names_follow_the_file_and_keep_the_last_good_one() {
+        let dir = std::env::temp_dir().join(format!("prism-names-cache-{}", std::process::id()));
+        let path = dir.join("identities.json");
+        let mut names = Names::new(Some(path.clone()));
+        names.refresh().unwrap();
+        assert_eq!(names.get(300), None, "no file yet");
+        assert_eq!(names.get(1), Some("host"));
+        let one = |id, name: &str| {
+            NamesFile::new(vec![NamedIdentity {
+                identity: id,
+                name: name.into(),
+            }])
+        };
+        write(&path, &one(300, "shop/web")).unwrap();
+        names.refresh().unwrap();
+        assert_eq!(names.get(300), Some("shop/web"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&path, "garbage").unwrap();
+        assert!(names.refresh().is_err());
+        assert_eq!(names.get(300), Some("shop/web"), "the last good names stay");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -137,3 +137,36 @@ fn remove_tree(dir: &Path, root: &Path) {
         sleep(Duration::from_millis(20));
     }
 }
+
+/// Kernel BPF run-time statistics (`kernel.bpf_stats_enabled`) while this
+/// lives; the previous setting is restored on drop. Benchmarks use it to
+/// say what a program costs per run, exactly, beside their noisy totals.
+pub struct BpfStats {
+    before: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    pub fn enable() -> BpfStats {
+        require_root();
+        let before = fs::read_to_string(BPF_STATS).unwrap_or_else(|_| "0".into());
+        fs::write(BPF_STATS, "1").expect("enabling kernel.bpf_stats_enabled");
+        BpfStats { before }
+    }
+
+    /// (runs, total ns) of every loaded program named `name` (the kernel
+    /// keeps 15 bytes of a name).
+    pub fn of(&self, name: &str) -> (u64, u64) {
+        let kept = &name.as_bytes()[..name.len().min(15)];
+        libbpf_rs::query::ProgInfoIter::default()
+            .filter(|p| p.name.as_encoded_bytes() == kept)
+            .fold((0, 0), |(n, t), p| (n + p.run_cnt, t + p.run_time_ns))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, self.before.trim());
+    }
+}

@@ -1,4 +1,4 @@
-// Compiles the cgroup_skb programs against the shared bus header.
+// Compiles the cgroup_skb programs against the shared bus header; bindgen's intf.h.
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let include = format!("{manifest}/../../bus/include");
@@ -7,6 +7,7 @@ fn main() {
     scx_cargo::BpfBuilder::new()
         .expect("BPF toolchain (clang-19)")
         .add_include_path(&include)
+        .enable_intf("src/bpf/intf.h", "bpf_intf.rs")
         .enable_skel("src/bpf/net.bpf.c", "net")
         .build()
         .expect("building net.bpf.c");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use prism_bus::testing::{TempBusDir, TempCgroup};
 
 const TRIAL: Duration = Duration::from_secs(2);
-const PAIRS: usize = 9;
+const PAIRS: usize = 11;
 
 /// MB/s of one TCP stream over loopback for TRIAL.
 fn tcp_stream() -> f64 {
@@ -110,6 +110,7 @@ fn main() {
     let bus = TempBusDir::new("net-bench");
     prism_bus::BusWriter::create_or_open(&bus.paths, 1024).unwrap();
     cg.enter(std::process::id()); // every socket made from now on is counted
+    let stats = prism_bus::testing::BpfStats::enable();
     for (what, unit, run) in [
         ("TCP stream", "MB/s", tcp_stream as fn() -> f64),
         ("UDP 64 B datagrams", "k/s", udp_flood as fn() -> f64),
@@ -119,6 +120,15 @@ fn main() {
             without.push(run());
             let mut net = start_prism_net(&cg, &bus);
             with.push(run());
+            if pair == 0 {
+                for prog in ["prism_net_ingress", "prism_net_egress"] {
+                    let (runs, ns) = stats.of(prog);
+                    println!(
+                        "  {prog}: {runs} packets, {:.0} ns each in the kernel",
+                        ns as f64 / runs.max(1) as f64
+                    );
+                }
+            }
             let _ = net.kill();
             let _ = net.wait();
             println!(

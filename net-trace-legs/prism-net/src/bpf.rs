@@ -20,7 +20,18 @@ pub mod skel {
     include!(concat!(env!("OUT_DIR"), "/net_skel.rs"));
 }
 
-use skel::types::{net_counts, net_key};
+#[allow(
+    clippy::all,
+    dead_code,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals
+)]
+pub mod intf {
+    include!(concat!(env!("OUT_DIR"), "/bpf_intf.rs"));
+}
+
+use intf::{NET_PER_SLOT, net_counts, net_key};
 use skel::{NetSkel, NetSkelBuilder};
 
 /// Packets and bytes.
@@ -75,8 +86,8 @@ pub fn attach<'obj>(
 /// Handles on the maps, usable from any thread.
 #[derive(Debug)]
 pub struct Maps {
-    counts: MapHandle,
-    drops: MapHandle,
+    slots: MapHandle,
+    counters: MapHandle,
     overflow: MapHandle,
     deny: MapHandle,
     policy: MapHandle,
@@ -88,8 +99,8 @@ impl Maps {
     pub fn of(skel: &NetSkel) -> anyhow::Result<Maps> {
         let m = &skel.maps;
         Ok(Maps {
-            counts: MapHandle::try_from(&m.net_counts)?,
-            drops: MapHandle::try_from(&m.net_drops)?,
+            slots: MapHandle::try_from(&m.net_slots)?,
+            counters: MapHandle::try_from(&m.net_counters)?,
             overflow: MapHandle::try_from(&m.net_overflow)?,
             deny: MapHandle::try_from(&m.net_deny)?,
             policy: MapHandle::try_from(&m.net_policy)?,
@@ -100,12 +111,32 @@ impl Maps {
 
     /// Packets and bytes counted, per (identity, direction).
     pub fn counts(&self) -> anyhow::Result<BTreeMap<(u32, Direction), Counts>> {
-        read_percpu(&self.counts)
+        self.read(false)
     }
 
     /// What the deny set dropped, per (identity, direction).
     pub fn drops(&self) -> anyhow::Result<BTreeMap<(u32, Direction), Counts>> {
-        read_percpu(&self.drops)
+        self.read(true)
+    }
+
+    /// Every identity's counters (summed over CPUs), through its slot.
+    fn read(&self, dropped: bool) -> anyhow::Result<BTreeMap<(u32, Direction), Counts>> {
+        let mut out = BTreeMap::new();
+        for key in self.slots.keys() {
+            let Some(slot) = self.slots.lookup(&key, MapFlags::ANY)? else {
+                continue;
+            };
+            let identity = u32::from_ne_bytes(key[..4].try_into().expect("a u32 key"));
+            let slot = u32::from_ne_bytes(slot[..4].try_into().expect("a u32 value"));
+            for direction in Direction::BOTH {
+                let index = slot * NET_PER_SLOT + u32::from(dropped) * 2 + direction as u32;
+                let total = sum_percpu(&self.counters, index)?;
+                if total.packets > 0 {
+                    out.insert((identity, direction), total);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Packets that found no room in the counter maps.
@@ -148,19 +179,16 @@ impl Maps {
     }
 }
 
-fn read_percpu(map: &MapHandle) -> anyhow::Result<BTreeMap<(u32, Direction), Counts>> {
-    let mut out = BTreeMap::new();
-    for key in map.keys() {
-        // A key deleted meanwhile (never by prism-net) reads as nothing.
-        let Some(per_cpu) = map.lookup_percpu(&key, MapFlags::ANY)? else {
-            continue;
-        };
-        let total = out.entry(decode_key(&key)).or_insert_with(Counts::default);
-        for value in per_cpu {
-            *total += decode_counts(&value);
-        }
+/// A per-CPU array element, summed over CPUs.
+fn sum_percpu(map: &MapHandle, index: u32) -> anyhow::Result<Counts> {
+    let per_cpu = map
+        .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)?
+        .unwrap_or_default();
+    let mut total = Counts::default();
+    for value in per_cpu {
+        total += decode_counts(&value);
     }
-    Ok(out)
+    Ok(total)
 }
 
 fn encode_key(identity: u32, direction: Direction) -> Vec<u8> {

@@ -5,19 +5,18 @@
 //! summed under identity "other", so no traffic pattern can grow the number
 //! of series without bound.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prism_bus::Identity;
+use prism_bus::names::Names;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -35,51 +34,10 @@ struct NetLabels {
     workload: String,
 }
 
-/// identity -> name, from the feeder's names file.
-#[derive(Debug, Default)]
-struct Names {
-    path: Option<PathBuf>,
-    seen: Option<SystemTime>,
-    by_id: HashMap<u32, String>,
-}
-
-impl Names {
-    fn refresh(&mut self) {
-        let Some(path) = &self.path else { return };
-        let Ok(mtime) = std::fs::metadata(path).and_then(|m| m.modified()) else {
-            return; // not written yet: numbers only
-        };
-        if self.seen == Some(mtime) {
-            return;
-        }
-        self.seen = Some(mtime);
-        match prism_bus::names::read(path) {
-            Ok(f) => {
-                self.by_id = f
-                    .identities
-                    .into_iter()
-                    .map(|n| (n.identity, n.name))
-                    .collect();
-            }
-            Err(e) => {
-                warn!(file = %path.display(), error = %e, "the identity names file is refused; keeping the names read before")
-            }
-        }
-    }
-
-    fn name(&self, identity: u32) -> String {
-        match Identity::new(identity)
-            .ok()
-            .and_then(Identity::well_known_name)
-        {
-            Some(known) => known.to_string(),
-            None => self
-                .by_id
-                .get(&identity)
-                .cloned()
-                .unwrap_or_else(|| "unnamed".to_string()),
-        }
-    }
+/// The feeder's names for identities: a well-known one's, the file's, or
+/// "unnamed".
+fn name_of(names: &Names, identity: u32) -> String {
+    names.get(identity).unwrap_or("unnamed").to_string()
 }
 
 #[derive(Debug)]
@@ -95,10 +53,7 @@ impl Exporter {
     pub fn new(maps: Arc<Maps>, names_file: Option<PathBuf>, max_identities: usize) -> Exporter {
         Exporter {
             maps,
-            names: Mutex::new(Names {
-                path: names_file,
-                ..Names::default()
-            }),
+            names: Mutex::new(Names::new(names_file)),
             exported: Mutex::new(HashSet::new()),
             max_identities,
             bus_attached: AtomicBool::new(false),
@@ -120,7 +75,7 @@ impl Exporter {
                 NetLabels {
                     identity: identity.to_string(),
                     direction: direction.name(),
-                    workload: names.name(identity),
+                    workload: name_of(names, identity),
                 }
             } else {
                 NetLabels {
@@ -153,7 +108,9 @@ fn counters(
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let mut names = self.names.lock().expect("not poisoned");
-        names.refresh();
+        if let Err(e) = names.refresh() {
+            warn!(error = %e, "the identity names file is refused; keeping the names read before");
+        }
         let read = |what, r: anyhow::Result<BTreeMap<(u32, Direction), Counts>>| {
             r.unwrap_or_else(|e| {
                 warn!(error = format!("{e:#}"), "reading the {what} map failed");

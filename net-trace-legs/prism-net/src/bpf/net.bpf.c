@@ -7,10 +7,11 @@
  *
  * Counters are per-CPU and added atomically (a softirq can interrupt a
  * program on the same CPU): none is lost, unlike the prototype's `+=` on a
- * shared map. A packet's identity is cached on its socket (socket local
- * storage) with the bus generation and the policy generation it was found
- * under, so a connection's packets cost no bus lookup after the first; a
- * feeder write, a policy change or a cgroup move re-resolves it.
+ * shared map. A packet's identity, its counters' slot and its verdict are
+ * cached on its socket (socket local storage) with the bus generation and
+ * the policy generation they were found under, so a connection's packets
+ * cost no hash lookup after the first (an array slot, not a hash, holds the
+ * counters); a feeder write, a policy change or a cgroup move re-resolves.
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -20,22 +21,31 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* identity -> its slot (given on first sight, kept) */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NET_MAX_KEYS);
-	__type(key, struct net_key);
-	__type(value, struct net_counts);
-} net_counts SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NET_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} net_slots SEC(".maps");
 
-/* what the deny set dropped, by the same key */
+/* [0]: the next slot to give */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NET_MAX_KEYS);
-	__type(key, struct net_key);
-	__type(value, struct net_counts);
-} net_drops SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} net_next_slot SEC(".maps");
 
-/* packets that found no room in net_counts or net_drops: counted, not lost */
+/* per CPU: passed and dropped packets and bytes, at NET_INDEX() */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NET_MAX_SLOTS * NET_PER_SLOT);
+	__type(key, __u32);
+	__type(value, struct net_counts);
+} net_counters SEC(".maps");
+
+/* packets of identities that found no slot left: counted, not lost */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -64,9 +74,9 @@ struct sk_identity {
 	__u64 policy_generation;
 	__u64 cgroup_id;
 	__u32 identity;
+	__u32 slot;		/* NET_MAX_SLOTS: none left */
 	__u32 deny;		/* bit per direction */
 	__u32 resolved;
-	__u32 pad;
 };
 
 struct {
@@ -123,22 +133,39 @@ static __always_inline __u32 deny_bits(__u32 identity)
 	return bits;
 }
 
-static __always_inline void add(void *map, struct net_key *key, __u32 len)
+/* The slot of an identity's counters, given on first sight. */
+static __always_inline __u32 slot_of(__u32 identity)
 {
-	struct net_counts *c = bpf_map_lookup_elem(map, key);
+	__u32 zero = 0, *slot, *next, given;
 
-	if (!c) {
-		struct net_counts zero = {};
-		__u32 slot = 0;
-
-		/* EEXIST from a racing first packet is fine; a full map is not */
-		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(map, key);
-		if (!c)
-			c = bpf_map_lookup_elem(&net_overflow, &slot);
-		if (!c)
-			return;
+	slot = bpf_map_lookup_elem(&net_slots, &identity);
+	if (slot)
+		return *slot;
+	next = bpf_map_lookup_elem(&net_next_slot, &zero);
+	if (!next || *next >= NET_MAX_SLOTS)
+		return NET_MAX_SLOTS;
+	given = __sync_fetch_and_add(next, 1);
+	if (given >= NET_MAX_SLOTS)
+		return NET_MAX_SLOTS;
+	/* Another CPU may have given it one first: theirs stands. */
+	if (bpf_map_update_elem(&net_slots, &identity, &given, BPF_NOEXIST)) {
+		slot = bpf_map_lookup_elem(&net_slots, &identity);
+		return slot ? *slot : NET_MAX_SLOTS;
 	}
+	return given;
+}
+
+static __always_inline void add(__u32 slot, __u32 dropped, __u32 direction, __u32 len)
+{
+	struct net_counts *c;
+	__u32 index = NET_INDEX(slot, dropped, direction), zero = 0;
+
+	if (slot < NET_MAX_SLOTS)
+		c = bpf_map_lookup_elem(&net_counters, &index);
+	else
+		c = bpf_map_lookup_elem(&net_overflow, &zero);
+	if (!c)
+		return;
 	__sync_fetch_and_add(&c->packets, 1);
 	__sync_fetch_and_add(&c->bytes, len);
 }
@@ -150,8 +177,7 @@ static __always_inline int account(struct __sk_buff *skb, __u32 direction)
 	__u64 policy_gen = policy_generation();
 	struct sk_identity *cached = NULL;
 	struct bpf_sock *sk = skb->sk;
-	struct net_key key = { .direction = direction };
-	__u32 deny;
+	__u32 identity, slot, deny;
 
 	if (sk)
 		sk = bpf_sk_fullsock(sk);
@@ -161,13 +187,15 @@ static __always_inline int account(struct __sk_buff *skb, __u32 direction)
 	if (cached && cached->resolved && cached->cgroup_id == cgroup_id &&
 	    cached->bus_generation == bus_gen &&
 	    cached->policy_generation == policy_gen) {
-		key.identity = cached->identity;
+		slot = cached->slot;
 		deny = cached->deny;
 	} else {
-		key.identity = resolve(skb, cgroup_id);
-		deny = deny_bits(key.identity);
+		identity = resolve(skb, cgroup_id);
+		slot = slot_of(identity);
+		deny = deny_bits(identity);
 		if (cached) {
-			cached->identity = key.identity;
+			cached->identity = identity;
+			cached->slot = slot;
 			cached->deny = deny;
 			cached->cgroup_id = cgroup_id;
 			cached->bus_generation = bus_gen;
@@ -176,10 +204,10 @@ static __always_inline int account(struct __sk_buff *skb, __u32 direction)
 		}
 	}
 	if (deny & (1 << direction)) {
-		add(&net_drops, &key, skb->len);
+		add(slot, 1, direction, skb->len);
 		return 0;
 	}
-	add(&net_counts, &key, skb->len);
+	add(slot, 0, direction, skb->len);
 	return 1;
 }
 

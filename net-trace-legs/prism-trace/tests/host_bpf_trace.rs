@@ -1,0 +1,282 @@
+//! prism-trace on this host's real kernel (root): real processes exec'd in
+//! real cgroups that a hand-filled real bus labels. Events carry the right
+//! identity, class, cgroup, parent and file; the kernel-side filters keep
+//! others out; the bus may come late or be re-created; a full ring buffer's
+//! drops are reported.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
+use prism_bus::{BusWriter, LatencyClass};
+use serde_json::Value;
+
+/// A running prism-trace: its JSON lines on a channel, its stderr kept.
+struct Trace {
+    child: Child,
+    lines: Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Trace {
+    fn start(args: &[&str]) -> Trace {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prism-trace"))
+            .args(args)
+            .args(["--names-file", "/nonexistent/prism-test-names.json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn prism-trace");
+        let (tx, lines) = channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str(&line).expect("a JSON line"));
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let keep = stderr.clone();
+        thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                keep.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Trace {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn wait_stderr(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.stderr().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} from prism-trace: {}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The next event satisfying `want`, skipping others.
+    fn next(&self, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if want(&v) => return v,
+                Ok(_) => {}
+                Err(_) => panic!("no such event; stderr:\n{}", self.stderr()),
+            }
+        }
+    }
+
+    /// Every event that arrives within `d`.
+    fn drain(&self, d: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + d;
+        let mut v = vec![];
+        while let Ok(e) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            v.push(e);
+        }
+        v
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sh -c 'read x; exec <cmd>'` moved into `cg` first: the exec happens in it.
+fn exec_in(cg: &Path, cmd: &str) -> Child {
+    let mut sh = Command::new("sh")
+        .args(["-c", &format!("read x; exec {cmd}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(cg.join("cgroup.procs"), sh.id().to_string()).unwrap();
+    writeln!(sh.stdin.as_mut().unwrap(), "go").unwrap();
+    sh
+}
+
+fn bus_with(dir: &TempBusDir, entries: &[(u64, u32, LatencyClass)]) -> BusWriter {
+    let mut w = BusWriter::create_or_open(&dir.paths, 1024).unwrap();
+    let puts: Vec<_> = entries
+        .iter()
+        .map(|&(cg, id, class)| (cg, sched_entry(id, class, 0)))
+        .collect();
+    w.write_batch(&puts, &[]).unwrap();
+    w
+}
+
+#[test]
+fn an_exec_in_a_labelled_cgroup_carries_its_identity_class_and_parent() {
+    let cg = TempCgroup::new("trace-exec");
+    let bus = TempBusDir::new("trace-exec");
+    let _w = bus_with(&bus, &[(cg.id(), 300, LatencyClass::Critical)]);
+    let t = Trace::start(&[
+        "--cgroup",
+        cg.path.to_str().unwrap(),
+        "--bus-dir",
+        bus.paths.dir.to_str().unwrap(),
+    ]);
+    t.wait_stderr("bus attached");
+
+    let mut p = exec_in(&cg.path, "/bin/true");
+    let pid = p.id();
+    assert!(p.wait().unwrap().success());
+    let exec = t.next(|e| e["event"] == "exec" && e["pid"] == pid);
+    assert_eq!(exec["filename"], "/bin/true");
+    assert_eq!(exec["comm"], "true");
+    assert_eq!(exec["identity"], 300);
+    assert_eq!(exec["class"], "critical");
+    assert_eq!(exec["cgroup_id"], cg.id());
+    assert_eq!(exec["ppid"], std::process::id());
+    let exit = t.next(|e| e["event"] == "exit" && e["pid"] == pid);
+    assert_eq!(
+        (exit["exit_code"].as_i64(), exit["identity"].as_u64()),
+        (Some(0), Some(300))
+    );
+
+    // Killed by a signal: the exit says which.
+    let mut sleeper = exec_in(&cg.path, "sleep 60");
+    let pid = sleeper.id();
+    t.next(|e| e["event"] == "exec" && e["pid"] == pid);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let exit = t.next(|e| e["event"] == "exit" && e["pid"] == pid);
+    assert_eq!(exit["exit_signal"], 9);
+}
+
+#[test]
+fn identity_and_class_filters_run_in_the_kernel() {
+    let a = TempCgroup::new("trace-filter-a");
+    let b = TempCgroup::new("trace-filter-b");
+    let bus = TempBusDir::new("trace-filter");
+    let _w = bus_with(
+        &bus,
+        &[
+            (a.id(), 310, LatencyClass::Critical),
+            (b.id(), 311, LatencyClass::Batch),
+        ],
+    );
+    let by_id = Trace::start(&[
+        "--identity",
+        "311",
+        "--bus-dir",
+        bus.paths.dir.to_str().unwrap(),
+    ]);
+    let by_class = Trace::start(&[
+        "--class",
+        "critical",
+        "--events",
+        "exec",
+        "--bus-dir",
+        bus.paths.dir.to_str().unwrap(),
+    ]);
+    by_id.wait_stderr("bus attached");
+    by_class.wait_stderr("bus attached");
+    for cg in [&a, &b] {
+        assert!(exec_in(&cg.path, "/bin/true").wait().unwrap().success());
+    }
+    let ids: Vec<Value> = by_id.drain(Duration::from_secs(2));
+    assert!(
+        !ids.is_empty() && ids.iter().all(|e| e["identity"] == 311),
+        "{ids:?}"
+    );
+    let crit: Vec<Value> = by_class.drain(Duration::from_millis(500));
+    assert!(!crit.is_empty(), "the critical exec is reported");
+    assert!(
+        crit.iter()
+            .all(|e| e["class"] == "critical" && e["event"] == "exec"),
+        "{crit:?}"
+    );
+}
+
+#[test]
+fn a_late_bus_is_picked_up_and_a_recreated_one_followed() {
+    let cg = TempCgroup::new("trace-late");
+    let bus = TempBusDir::new("trace-late");
+    let t = Trace::start(&[
+        "--cgroup",
+        cg.path.to_str().unwrap(),
+        "--events",
+        "exec",
+        "--bus-dir",
+        bus.paths.dir.to_str().unwrap(),
+    ]);
+    thread::sleep(Duration::from_millis(500)); // loaded (no bus to say so)
+    let run = || {
+        let mut p = exec_in(&cg.path, "/bin/true");
+        let pid = p.id();
+        p.wait().unwrap();
+        t.next(|e| e["pid"] == pid)["identity"].as_u64().unwrap()
+    };
+    assert_eq!(run(), 0, "no bus yet: no identity");
+    let w = bus_with(&bus, &[(cg.id(), 320, LatencyClass::Normal)]);
+    t.wait_stderr("bus attached");
+    assert_eq!(run(), 320);
+    drop(w);
+    std::fs::remove_file(bus.paths.identity()).unwrap();
+    std::fs::remove_file(bus.paths.meta()).unwrap();
+    let _w = bus_with(&bus, &[(cg.id(), 321, LatencyClass::Normal)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.stderr().matches("bus attached").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", t.stderr());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(run(), 321);
+}
+
+#[test]
+fn a_full_ring_buffer_is_reported_not_silent() {
+    let cg = TempCgroup::new("trace-drops");
+    let t = Trace::start(&[
+        "--cgroup",
+        cg.path.to_str().unwrap(),
+        "--ring-size",
+        "4096",
+        "--bus-dir",
+        "/nonexistent/bus",
+    ]);
+    thread::sleep(Duration::from_millis(500));
+    // prism-trace stops reading; the burst overflows its 4 KiB buffer.
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(t.child.id() as i32, libc::SIGSTOP) };
+    let mut burst = exec_in(&cg.path, "sh -c 'for i in $(seq 100); do /bin/true; done'");
+    assert!(burst.wait().unwrap().success());
+    // SAFETY: as above.
+    unsafe { libc::kill(t.child.id() as i32, libc::SIGCONT) };
+    t.wait_stderr("events dropped");
+    let printed = t.drain(Duration::from_secs(1)).len();
+    let err = t.stderr();
+    let total: usize = err
+        .split("dropped (the ring buffer was full), ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect(&err);
+    println!("{printed} events printed, {total} dropped");
+    assert!(printed > 0 && total > 0);
+    assert!(
+        printed + total >= 200,
+        "100 execs and 100 exits, each printed or counted"
+    );
+}
