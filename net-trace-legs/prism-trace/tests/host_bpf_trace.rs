@@ -104,7 +104,9 @@ impl Drop for Trace {
     }
 }
 
-/// `sh -c 'read x; exec <cmd>'` moved into `cg` first: the exec happens in it.
+/// `sh -c 'read x; exec <cmd>'` moved into `cg` first: the exec happens in
+/// it. (The move can beat the exec tracepoint of `sh` itself, so tests look
+/// for the exec of `<cmd>` by its file.)
 fn exec_in(cg: &Path, cmd: &str) -> Child {
     let mut sh = Command::new("sh")
         .args(["-c", &format!("read x; exec {cmd}")])
@@ -142,8 +144,7 @@ fn an_exec_in_a_labelled_cgroup_carries_its_identity_class_and_parent() {
     let mut p = exec_in(&cg.path, "/bin/true");
     let pid = p.id();
     assert!(p.wait().unwrap().success());
-    let exec = t.next(|e| e["event"] == "exec" && e["pid"] == pid);
-    assert_eq!(exec["filename"], "/bin/true");
+    let exec = t.next(|e| e["event"] == "exec" && e["pid"] == pid && e["filename"] == "/bin/true");
     assert_eq!(exec["comm"], "true");
     assert_eq!(exec["identity"], 300);
     assert_eq!(exec["class"], "critical");
@@ -158,11 +159,11 @@ fn an_exec_in_a_labelled_cgroup_carries_its_identity_class_and_parent() {
     // Killed by a signal: the exit says which.
     let mut sleeper = exec_in(&cg.path, "sleep 60");
     let pid = sleeper.id();
-    t.next(|e| e["event"] == "exec" && e["pid"] == pid);
+    t.next(|e| e["event"] == "exec" && e["pid"] == pid && e["comm"] == "sleep");
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let exit = t.next(|e| e["event"] == "exit" && e["pid"] == pid);
-    assert_eq!(exit["exit_signal"], 9);
+    assert_eq!(exit["exit_signal"], 9, "{exit}");
 }
 
 #[test]
@@ -227,7 +228,9 @@ fn a_late_bus_is_picked_up_and_a_recreated_one_followed() {
         let mut p = exec_in(&cg.path, "/bin/true");
         let pid = p.id();
         p.wait().unwrap();
-        t.next(|e| e["pid"] == pid)["identity"].as_u64().unwrap()
+        t.next(|e| e["pid"] == pid && e["filename"] == "/bin/true")["identity"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!(run(), 0, "no bus yet: no identity");
     let w = bus_with(&bus, &[(cg.id(), 320, LatencyClass::Normal)]);
