@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::abi::{Entry, Facets, Flags, Identity, LatencyClass, Weight};
 use crate::cgroup;
@@ -35,6 +35,26 @@ pub fn sched_entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
         label_hash: 0,
         updated_ns: 1,
     }
+}
+
+/// Poll `f` until it gives a value; panic naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Panics unless the test runs as root: these tests need the real kernel.

@@ -123,12 +123,7 @@ fn is_selector(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::labels::from_pairs as labels;
 
     #[test]
     fn pod_canonical_is_namespaced_sorted_and_drops_volatile_and_policy_keys() {

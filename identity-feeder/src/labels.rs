@@ -57,6 +57,15 @@ pub fn is_service_account(s: &str) -> bool {
     is_dns_subdomain(s)
 }
 
+/// Labels from pairs (tests).
+#[cfg(test)]
+pub fn from_pairs(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn is_qualified_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()

@@ -16,16 +16,7 @@ use support::{CgroupRoot, Feeder, TestBus, same};
 const READY: Duration = Duration::from_secs(20);
 
 fn feeder(root: &CgroupRoot, bus: &TestBus, extra: &[&str]) -> Feeder {
-    let mut args = vec![
-        "--source",
-        "cgroup",
-        "--cgroup-root",
-        root.arg(),
-        "--bus-dir",
-        bus.arg(),
-    ];
-    args.extend_from_slice(extra);
-    let f = Feeder::start(&args);
+    let f = Feeder::start(&support::cgroup_feeder_args(root, bus, extra));
     f.wait_ready(READY);
     f
 }

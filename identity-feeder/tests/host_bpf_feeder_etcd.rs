@@ -189,26 +189,24 @@ fn three_feeders_on_one_etcd_give_every_canonical_one_id_and_a_killed_ones_go() 
         .iter()
         .zip(roots.iter().zip(&buses))
         .map(|(node, (root, bus))| {
-            Feeder::start(&[
-                "--source",
-                "cgroup",
-                "--cgroup-root",
-                root.arg(),
-                "--bus-dir",
-                bus.arg(),
-                "--allocator",
-                "etcd",
-                "--node-name",
-                node,
-                "--etcd-endpoints",
-                &etcd.endpoint,
-                "--etcd-prefix",
-                PREFIX,
-                "--etcd-lease-ttl",
-                "2s",
-                "--etcd-gc-interval",
-                "1s",
-            ])
+            Feeder::start(&support::cgroup_feeder_args(
+                root,
+                bus,
+                &[
+                    "--allocator",
+                    "etcd",
+                    "--node-name",
+                    node,
+                    "--etcd-endpoints",
+                    &etcd.endpoint,
+                    "--etcd-prefix",
+                    PREFIX,
+                    "--etcd-lease-ttl",
+                    "2s",
+                    "--etcd-gc-interval",
+                    "1s",
+                ],
+            ))
         })
         .collect();
     for f in &feeders {
@@ -267,26 +265,24 @@ fn an_etcd_outage_delays_only_new_identities() {
     let bus = TestBus::new("feeder-etcd-outage");
     let old = root.mkdir("system.slice/old.service");
     let going = root.mkdir("system.slice/going.service");
-    let f = Feeder::start(&[
-        "--source",
-        "cgroup",
-        "--cgroup-root",
-        root.arg(),
-        "--bus-dir",
-        bus.arg(),
-        "--allocator",
-        "etcd",
-        "--node-name",
-        "node-a",
-        "--etcd-endpoints",
-        &etcd.endpoint,
-        "--etcd-prefix",
-        PREFIX,
-        "--etcd-timeout",
-        "1s",
-        "--etcd-gc-interval",
-        "1s",
-    ]);
+    let f = Feeder::start(&support::cgroup_feeder_args(
+        &root,
+        &bus,
+        &[
+            "--allocator",
+            "etcd",
+            "--node-name",
+            "node-a",
+            "--etcd-endpoints",
+            &etcd.endpoint,
+            "--etcd-prefix",
+            PREFIX,
+            "--etcd-timeout",
+            "1s",
+            "--etcd-gc-interval",
+            "1s",
+        ],
+    ));
     f.wait_ready(Duration::from_secs(30));
     let old_id = bus.get(old).unwrap().identity;
 

@@ -14,14 +14,7 @@ use support::{CgroupRoot, Feeder, TestBus};
 const UNITS: usize = 3000;
 
 fn start(root: &CgroupRoot, bus: &TestBus) -> Feeder {
-    Feeder::start(&[
-        "--source",
-        "cgroup",
-        "--cgroup-root",
-        root.arg(),
-        "--bus-dir",
-        bus.arg(),
-    ])
+    Feeder::start(&support::cgroup_feeder_args(root, bus, &[]))
 }
 
 /// Entries on the bus now, without waiting for the pin.

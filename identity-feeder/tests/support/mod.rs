@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub use prism_bus::testing::{free_port, wait_for};
+
 pub mod etcd;
 pub mod fake_api;
 pub mod fake_kubelet;
@@ -11,7 +13,7 @@ pub mod pods;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
@@ -25,6 +27,24 @@ pub fn same(a: &Entry, b: &Entry) -> bool {
     (a.identity, a.flags, a.label_hash) == (b.identity, b.flags, b.label_hash)
 }
 
+/// The flags of a feeder on `root`'s cgroup tree writing `bus`, and `extra`.
+pub fn cgroup_feeder_args<'a>(
+    root: &'a CgroupRoot,
+    bus: &'a TestBus,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--source",
+        "cgroup",
+        "--cgroup-root",
+        root.arg(),
+        "--bus-dir",
+        bus.arg(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A running prism-feeder; killed (and its log shown, if the test failed)
 /// when dropped.
 pub struct Feeder {
@@ -33,13 +53,6 @@ pub struct Feeder {
     log: PathBuf,
     /// Its identity names file (each test's own).
     pub names_file: PathBuf,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl Feeder {
@@ -176,18 +189,6 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
     Some((status, body))
-}
-
-/// Poll `f` until it gives a value; panic naming `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sleep(Duration::from_millis(10));
-    }
 }
 
 /// A private cgroup root to build trees in (the feeder's --cgroup-root).
