@@ -69,32 +69,44 @@ impl SchedProcess {
     /// Start `bin args`, wait until sched_ext is enabled (the verifier is slow
     /// under emulation). Panics with the scheduler's log if it never is.
     pub fn start(bin: &Path, args: &[&str]) -> SchedProcess {
+        SchedProcess::try_start(bin, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As `start`, but a scheduler that never enables sched_ext is an error
+    /// carrying its log.
+    pub fn try_start(bin: &Path, args: &[&str]) -> Result<SchedProcess, String> {
         require_sched_ext();
-        assert_eq!(state(), "disabled", "another sched_ext scheduler is loaded");
+        if state() != "disabled" {
+            return Err(format!("another sched_ext scheduler is loaded ({})", ops()));
+        }
         let log =
             std::env::temp_dir().join(format!("sched-{}-{}.log", std::process::id(), rand_tag()));
-        let out = fs::File::create(&log).expect("scheduler log");
+        let out = fs::File::create(&log).map_err(|e| format!("scheduler log: {e}"))?;
+        let err = out.try_clone().map_err(|e| format!("log fd: {e}"))?;
         let child = Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log fd"))
+            .stdout(err)
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         let mut s = SchedProcess { child, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         while state() != "enabled" {
             if !s.alive() || Instant::now() > deadline {
                 let _ = s.child.kill();
-                panic!(
+                let _ = s.child.wait();
+                // an ejected scheduler leaves the state "disabling" briefly
+                wait_state("disabled", Duration::from_secs(10));
+                return Err(format!(
                     "{} never enabled sched_ext:\n{}",
                     bin.display(),
                     s.log_text()
-                );
+                ));
             }
             sleep(Duration::from_millis(50));
         }
-        s
+        Ok(s)
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,4 +1,7 @@
 //! Measurement tools shared by the lab tests and the benchmarks.
 
+pub mod eval;
 pub mod lab;
 pub mod latency;
+pub mod stats;
+pub mod timing;

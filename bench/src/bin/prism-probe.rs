@@ -15,11 +15,12 @@
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Parser;
 use prism_bench::latency::Summary;
+use prism_bench::timing::{monotonic_ns, sleep_until, spin_for};
 
 #[derive(Parser)]
 #[command(
@@ -41,40 +42,6 @@ struct Opts {
     /// Label printed with the result.
     #[arg(long, default_value = "probe")]
     label: String,
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn sleep_until(ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: ts is valid; a null remainder is allowed with TIMER_ABSTIME.
-    while unsafe {
-        libc::clock_nanosleep(
-            libc::CLOCK_MONOTONIC,
-            libc::TIMER_ABSTIME,
-            &ts,
-            std::ptr::null_mut(),
-        )
-    } == libc::EINTR
-    {}
-}
-
-fn spin(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
 }
 
 fn main() -> Result<()> {
@@ -114,7 +81,7 @@ fn timer_mode(interval: u64, end: u64, work: Duration) -> Vec<u64> {
     let mut samples = Vec::new();
     every(interval, end, |deadline| {
         samples.push(monotonic_ns().saturating_sub(deadline));
-        spin(work);
+        spin_for(work);
     });
     samples
 }
@@ -127,7 +94,7 @@ fn request_mode(workers: usize, interval: u64, end: u64, work: Duration) -> Vec<
                 let mut samples = Vec::new();
                 for sent in rx {
                     samples.push(monotonic_ns().saturating_sub(sent));
-                    spin(work);
+                    spin_for(work);
                 }
                 samples
             });

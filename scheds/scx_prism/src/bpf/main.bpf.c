@@ -269,13 +269,39 @@ static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_fl
 
 /*
  * Wake an idle CPU that can run @p (it will run the user scheduler or take
- * @p from the shared queue); if none is idle, the CPUs are busy anyway.
+ * @p from the shared queue); false if none is idle.
  */
-static void kick_idle_cpu(const struct task_struct *p, s32 prev_cpu)
+static bool kick_idle_cpu(const struct task_struct *p, s32 prev_cpu)
 {
 	s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 
 	scx_bpf_kick_cpu(cpu >= 0 ? cpu : prev_cpu, SCX_KICK_IDLE);
+	return cpu >= 0;
+}
+
+/*
+ * A critical task that goes through user space with no CPU idle must not
+ * wait for a lower class's slice to end (batch slices are several base
+ * slices) before the user scheduler, or the task itself, gets a CPU:
+ * preempt the CPU it would have taken at wakeup.
+ */
+static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
+{
+	s32 cpu;
+
+	if (!preempt_lower || tctx->class != CLASS_CRITICAL)
+		return;
+	cpu = preemption_victim(p, tctx);
+	if (cpu >= 0)
+		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+}
+
+/* Is @cpu running a class below critical (so a critical task may take it)? */
+static bool runs_lower_class(s32 cpu)
+{
+	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+
+	return cctx && cctx->running && class_rank(cctx->class) < 2 && !lower_classes_starving;
 }
 
 static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -427,7 +453,8 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 
 	queue_to_usersched(p, tctx, info, prev_cpu, enq_flags);
-	kick_idle_cpu(p, prev_cpu);
+	if (!kick_idle_cpu(p, prev_cpu))
+		hurry_critical(p, tctx);
 }
 
 /* Carry out one of user space's decisions. */
@@ -464,10 +491,14 @@ static void dispatch_decision(const struct dispatched_task *d)
 	scx_bpf_dsq_insert_vtime(p, dsq, d->slice_ns, d->dsq_vtime, d->flags);
 	__sync_fetch_and_add(&nr_user_dispatches, 1);
 
-	if (dsq == SHARED_DSQ)
-		kick_idle_cpu(p, cpu);
-	else
+	if (dsq == SHARED_DSQ) {
+		if (!kick_idle_cpu(p, cpu))
+			hurry_critical(p, tctx);
+	} else if (preempt_lower && tctx->class == CLASS_CRITICAL && runs_lower_class(cpu)) {
+		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+	} else {
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+	}
 out:
 	bpf_task_release(p);
 }

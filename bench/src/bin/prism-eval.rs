@@ -1,0 +1,509 @@
+//! prism-eval: the evaluation suite. Boot the lab kernel once and run, side
+//! by side in that boot, every scheduler a user would compare — EEVDF (with
+//! equal and with cgroup weights), scx_prism, scx_prism_bpfland with and
+//! without --prism, and the published scx_bpfland, scx_rustland and
+//! scx_layered (`ci/bench-peers`) — through the scenarios of
+//! `prism_bench::eval::scenarios`, with the bus filled end to end by the real
+//! prism-feeder from cgroup rules. Trials are interleaved (trial-major), so
+//! drift of the emulated machine spreads over every scheduler.
+//!
+//! Writes raw.csv, summary.csv, report.md and PNG plots to --out.
+//!
+//!     ci/bench-peers && ci/lab run --results target/prism-eval -- \
+//!         target/release/prism-eval --out target/prism-eval
+//!     ci/lab run --results target/eval-quick -- target/release/prism-eval --quick --out target/eval-quick
+//!     prism-eval --report-only target/prism-eval     # tables and plots again from raw.csv
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use prism_bench::eval::report::{self, Row};
+use prism_bench::eval::scenarios::{self, Cgroups, Scenario, Tools};
+use prism_bench::eval::schedulers::{
+    self, Binaries, EEVDF, PRISM_BPFLAND_CLASSES, SCX_PRISM, Scheduler,
+};
+use prism_bench::eval::{Record, feeder::Feeder, plot};
+use prism_bench::lab::{self, SchedProcess};
+use prism_bus::testing::TempBusDir;
+use prism_bus::{BusWriter, LatencyClass};
+
+#[derive(Parser)]
+#[command(
+    about = "Prism's evaluation suite: every scheduler, every scenario, one boot; CSV, markdown and PNG plots",
+    after_help = "Run it in the lab guest (ci/lab run --results DIR -- target/release/prism-eval --out DIR). \
+--quick is what CI runs: EEVDF, scx_prism and scx_prism_bpfland --prism on three scenarios, \
+asserting that the class ordering holds and that scx_prism with an empty bus is not worse than 2x EEVDF's p99."
+)]
+struct Opts {
+    /// Where raw.csv, summary.csv, report.md and the plots go.
+    #[arg(long, default_value = "target/prism-eval")]
+    out: PathBuf,
+    /// Trials per scheduler and scenario (interleaved). Default: 5, --quick 3.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    trials: Option<u32>,
+    /// Seconds each scenario measures. Default: 4, --quick 2.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// CI's run: ours and EEVDF on contended-2x, selective and empty-bus, with assertions.
+    #[arg(long, conflicts_with = "demo")]
+    quick: bool,
+    /// The README demo: EEVDF vs scx_prism on contended-2x and selective, one trial.
+    #[arg(long)]
+    demo: bool,
+    /// Only schedulers whose name contains one of these (repeatable); EEVDF always runs.
+    #[arg(long)]
+    only: Vec<String>,
+    /// Only these scenarios (repeatable: contended-1x, contended-2x, contended-4x,
+    /// selective, fairness, empty-bus, rpc-chain).
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// Where the published peers are (ci/bench-peers installs them); missing ones are skipped.
+    #[arg(long, default_value = ".lab-cache/peers/bin")]
+    peers_dir: PathBuf,
+    /// Make report.md, summary.csv and the plots again from DIR/raw.csv; runs nothing.
+    #[arg(long, value_name = "DIR")]
+    report_only: Option<PathBuf>,
+}
+
+struct Plan {
+    schedulers: Vec<Scheduler>,
+    scenarios: Vec<Scenario>,
+    trials: usize,
+    seconds: f64,
+}
+
+fn plan(o: &Opts, bins: &Binaries) -> Result<(Plan, Vec<String>)> {
+    let (names, scens): (Vec<&str>, Vec<Scenario>) = if o.quick {
+        (schedulers::QUICK.to_vec(), scenarios::QUICK.to_vec())
+    } else if o.demo {
+        (schedulers::DEMO.to_vec(), scenarios::DEMO.to_vec())
+    } else {
+        (
+            schedulers::ALL.iter().map(|s| s.name).collect(),
+            scenarios::ALL.to_vec(),
+        )
+    };
+    let mut skipped = Vec::new();
+    let schedulers = names
+        .into_iter()
+        .filter_map(schedulers::by_name)
+        .filter(|s| {
+            s.name == EEVDF
+                || o.only.is_empty()
+                || o.only.iter().any(|w| s.name.contains(w.as_str()))
+        })
+        .filter(|s| match s.binary(bins) {
+            Some(b) if !b.exists() => {
+                skipped.push(format!("{}: {} is missing", s.name, b.display()));
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    for want in &o.scenario {
+        if !scenarios::ALL.iter().any(|s| &s.name() == want) {
+            bail!("no scenario {want:?} (see --help)");
+        }
+    }
+    let scenarios = scens
+        .into_iter()
+        .filter(|s| o.scenario.is_empty() || o.scenario.contains(&s.name()))
+        .collect();
+    let trials = o.trials.map_or(
+        if o.quick {
+            3
+        } else if o.demo {
+            1
+        } else {
+            5
+        },
+        |t| t as usize,
+    );
+    let seconds = o.seconds.unwrap_or(if o.quick { 2.0 } else { 4.0 });
+    if !(seconds > 0.0 && seconds <= 600.0) {
+        bail!("--seconds must be in (0, 600]");
+    }
+    Ok((
+        Plan {
+            schedulers,
+            scenarios,
+            trials,
+            seconds,
+        },
+        skipped,
+    ))
+}
+
+/// Progress on stderr: step i of n, elapsed, a rough time left.
+struct Progress {
+    started: Instant,
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn step(&mut self, what: &str) {
+        let el = self.started.elapsed().as_secs_f64();
+        let left = if self.done == 0 {
+            String::new()
+        } else {
+            format!(
+                ", ~{:.0}s left",
+                el / self.done as f64 * (self.total - self.done) as f64
+            )
+        };
+        eprintln!("[{el:>5.0}s {}/{}{left}] {what}", self.done + 1, self.total);
+        self.done += 1;
+    }
+}
+
+fn main() -> Result<()> {
+    let o = Opts::parse();
+    if let Some(dir) = &o.report_only {
+        let records = report::read_raw(&dir.join("raw.csv"))?;
+        let command = format!("prism-eval --report-only {}", dir.display());
+        let rows = write_report(dir, &records, &command, "", &[])?;
+        print_summary(&rows);
+        return Ok(());
+    }
+    lab::require_sched_ext();
+    let me = std::env::current_exe()?;
+    let bin_dir = me.parent().context("own directory")?.to_path_buf();
+    let bins = Binaries {
+        ours: bin_dir.clone(),
+        peers: o.peers_dir.clone(),
+    };
+    for tool in ["prism-probe", "prism-rpc", "prism-feeder"] {
+        if !bin_dir.join(tool).exists() {
+            bail!(
+                "{} is missing (cargo build --release --workspace)",
+                bin_dir.join(tool).display()
+            );
+        }
+    }
+    let (plan, mut failures) = plan(&o, &bins)?;
+    std::fs::create_dir_all(&o.out).with_context(|| o.out.display().to_string())?;
+    let tools = Tools {
+        probe: bin_dir.join("prism-probe"),
+        rpc: bin_dir.join("prism-rpc"),
+        seconds: plan.seconds,
+    };
+
+    // The scenario cgroups, labelled by the real feeder; an empty bus beside.
+    let cg = Cgroups::new();
+    let labelled = TempBusDir::new("eval");
+    let empty = TempBusDir::new("eval-empty");
+    BusWriter::create_or_open(&empty.paths, 1024)?;
+    let mut feeder = Feeder::start(
+        &bin_dir.join("prism-feeder"),
+        &cg.root.path,
+        &labelled.paths.dir,
+    )?;
+    feeder.wait_for(
+        &labelled.paths.dir,
+        &[
+            (cg.crit.id(), LatencyClass::Critical),
+            (cg.normal.id(), LatencyClass::Normal),
+            (cg.batch.id(), LatencyClass::Batch),
+        ],
+    )?;
+    eprintln!("prism-feeder labelled crit/normal/batch (plain has no identity)");
+    let layered_cfg = o.out.join("scx_layered.json");
+    std::fs::write(
+        &layered_cfg,
+        schedulers::layered_config(&format!("{}/crit", cg.root_relative())),
+    )?;
+
+    let logs = o.out.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut progress = Progress {
+        started: Instant::now(),
+        done: 0,
+        total: plan.trials * plan.schedulers.len() * plan.scenarios.len(),
+    };
+    let mut records = Vec::new();
+    for trial in 1..=plan.trials {
+        for s in &plan.schedulers {
+            let weights = if s.cgroup_weights {
+                (10000, 100, 1)
+            } else {
+                (100, 100, 100)
+            };
+            cg.set_weights(weights)?;
+            // Scenarios on the feeder's bus first, then (for bus readers) the empty one.
+            for use_empty in [false, true] {
+                let group: Vec<Scenario> = plan
+                    .scenarios
+                    .iter()
+                    .copied()
+                    .filter(|sc| (*sc == Scenario::EmptyBus && s.reads_bus) == use_empty)
+                    .collect();
+                if group.is_empty() {
+                    continue;
+                }
+                let bus = if use_empty {
+                    &empty.paths.dir
+                } else {
+                    &labelled.paths.dir
+                };
+                let mut sched = match s.binary(&bins) {
+                    None => None,
+                    Some(bin) => {
+                        let args = s.args(bus, &layered_cfg);
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        match SchedProcess::try_start(&bin, &args) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                failures.push(format!(
+                                    "{} (trial {trial}) did not load: {}",
+                                    s.name,
+                                    tail(&e)
+                                ));
+                                progress.done += group.len();
+                                continue;
+                            }
+                        }
+                    }
+                };
+                for sc in group {
+                    progress.step(&format!(
+                        "trial {trial}/{}: {} / {}",
+                        plan.trials,
+                        s.name,
+                        sc.name()
+                    ));
+                    let figures = scenarios::run(sc, &cg, &tools);
+                    if let Some(p) = sched.as_mut()
+                        && (!p.alive() || lab::state() != "enabled")
+                    {
+                        failures.push(format!(
+                            "{} (trial {trial}) was ejected during {}: {}",
+                            s.name,
+                            sc.name(),
+                            tail(&p.log_text())
+                        ));
+                        break;
+                    }
+                    records.extend(figures.into_iter().map(|(subject, metric, value)| Record {
+                        trial,
+                        scheduler: s.name.into(),
+                        scenario: sc.name(),
+                        subject,
+                        metric,
+                        value,
+                    }));
+                }
+                if let Some(p) = sched {
+                    let (status, log) = p.stop();
+                    let bus_kind = if use_empty { "empty-bus" } else { "bus" };
+                    let file = format!(
+                        "{}-trial{trial}-{bus_kind}.log",
+                        s.name.replace([' ', '/'], "_")
+                    );
+                    std::fs::write(logs.join(file), &log)?;
+                    if !status.success()
+                        && !lab::wait_state("disabled", std::time::Duration::from_secs(10))
+                    {
+                        failures.push(format!(
+                            "{} (trial {trial}) did not stop cleanly: {}",
+                            s.name,
+                            tail(&log)
+                        ));
+                    }
+                }
+            }
+            if !feeder.alive() {
+                bail!("prism-feeder died:\n{}", feeder.log());
+            }
+        }
+    }
+    drop(feeder);
+
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let env = environment(&plan);
+    let rows = write_report(&o.out, &records, &command, &env, &failures)?;
+    print_summary(&rows);
+    for f in &failures {
+        eprintln!("not run or failed: {f}");
+    }
+    if o.quick {
+        quick_checks(&rows, &failures)?;
+    }
+    if o.demo {
+        demo_table(&rows);
+    }
+    Ok(())
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(6)..].join(" | ")
+}
+
+fn environment(p: &Plan) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "Kernel {}, {} CPUs; {} trials x {} s per scenario; probes and hogs are prism-probe, prism-rpc and busy shell loops.",
+        kernel.trim(),
+        lab::nr_cpus(),
+        p.trials,
+        p.seconds
+    )
+}
+
+/// summary.csv, report.md and the plots in `dir` (raw.csv too, unless it is
+/// what the report was made from).
+fn write_report(
+    dir: &Path,
+    records: &[Record],
+    command: &str,
+    env: &str,
+    failures: &[String],
+) -> Result<Vec<Row>> {
+    if !env.is_empty() {
+        report::write_csv(&dir.join("raw.csv"), records)?;
+    }
+    let rows = report::summarize(records);
+    report::write_csv(&dir.join("summary.csv"), &rows)?;
+    let scheds: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for r in &rows {
+            if !v.contains(&r.scheduler) {
+                v.push(r.scheduler.clone());
+            }
+        }
+        v
+    };
+    let described: Vec<(String, String)> = scenarios::ALL
+        .iter()
+        .filter(|s| rows.iter().any(|r| r.scenario == s.name()))
+        .map(|s| (s.name(), s.describe()))
+        .collect();
+    let mut plots = Vec::new();
+    let mut plot_errors = Vec::new();
+    for sc in scenarios::ALL
+        .iter()
+        .filter(|s| rows.iter().any(|r| r.scenario == s.name()))
+    {
+        let (subjects, metric): (Vec<String>, &str) = match sc {
+            Scenario::Selective => (
+                vec!["critical".into(), "normal".into(), "batch".into()],
+                "p99_us",
+            ),
+            Scenario::Fairness => (vec!["critical".into(), "normal".into()], "cpu_share_pct"),
+            _ => (vec!["critical".into()], "p99_us"),
+        };
+        let file = format!("{}.png", sc.name());
+        match plot::bars(
+            &dir.join(&file),
+            &rows,
+            &sc.name(),
+            &scheds,
+            &subjects,
+            metric,
+        ) {
+            Ok(()) => plots.push(file),
+            Err(e) => plot_errors.push(format!("plot {file}: {e}")),
+        }
+    }
+    let mut all_failures = failures.to_vec();
+    all_failures.extend(plot_errors);
+    let md = report::markdown(
+        &rows,
+        &report::Head {
+            title: "Prism evaluation",
+            command,
+            environment: if env.is_empty() {
+                "(re-made from raw.csv)"
+            } else {
+                env
+            },
+            scenarios: &described,
+            failures: &all_failures,
+            plots: &plots,
+        },
+    );
+    std::fs::write(dir.join("report.md"), &md)?;
+    println!("{md}");
+    println!(
+        "written: {}/{{raw.csv,summary.csv,report.md}} and {} plots",
+        dir.display(),
+        plots.len()
+    );
+    Ok(rows)
+}
+
+fn print_summary(rows: &[Row]) {
+    let n = rows.iter().filter(|r| r.metric == "p99_us").count();
+    eprintln!("{} figures summarised ({n} p99s)", rows.len());
+}
+
+fn p99(rows: &[Row], s: &str, sc: &str, su: &str) -> Option<f64> {
+    report::find(rows, s, sc, su, "p99_us").map(|r| r.median)
+}
+
+/// CI's assertions on a --quick run: the class ordering holds for both of
+/// our bus-reading schedulers (in the selective scenario critical's p99 is
+/// below batch's and not above 1.5 x normal's), and scx_prism on an empty bus is not worse than
+/// 2x EEVDF's p99.
+fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
+    let mut bad: Vec<String> = failures.iter().map(|f| format!("failure: {f}")).collect();
+    for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
+        match (
+            p99(rows, s, "selective", "critical"),
+            p99(rows, s, "selective", "normal"),
+            p99(rows, s, "selective", "batch"),
+        ) {
+            (Some(c), Some(n), Some(b)) => {
+                // critical ahead of batch, strictly; ahead of normal within
+                // noise (at ~1 ms, 2 s runs give each p99 only ~10 samples)
+                if !(c < b && c <= 1.5 * n) {
+                    bad.push(format!(
+                        "{s}: selective p99 critical {c:.0} us: not below batch {b:.0}, or above 1.5 x normal {n:.0}"
+                    ));
+                }
+            }
+            _ => bad.push(format!("{s}: no selective figures")),
+        }
+    }
+    match (
+        p99(rows, SCX_PRISM, "empty-bus", "critical"),
+        p99(rows, EEVDF, "empty-bus", "critical"),
+    ) {
+        (Some(p), Some(e)) if p <= 2.0 * e => {}
+        (Some(p), Some(e)) => bad.push(format!(
+            "scx_prism empty-bus p99 {p:.0} us > 2 x EEVDF's {e:.0} us"
+        )),
+        _ => bad.push("no empty-bus figures for scx_prism and EEVDF".into()),
+    }
+    if !bad.is_empty() {
+        bail!("quick evaluation failed:\n  {}", bad.join("\n  "));
+    }
+    eprintln!("quick evaluation: class ordering holds; scx_prism empty-bus p99 within 2x EEVDF");
+    Ok(())
+}
+
+/// The demo's before (EEVDF) / after (scx_prism) table.
+fn demo_table(rows: &[Row]) {
+    println!(
+        "\n{:<34} {:>14} {:>14} {:>8}",
+        "critical workload, p99 (us)", "before: EEVDF", "after: scx_prism", "ratio"
+    );
+    for (sc, su) in [
+        ("contended-2x", "critical"),
+        ("selective", "critical"),
+        ("selective", "batch"),
+    ] {
+        if let (Some(b), Some(a)) = (p99(rows, EEVDF, sc, su), p99(rows, SCX_PRISM, sc, su)) {
+            println!(
+                "{:<34} {:>14.0} {:>16.0} {:>8.2}",
+                format!("{sc}, {su}"),
+                b,
+                a,
+                a / b
+            );
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The scenarios prism-eval runs under each scheduler, in the cgroups the
+//! feeder labels: `crit` (critical), `normal`, `batch`, and `plain` (no
+//! identity).
+
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use prism_bus::testing::TempCgroup;
+
+use crate::lab::{self, Hogs, Probe};
+use crate::latency::Summary;
+
+/// The request probe: a dispatcher hands requests to 2 workers every 2 ms;
+/// each worker records hand-off to run (the scheduler's wakeup latency,
+/// without the timer's own delivery delay) and works 300 us.
+const PROBE: &str = "--workers 2 --interval-us 2000 --work-us 300";
+/// Lighter probes for the three-at-once scenario: within a normal task's
+/// fair share under this load, so the classes, not the load, decide.
+const SELECTIVE_PROBE: &str = "--workers 2 --interval-us 2000 --work-us 250";
+/// The RPC chain: 3 services, 500 requests/s, 100 us of work per hop.
+const RPC: &str = "--stages 3 --rate 500 --work-us 100";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The critical probe under k x nCPU batch hogs.
+    Contended(usize),
+    /// Identical critical, normal and batch probes at once, 2 x nCPU unlabelled hogs.
+    Selective,
+    /// nCPU critical hogs and nCPU normal hogs: the normal share of CPU.
+    Fairness,
+    /// Contended(2) with the scheduler reading an empty bus.
+    EmptyBus,
+    /// The RPC chain (critical) under 2 x nCPU batch hogs.
+    Rpc,
+}
+
+pub const ALL: [Scenario; 7] = [
+    Scenario::Contended(1),
+    Scenario::Contended(2),
+    Scenario::Contended(4),
+    Scenario::Selective,
+    Scenario::Fairness,
+    Scenario::EmptyBus,
+    Scenario::Rpc,
+];
+pub const QUICK: [Scenario; 3] = [
+    Scenario::Contended(2),
+    Scenario::Selective,
+    Scenario::EmptyBus,
+];
+pub const DEMO: [Scenario; 2] = [Scenario::Contended(2), Scenario::Selective];
+
+impl Scenario {
+    pub fn name(&self) -> String {
+        match self {
+            Scenario::Contended(k) => format!("contended-{k}x"),
+            Scenario::Selective => "selective".into(),
+            Scenario::Fairness => "fairness".into(),
+            Scenario::EmptyBus => "empty-bus".into(),
+            Scenario::Rpc => "rpc-chain".into(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Scenario::Contended(k) => format!(
+                "critical request probe (2 workers, 300 us per request, every 2 ms) under {k} x nCPU batch CPU hogs"
+            ),
+            Scenario::Selective => "identical request probes (250 us) labelled critical, normal and batch at once, under 2 x nCPU unlabelled hogs".into(),
+            Scenario::Fairness => "nCPU critical hogs and nCPU normal hogs: normal's share of the CPU time".into(),
+            Scenario::EmptyBus => "contended-2x with nothing on the bus (schedulers that read it restarted on an empty one)".into(),
+            Scenario::Rpc => "3 services calling each other over Unix sockets, 500 requests/s offered, 100 us per hop, latency from the intended send time (coordinated omission corrected), under 2 x nCPU batch hogs".into(),
+        }
+    }
+
+    /// Measures latency (p50/p99/p99.9) rather than CPU shares.
+    pub fn is_latency(&self) -> bool {
+        *self != Scenario::Fairness
+    }
+}
+
+/// The scenario cgroups, under one root the feeder follows.
+pub struct Cgroups {
+    pub root: TempCgroup,
+    pub crit: TempCgroup,
+    pub normal: TempCgroup,
+    pub batch: TempCgroup,
+    pub plain: TempCgroup,
+}
+
+impl Cgroups {
+    pub fn new() -> Cgroups {
+        let top = lab::cgroup2_root();
+        lab::enable_cpu_controller(&top);
+        let root = TempCgroup::new("eval");
+        lab::enable_cpu_controller(&root.path);
+        Cgroups {
+            crit: root.child("crit"),
+            normal: root.child("normal"),
+            batch: root.child("batch"),
+            plain: root.child("plain"),
+            root,
+        }
+    }
+
+    /// The root's path below the cgroup2 mount (for scx_layered's prefix match).
+    pub fn root_relative(&self) -> String {
+        self.root
+            .path
+            .strip_prefix(lab::cgroup2_root())
+            .expect("below cgroup2")
+            .display()
+            .to_string()
+    }
+
+    /// cpu.weight of crit / normal / batch (plain stays 100).
+    pub fn set_weights(&self, w: (u32, u32, u32)) -> std::io::Result<()> {
+        for (cg, w) in [(&self.crit, w.0), (&self.normal, w.1), (&self.batch, w.2)] {
+            std::fs::write(cg.path.join("cpu.weight"), w.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for Cgroups {
+    fn default() -> Self {
+        Cgroups::new()
+    }
+}
+
+/// The programs a scenario runs and for how long.
+pub struct Tools {
+    pub probe: PathBuf,
+    pub rpc: PathBuf,
+    pub seconds: f64,
+}
+
+/// (subject, metric, value) figures of one run.
+pub type Figures = Vec<(String, String, f64)>;
+
+fn latency(subject: &str, s: &Summary, out: &mut Figures) {
+    for (metric, v) in [
+        ("p50_us", s.p50_us),
+        ("p99_us", s.p99_us),
+        ("p999_us", s.p999_us),
+    ] {
+        out.push((subject.into(), metric.into(), v));
+    }
+}
+
+fn probe(t: &Tools, bin: &Path, cg: &Path, label: &str, args: &str) -> Probe {
+    Probe::start(
+        bin,
+        cg,
+        label,
+        &format!("{args} --duration-s {}", t.seconds),
+    )
+}
+
+/// Run `s` under whatever scheduler is loaded now.
+pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Figures {
+    let n = lab::nr_cpus();
+    let mut out = Figures::new();
+    let settle = || sleep(Duration::from_millis(300));
+    match s {
+        Scenario::Contended(_) | Scenario::EmptyBus | Scenario::Rpc => {
+            let k = if let Scenario::Contended(k) = s { k } else { 2 };
+            let _hogs = Hogs::start(&cg.batch.path, k * n);
+            settle();
+            let (u0, t0) = (lab::cpu_usage_us(&cg.batch.path), Instant::now());
+            let summary = if s == Scenario::Rpc {
+                probe(t, &t.rpc, &cg.crit.path, "rpc", RPC).finish()
+            } else {
+                probe(t, &t.probe, &cg.crit.path, "critical", PROBE).finish()
+            };
+            let cpus =
+                (lab::cpu_usage_us(&cg.batch.path) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
+            latency("critical", &summary, &mut out);
+            out.push(("hogs".into(), "cpus".into(), cpus));
+        }
+        Scenario::Selective => {
+            let _hogs = Hogs::start(&cg.plain.path, 2 * n);
+            settle();
+            let probes: Vec<(&str, Probe)> = [
+                ("critical", &cg.crit),
+                ("normal", &cg.normal),
+                ("batch", &cg.batch),
+            ]
+            .into_iter()
+            .map(|(l, c)| (l, probe(t, &t.probe, &c.path, l, SELECTIVE_PROBE)))
+            .collect();
+            for (label, p) in probes {
+                latency(label, &p.finish(), &mut out);
+            }
+        }
+        Scenario::Fairness => {
+            let _hogs = (
+                Hogs::start(&cg.crit.path, n),
+                Hogs::start(&cg.normal.path, n),
+            );
+            let used = lab::cpu_seconds_over(
+                &[&cg.crit.path, &cg.normal.path],
+                Duration::from_millis(500),
+                Duration::from_secs_f64(t.seconds),
+            );
+            let total = (used[0] + used[1]).max(1e-9);
+            out.push((
+                "normal".into(),
+                "cpu_share_pct".into(),
+                100.0 * used[1] / total,
+            ));
+            out.push((
+                "critical".into(),
+                "cpu_share_pct".into(),
+                100.0 * used[0] / total,
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_are_unique() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(ALL[i + 1..].iter().all(|b| b.name() != a.name()));
+        }
+        assert!(QUICK.iter().chain(&DEMO).all(|s| ALL.contains(s)));
+    }
+}
