@@ -239,16 +239,26 @@ impl Probe {
         Probe { child }
     }
 
-    /// Wait for the probe and parse its summary.
+    /// Wait for the probe and parse its summary; panics if it failed.
     pub fn finish(self) -> Summary {
-        let out = self.child.wait_with_output().expect("probe output");
-        assert!(
-            out.status.success(),
-            "probe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
-        serde_json::from_value(v["summary"].clone()).expect("probe summary")
+        self.try_finish().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Wait for the probe and parse its summary.
+    pub fn try_finish(self) -> Result<Summary, String> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| format!("probe output: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "probe failed ({}; its error went to stderr)",
+                out.status
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("probe JSON: {e}"))?;
+        serde_json::from_value(v["summary"].clone()).map_err(|e| format!("probe summary: {e}"))
     }
 }
 

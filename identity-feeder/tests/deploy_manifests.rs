@@ -7,8 +7,14 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+fn deploy_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
 
 fn read<T: DeserializeOwned>(file: &str, kind: &str) -> T {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -118,4 +124,82 @@ fn the_namespace_is_the_only_privileged_one() {
     );
     let ds: DaemonSet = read("daemonset.yaml", "DaemonSet");
     assert_eq!(ds.metadata.namespace, ns.metadata.name);
+}
+
+/// `doc` through the API type of its kind and back: whatever the type does
+/// not know (a misspelt or misplaced field, a wrong type) is an error or is
+/// dropped, so the round trip differs. A schema check that needs no server.
+fn schema_check<T: DeserializeOwned + Serialize>(file: &str, doc: &serde_json::Value) {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{file}: {}: {e}", doc["kind"]));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        &back, doc,
+        "{file}: {} has fields its API type does not know",
+        doc["kind"]
+    );
+}
+
+#[test]
+fn every_manifest_matches_the_api_schema_and_the_kustomization_lists_them_all() {
+    let kustomization: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(deploy_dir().join("kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut files: Vec<String> = std::fs::read_dir(deploy_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml")
+        .collect();
+    files.sort();
+    assert_eq!(
+        listed, files,
+        "kustomization.yaml resources vs deploy/*.yaml"
+    );
+    let mut kinds = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+        for doc in &docs {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+            match kind.as_str() {
+                "Namespace" => schema_check::<Namespace>(file, doc),
+                "ServiceAccount" => schema_check::<ServiceAccount>(file, doc),
+                "ClusterRole" => schema_check::<ClusterRole>(file, doc),
+                "ClusterRoleBinding" => schema_check::<ClusterRoleBinding>(file, doc),
+                "DaemonSet" => schema_check::<DaemonSet>(file, doc),
+                other => panic!("{file}: no schema check for kind {other:?}"),
+            }
+            kinds.push(kind);
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "DaemonSet",
+            "Namespace",
+            "ServiceAccount"
+        ]
+    );
+}
+
+#[test]
+fn the_schema_check_catches_a_misspelt_field() {
+    let text = std::fs::read_to_string(deploy_dir().join("daemonset.yaml")).unwrap();
+    let mut doc: serde_json::Value = serde_saphyr::from_multiple::<serde_json::Value>(&text)
+        .unwrap()
+        .remove(0);
+    doc["spec"]["template"]["spec"]["serviceAcountName"] = "typo".into();
+    let caught = std::panic::catch_unwind(|| schema_check::<DaemonSet>("daemonset.yaml", &doc));
+    assert!(caught.is_err());
 }

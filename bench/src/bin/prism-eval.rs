@@ -164,7 +164,7 @@ fn main() -> Result<()> {
     if let Some(dir) = &o.report_only {
         let records = report::read_raw(&dir.join("raw.csv"))?;
         let command = format!("prism-eval --report-only {}", dir.display());
-        let rows = write_report(dir, &records, &command, "", &[])?;
+        let (rows, _) = write_report(dir, &records, &command, "", &[])?;
         print_summary(&rows);
         return Ok(());
     }
@@ -274,7 +274,17 @@ fn main() -> Result<()> {
                         s.name,
                         sc.name()
                     ));
-                    let figures = scenarios::run(sc, &cg, &tools);
+                    let figures = match scenarios::run(sc, &cg, &tools) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            failures.push(format!(
+                                "{} / {} (trial {trial}): {e}",
+                                s.name,
+                                sc.name()
+                            ));
+                            continue;
+                        }
+                    };
                     if let Some(p) = sched.as_mut()
                         && (!p.alive() || lab::state() != "enabled")
                     {
@@ -314,6 +324,8 @@ fn main() -> Result<()> {
                     }
                 }
             }
+            // what was measured so far survives a crash or an interrupted run
+            report::write_csv(&o.out.join("raw.csv"), &records)?;
             if !feeder.alive() {
                 bail!("prism-feeder died:\n{}", feeder.log());
             }
@@ -323,8 +335,9 @@ fn main() -> Result<()> {
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let env = environment(&plan);
-    let rows = write_report(&o.out, &records, &command, &env, &failures)?;
+    let (rows, plot_errors) = write_report(&o.out, &records, &command, &env, &failures)?;
     print_summary(&rows);
+    failures.extend(plot_errors);
     for f in &failures {
         eprintln!("not run or failed: {f}");
     }
@@ -354,14 +367,15 @@ fn environment(p: &Plan) -> String {
 }
 
 /// summary.csv, report.md and the plots in `dir` (raw.csv too, unless it is
-/// what the report was made from).
+/// what the report was made from). Returns the summary and what could not
+/// be plotted.
 fn write_report(
     dir: &Path,
     records: &[Record],
     command: &str,
     env: &str,
     failures: &[String],
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<String>)> {
     if !env.is_empty() {
         report::write_csv(&dir.join("raw.csv"), records)?;
     }
@@ -409,7 +423,7 @@ fn write_report(
         }
     }
     let mut all_failures = failures.to_vec();
-    all_failures.extend(plot_errors);
+    all_failures.extend(plot_errors.iter().cloned());
     let md = report::markdown(
         &rows,
         &report::Head {
@@ -432,7 +446,7 @@ fn write_report(
         dir.display(),
         plots.len()
     );
-    Ok(rows)
+    Ok((rows, plot_errors))
 }
 
 fn print_summary(rows: &[Row]) {

@@ -54,12 +54,28 @@ fn socket(dir: &Path, stage: u32) -> PathBuf {
     dir.join(format!("stage-{stage}.sock"))
 }
 
+/// Connect to a service, waiting for it: its socket file appears at bind(2),
+/// a moment before it listens (connect(2) is refused in between).
+fn connect(dir: &Path, stage: u32) -> Result<UnixStream> {
+    let path = socket(dir, stage);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(&path) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).with_context(|| format!("connecting to {}", path.display()));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
 /// One service: accept the caller, then per request work, call the next
 /// service (if any) and answer. Ends when the caller hangs up.
 fn serve(o: &Opts, stage: u32, dir: &Path) -> Result<()> {
     let listener = UnixListener::bind(socket(dir, stage)).context("bind")?;
     let mut next = if stage + 1 < o.stages {
-        Some(UnixStream::connect(socket(dir, stage + 1)).context("connect to the next service")?)
+        Some(connect(dir, stage + 1)?)
     } else {
         None
     };
@@ -104,14 +120,7 @@ impl Chain {
                 .spawn()
                 .context("starting a service")?;
             chain.children.push(child);
-            let sock = socket(&chain.dir, stage);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !sock.exists() {
-                if Instant::now() > deadline {
-                    bail!("service {stage} never listened at {}", sock.display());
-                }
-                thread::sleep(Duration::from_millis(2));
-            }
+            // its caller (started next) connects with connect(), which waits
         }
         Ok(chain)
     }
@@ -137,7 +146,7 @@ fn main() -> Result<()> {
         bail!("--duration-s must be in (0, 3600]");
     }
     let chain = Chain::start(&o)?;
-    let mut tx = UnixStream::connect(socket(&chain.dir, 0))?;
+    let mut tx = connect(&chain.dir, 0)?;
     let mut rx = tx.try_clone()?;
     let period_ns = 1_000_000_000 / o.rate;
     let total = (o.duration_s * o.rate as f64) as u64;

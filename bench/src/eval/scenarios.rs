@@ -158,8 +158,8 @@ fn probe(t: &Tools, bin: &Path, cg: &Path, label: &str, args: &str) -> Probe {
     )
 }
 
-/// Run `s` under whatever scheduler is loaded now.
-pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Figures {
+/// Run `s` under whatever scheduler is loaded now; a probe that fails is an error.
+pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Result<Figures, String> {
     let n = lab::nr_cpus();
     let mut out = Figures::new();
     let settle = || sleep(Duration::from_millis(300));
@@ -170,9 +170,9 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Figures {
             settle();
             let (u0, t0) = (lab::cpu_usage_us(&cg.batch.path), Instant::now());
             let summary = if s == Scenario::Rpc {
-                probe(t, &t.rpc, &cg.crit.path, "rpc", RPC).finish()
+                probe(t, &t.rpc, &cg.crit.path, "rpc", RPC).try_finish()?
             } else {
-                probe(t, &t.probe, &cg.crit.path, "critical", PROBE).finish()
+                probe(t, &t.probe, &cg.crit.path, "critical", PROBE).try_finish()?
             };
             let cpus =
                 (lab::cpu_usage_us(&cg.batch.path) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
@@ -191,7 +191,7 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Figures {
             .map(|(l, c)| (l, probe(t, &t.probe, &c.path, l, SELECTIVE_PROBE)))
             .collect();
             for (label, p) in probes {
-                latency(label, &p.finish(), &mut out);
+                latency(label, &p.try_finish()?, &mut out);
             }
         }
         Scenario::Fairness => {
@@ -217,7 +217,7 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Figures {
             ));
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
