@@ -6,7 +6,7 @@
 //! stalled chain is charged for every request it delayed (corrected for
 //! coordinated omission). Prints one JSON line, like prism-probe.
 //!
-//!     prism-rpc --stages 3 --rate 500 --work-us 100 --duration-s 5
+//!     prism-rpc --stages 3 --rate 100 --work-us 100 --duration-s 10
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -18,8 +18,12 @@ const PROBE: &str = "--workers 2 --interval-us 2000 --work-us 300";
 /// Lighter probes for the three-at-once scenario: within a normal task's
 /// fair share under this load, so the classes, not the load, decide.
 const SELECTIVE_PROBE: &str = "--workers 2 --interval-us 2000 --work-us 250";
-/// The RPC chain: 3 services, 500 requests/s, 100 us of work per hop.
-const RPC: &str = "--stages 3 --rate 500 --work-us 100";
+/// The RPC chain: 3 services, 100 requests/s, 100 us of work per hop. Each
+/// request is 6 wakeups; under TCG with the hogs one costs ~0.3-0.5 ms, so
+/// at 500/s the chain could not keep up and every scheduler would only show
+/// the queue growing. Measured 2.5 x longer than the probes, for samples.
+const RPC: &str = "--stages 3 --rate 100 --work-us 100";
+const RPC_LENGTH: f64 = 2.5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -70,7 +74,7 @@ impl Scenario {
             Scenario::Selective => "identical request probes (250 us) labelled critical, normal and batch at once, under 2 x nCPU unlabelled hogs".into(),
             Scenario::Fairness => "nCPU critical hogs and nCPU normal hogs: normal's share of the CPU time".into(),
             Scenario::EmptyBus => "contended-2x with nothing on the bus (schedulers that read it restarted on an empty one)".into(),
-            Scenario::Rpc => "3 services calling each other over Unix sockets, 500 requests/s offered, 100 us per hop, latency from the intended send time (coordinated omission corrected), under 2 x nCPU batch hogs".into(),
+            Scenario::Rpc => "3 services calling each other over Unix sockets, 100 requests/s offered, 100 us per hop, latency from the intended send time (coordinated omission corrected), under 2 x nCPU batch hogs".into(),
         }
     }
 
@@ -149,12 +153,13 @@ fn latency(subject: &str, s: &Summary, out: &mut Figures) {
     }
 }
 
-fn probe(t: &Tools, bin: &Path, cg: &Path, label: &str, args: &str) -> Probe {
+/// Start a probe for `length` x the scenario's seconds.
+fn probe(t: &Tools, bin: &Path, cg: &Path, label: &str, args: &str, length: f64) -> Probe {
     Probe::start(
         bin,
         cg,
         label,
-        &format!("{args} --duration-s {}", t.seconds),
+        &format!("{args} --duration-s {}", t.seconds * length),
     )
 }
 
@@ -170,9 +175,9 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Result<Figures, String> {
             settle();
             let (u0, t0) = (lab::cpu_usage_us(&cg.batch.path), Instant::now());
             let summary = if s == Scenario::Rpc {
-                probe(t, &t.rpc, &cg.crit.path, "rpc", RPC).try_finish()?
+                probe(t, &t.rpc, &cg.crit.path, "rpc", RPC, RPC_LENGTH).try_finish()?
             } else {
-                probe(t, &t.probe, &cg.crit.path, "critical", PROBE).try_finish()?
+                probe(t, &t.probe, &cg.crit.path, "critical", PROBE, 1.0).try_finish()?
             };
             let cpus =
                 (lab::cpu_usage_us(&cg.batch.path) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
@@ -188,7 +193,7 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Result<Figures, String> {
                 ("batch", &cg.batch),
             ]
             .into_iter()
-            .map(|(l, c)| (l, probe(t, &t.probe, &c.path, l, SELECTIVE_PROBE)))
+            .map(|(l, c)| (l, probe(t, &t.probe, &c.path, l, SELECTIVE_PROBE, 1.0)))
             .collect();
             for (label, p) in probes {
                 latency(label, &p.try_finish()?, &mut out);
