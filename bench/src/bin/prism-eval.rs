@@ -502,8 +502,8 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
 /// The demo's before (EEVDF) / after (scx_prism) table.
 fn demo_table(rows: &[Row]) {
     println!(
-        "\n{:<34} {:>14} {:>14} {:>8}",
-        "critical workload, p99 (us)", "before: EEVDF", "after: scx_prism", "ratio"
+        "\n{:<30} {:>16} {:>16} {:>8}",
+        "wakeup p99 (us)", "before: EEVDF", "after: scx_prism", "ratio"
     );
     for (sc, su) in [
         ("contended-2x", "critical"),
@@ -512,7 +512,7 @@ fn demo_table(rows: &[Row]) {
     ] {
         if let (Some(b), Some(a)) = (p99(rows, EEVDF, sc, su), p99(rows, SCX_PRISM, sc, su)) {
             println!(
-                "{:<34} {:>14.0} {:>16.0} {:>8.2}",
+                "{:<30} {:>16.0} {:>16.0} {:>8.2}",
                 format!("{sc}, {su}"),
                 b,
                 a,
