@@ -453,7 +453,8 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 
 	queue_to_usersched(p, tctx, info, prev_cpu, enq_flags);
-	if (!kick_idle_cpu(p, prev_cpu))
+	/* a wakeup's victim search just ran in preempt_for: no second scan */
+	if (!kick_idle_cpu(p, prev_cpu) && !(enq_flags & SCX_ENQ_WAKEUP))
 		hurry_critical(p, tctx);
 }
 
