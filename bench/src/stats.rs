@@ -1,16 +1,6 @@
 //! Medians over trials and their bootstrap confidence intervals.
 
-/// The median of `v` (the mean of the middle two for an even count); NaN if empty.
-pub fn median(v: &[f64]) -> f64 {
-    let mut s: Vec<f64> = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => s[n / 2],
-        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
+pub use prism_bus::testing::median;
 
 /// A median and its 95% percentile-bootstrap confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

@@ -37,6 +37,44 @@ pub fn sched_entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
     }
 }
 
+/// An overhead benchmark's trials: `measure` without, then with, the
+/// program `start` launches (killed after each trial), `pairs` times,
+/// alternating so drift hits both sides; `after_first` runs once, after the
+/// first trial with it (to read the kernel's per-program costs). Returns the
+/// (without, with) figures of each pair.
+pub fn paired_trials(
+    pairs: usize,
+    mut measure: impl FnMut() -> f64,
+    mut start: impl FnMut() -> std::process::Child,
+    mut after_first: impl FnMut(),
+) -> Vec<(f64, f64)> {
+    (0..pairs)
+        .map(|pair| {
+            let without = measure();
+            let mut child = start();
+            let with = measure();
+            if pair == 0 {
+                after_first();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            (without, with)
+        })
+        .collect()
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN if empty.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
 /// Poll `f` until it gives a value; panic naming `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

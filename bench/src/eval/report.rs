@@ -28,7 +28,7 @@ pub struct Row {
 }
 
 /// Keys in first-seen order (the run's order is the report's order).
-fn ordered<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub fn ordered<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut seen = BTreeSet::new();
     it.filter(|k| seen.insert(*k)).map(str::to_string).collect()
 }

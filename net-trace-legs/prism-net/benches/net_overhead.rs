@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{TempBusDir, TempCgroup};
+use prism_bus::testing::{TempBusDir, TempCgroup, median, paired_trials};
 
 const TRIAL: Duration = Duration::from_secs(2);
 const PAIRS: usize = 11;
@@ -99,11 +99,6 @@ fn start_prism_net(cg: &TempCgroup, bus: &TempBusDir) -> Child {
     child
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     prism_bus::testing::require_root();
     let cg = TempCgroup::new("net-bench");
@@ -115,12 +110,11 @@ fn main() {
         ("TCP stream", "MB/s", tcp_stream as fn() -> f64),
         ("UDP 64 B datagrams", "k/s", udp_flood as fn() -> f64),
     ] {
-        let (mut without, mut with) = (vec![], vec![]);
-        for pair in 0..PAIRS {
-            without.push(run());
-            let mut net = start_prism_net(&cg, &bus);
-            with.push(run());
-            if pair == 0 {
+        let pairs = paired_trials(
+            PAIRS,
+            run,
+            || start_prism_net(&cg, &bus),
+            || {
                 for prog in ["prism_net_ingress", "prism_net_egress"] {
                     let (runs, ns) = stats.of(prog);
                     println!(
@@ -128,15 +122,13 @@ fn main() {
                         ns as f64 / runs.max(1) as f64
                     );
                 }
-            }
-            let _ = net.kill();
-            let _ = net.wait();
-            println!(
-                "{what}, pair {pair}: without {:.0} {unit}, with {:.0} {unit}",
-                without[pair], with[pair]
-            );
+            },
+        );
+        for (pair, (without, with)) in pairs.iter().enumerate() {
+            println!("{what}, pair {pair}: without {without:.0} {unit}, with {with:.0} {unit}");
         }
-        let (a, b) = (median(without), median(with));
+        let (without, with): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+        let (a, b) = (median(&without), median(&with));
         println!(
             "{what}: median without {a:.0} {unit}, with {b:.0} {unit}: {:+.1}% ({PAIRS} pairs, {} s each; target for TCP: >= -3%)",
             (b / a - 1.0) * 100.0,

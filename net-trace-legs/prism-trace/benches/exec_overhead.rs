@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use prism_bus::testing::{median, paired_trials};
+
 const EXECS: u32 = 1000;
 const PAIRS: usize = 7;
 
@@ -36,36 +38,23 @@ fn start_trace() -> Child {
     child
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     prism_bus::testing::require_root();
     let stats = prism_bus::testing::BpfStats::enable();
-    let (mut without, mut with) = (vec![], vec![]);
-    for pair in 0..PAIRS {
-        without.push(execs());
-        let mut trace = start_trace();
-        with.push(execs());
-        if pair == 0 {
-            for prog in ["trace_exec", "trace_exit"] {
-                let (runs, ns) = stats.of(prog);
-                println!(
-                    "{prog}: {runs} runs, {:.0} ns each in the kernel",
-                    ns as f64 / runs.max(1) as f64
-                );
-            }
+    let pairs = paired_trials(PAIRS, execs, start_trace, || {
+        for prog in ["trace_exec", "trace_exit"] {
+            let (runs, ns) = stats.of(prog);
+            println!(
+                "{prog}: {runs} runs, {:.0} ns each in the kernel",
+                ns as f64 / runs.max(1) as f64
+            );
         }
-        let _ = trace.kill();
-        let _ = trace.wait();
-        println!(
-            "pair {pair}: without {:.1} us/exec, with {:.1} us/exec",
-            without[pair], with[pair]
-        );
+    });
+    for (pair, (without, with)) in pairs.iter().enumerate() {
+        println!("pair {pair}: without {without:.1} us/exec, with {with:.1} us/exec");
     }
-    let (a, b) = (median(without), median(with));
+    let (without, with): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    let (a, b) = (median(&without), median(&with));
     println!(
         "exec+exit of /bin/true: median without {a:.1} us, with prism-trace {b:.1} us: {:+.1} us per exec ({:+.1}%), {PAIRS} pairs of {EXECS}",
         b - a,
