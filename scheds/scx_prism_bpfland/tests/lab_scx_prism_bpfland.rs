@@ -112,50 +112,59 @@ fn survives_45s_of_stress_ng_with_prism_in_a_critical_cgroup() {
     assert!(!log.contains("runtime error"), "{log}");
 }
 
-/// p99 of three identical request-mode probes (a dispatcher and two
-/// workers, each 35% of a CPU: more than a fair share under this load) in
-/// cgroups labelled critical / normal / batch, under 2 x nCPU unlabelled
-/// hogs. Request mode measures wakeup-to-run only, without the timer's own
-/// delivery delay, which under TCG is milliseconds and the same for all.
-/// Three identical request probes (2 workers each, `work_us` of work per
-/// request every 4 ms per worker), labelled critical, normal and batch,
-/// under 2 x nCPU unlabelled hogs.
-fn three_probes(prism: bool, work_us: u32) -> [Summary; 3] {
+/// Identical request-mode probes (a dispatcher and 2 workers, `work_us` of
+/// work per request every 4 ms per worker), one per class in `classes`, each
+/// in its own labelled cgroup, under 2 x nCPU hogs labelled `hogs` (Unset:
+/// unlabelled). Request mode measures wakeup-to-run only, without the
+/// timer's own delivery delay, which under TCG is milliseconds and the same
+/// for all.
+fn probes_under_hogs(
+    prism: bool,
+    hogs: LatencyClass,
+    classes: &[LatencyClass],
+    work_us: u32,
+) -> Vec<Summary> {
     let bus = TempBusDir::new("pbl-order");
-    let tag = if prism { "p" } else { "n" };
-    let (crit, norm, batch, hogs_cg) = (
-        TempCgroup::new(&format!("pbl-crit-{tag}")),
-        TempCgroup::new(&format!("pbl-norm-{tag}")),
-        TempCgroup::new(&format!("pbl-batch-{tag}")),
-        TempCgroup::new(&format!("pbl-hogs-{tag}")),
-    );
-    lab::label(
-        &bus,
-        &[
-            (&crit, entry(341, LatencyClass::Critical)),
-            (&norm, entry(342, LatencyClass::Normal)),
-            (&batch, entry(343, LatencyClass::Batch)),
-        ],
-    );
+    let tag = format!("{}-{}", if prism { "p" } else { "n" }, hogs.name());
+    let hogs_cg = TempCgroup::new(&format!("pbl-hogs-{tag}"));
+    let cgroups: Vec<TempCgroup> = classes
+        .iter()
+        .map(|c| TempCgroup::new(&format!("pbl-{}-{tag}", c.name())))
+        .collect();
+    let mut labels: Vec<(&TempCgroup, Entry)> = cgroups
+        .iter()
+        .zip(classes)
+        .zip(341..)
+        .map(|((cg, &class), id)| (cg, entry(id, class)))
+        .collect();
+    if hogs != LatencyClass::Unset {
+        labels.push((&hogs_cg, entry(349, hogs)));
+    }
+    lab::label(&bus, &labels);
     let s = start(&bus, prism, &["--stats", "2"]);
-    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+    let hog_procs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
     sleep(Duration::from_millis(500));
     let args = format!("--workers 2 --interval-us 2000 --work-us {work_us} --duration-s 6");
-    let probes: Vec<Probe> = [("critical", &crit), ("normal", &norm), ("batch", &batch)]
-        .into_iter()
-        .map(|(label, cg)| Probe::start(&probe_bin(), &cg.path, label, &args))
+    let probes: Vec<Probe> = classes
+        .iter()
+        .zip(&cgroups)
+        .map(|(c, cg)| Probe::start(&probe_bin(), &cg.path, c.name(), &args))
         .collect();
     let results: Vec<Summary> = probes.into_iter().map(Probe::finish).collect();
-    drop(hogs);
+    drop(hog_procs);
     let log = stop_cleanly(s);
-    println!("--prism {prism}:");
+    println!("--prism {prism}, hogs {hogs}:");
     log.lines()
         .filter(|l| l.contains("wait p50/p99") || l.starts_with("[scx_prism_bpfland]"))
         .for_each(|l| println!("  {l}"));
-    for (label, r) in ["critical", "normal", "batch"].iter().zip(&results) {
+    for (class, r) in classes.iter().zip(&results) {
         println!(
-            "{label:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
-            r.p50_us, r.p99_us, r.max_us, r.samples
+            "{:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
+            class.name(),
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
+            r.samples
         );
     }
     for r in &results {
@@ -164,8 +173,14 @@ fn three_probes(prism: bool, work_us: u32) -> [Summary; 3] {
     if prism {
         assert_steady_state_cache(&log);
     }
-    results.try_into().unwrap()
+    results
 }
+
+const THREE: [LatencyClass; 3] = [
+    LatencyClass::Critical,
+    LatencyClass::Normal,
+    LatencyClass::Batch,
+];
 
 /// The last full stats interval of `log`: the bus answered from the per-task
 /// cache, not from hash lookups (a resolution per relabel, move or new task).
@@ -188,15 +203,20 @@ fn assert_steady_state_cache(log: &str) {
     );
 }
 
+/// Under unlabelled (normal) hogs: critical preempts them at once, so its
+/// tail is below normal's, which waits behind its own class, and far below
+/// batch's, which preempts nobody. Normal and batch are not compared here:
+/// under TCG these probes cost past a normal task's fair share (a
+/// dispatcher wakeup is ~0.3 ms of CPU), and past it the two share by
+/// weight, so which of their queues runs longer is chance (normal trailed
+/// batch once in ~10 CI runs). The next test orders them where the policy
+/// does.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn with_prism_critical_beats_normal_beats_batch() {
-    // 12.5% of a CPU per worker: within a normal task's fair share beside
-    // the hogs even with critical at 4x weight, so normal's queue stays
-    // bounded and the test measures the classes. (At 17.5% normal's queue
-    // can grow without bound, and then it may trail batch, whose longer
-    // slices finish a request in one go: seen once in ~10 CI runs.)
-    let [c, n, b] = three_probes(true, 500);
+fn with_prism_critical_beats_normal_and_batch() {
+    // 12.5% of a CPU of work per worker
+    let r = probes_under_hogs(true, LatencyClass::Unset, &THREE, 500);
+    let (c, n, b) = (&r[0], &r[1], &r[2]);
     assert!(
         c.p99_us < n.p99_us,
         "critical p99 {} not below normal {}",
@@ -209,11 +229,27 @@ fn with_prism_critical_beats_normal_beats_batch() {
         b.p99_us,
         c.p99_us
     );
+}
+
+/// Under batch hogs: a waking normal task takes a batch task's CPU (once
+/// that has run preempt_min), a waking batch task waits for a slice to end,
+/// and batch slices are batch_slice_factor times longer (measured: batch's
+/// p99 10.6-12.8x normal's).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn with_prism_normal_beats_batch() {
+    let r = probes_under_hogs(
+        true,
+        LatencyClass::Batch,
+        &[LatencyClass::Normal, LatencyClass::Batch],
+        500,
+    );
+    let (n, b) = (&r[0], &r[1]);
     assert!(
-        n.p99_us <= b.p99_us,
-        "normal p99 {} above batch {}",
-        n.p99_us,
-        b.p99_us
+        b.p99_us > 4.0 * n.p99_us,
+        "batch p99 {} not well behind normal {}",
+        b.p99_us,
+        n.p99_us
     );
 }
 
@@ -226,7 +262,8 @@ fn with_prism_critical_beats_normal_beats_batch() {
 fn without_prism_the_labels_change_nothing() {
     // Loaded past every worker's fair share, equal probes fare alike (at
     // 12.5% one probe's tail can wander alone).
-    let [c, _, b] = three_probes(false, 700);
+    let r = probes_under_hogs(false, LatencyClass::Unset, &THREE, 700);
+    let (c, b) = (&r[0], &r[2]);
     let ratio = b.p99_us / c.p99_us.max(1.0);
     println!("batch/critical p99 without --prism: {ratio:.2}");
     assert!(
