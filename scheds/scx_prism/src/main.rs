@@ -51,6 +51,11 @@ struct Opts {
     #[arg(short = 's', long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
     slice_us: u64,
 
+    /// Shortest base slice in microseconds: slices shrink toward it as more
+    /// tasks wait for the CPUs (slice x CPUs / (CPUs + waiting)).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=100_000))]
+    slice_min_us: u64,
+
     /// Batch tasks get this many base slices (a waking critical task preempts them).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=20))]
     batch_slice_factor: u64,
@@ -103,6 +108,7 @@ impl<'a> Scheduler<'a> {
         let stats_server = StatsServer::new(stats::server_data()).launch()?;
         let tunables = Tunables {
             slice_ns: opts.slice_us * 1000,
+            slice_min_ns: opts.slice_min_us.min(opts.slice_us) * 1000,
             batch_slice_factor: opts.batch_slice_factor,
             min_share_pct: opts.min_share,
             batch_min_share_pct: opts.batch_min_share,
@@ -252,6 +258,7 @@ impl<'a> Scheduler<'a> {
             cancelled: c.nr_cancel_dispatches,
             bounced: c.nr_bounce_dispatches,
             direct_preempts: c.nr_direct_preempt,
+            resumed: c.nr_resumed,
             bus_cached: c.nr_bus_cached,
             bus_hit: c.nr_bus_own,
             bus_fallback: c.nr_bus_ancestor,

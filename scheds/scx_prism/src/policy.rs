@@ -33,8 +33,10 @@ const CRITICAL_JUMP: u64 = 1 << 40;
 
 #[derive(Debug, Clone)]
 pub struct Tunables {
-    /// Base time slice.
+    /// Base time slice, with every waiting task already on a CPU.
     pub slice_ns: u64,
+    /// The floor the base slice shrinks to as tasks wait for the CPUs.
+    pub slice_min_ns: u64,
     /// Batch slices are this many base slices (fewer context switches; a
     /// critical wakeup preempts them anyway).
     pub batch_slice_factor: u64,
@@ -50,6 +52,7 @@ impl Default for Tunables {
     fn default() -> Self {
         Tunables {
             slice_ns: 5_000_000,
+            slice_min_ns: 500_000,
             batch_slice_factor: 4,
             min_share_pct: 25,
             batch_min_share_pct: 10,
@@ -268,10 +271,13 @@ impl Policy {
         } else {
             self.dispatch_seq
         };
+        // the more tasks wait for the CPUs, the sooner each gets its turn
+        let waiting = self.waiting() as u64;
+        let base = (self.t.slice_ns * nr_cpus / (nr_cpus + waiting)).max(self.t.slice_min_ns);
         let slice_ns = if q == BATCH {
-            self.t.slice_ns * self.t.batch_slice_factor
+            base * self.t.batch_slice_factor
         } else {
-            self.t.slice_ns
+            base
         };
         // Pinned tasks go to their CPU's queue; others to the first free CPU.
         let cpu =

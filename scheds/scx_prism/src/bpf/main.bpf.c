@@ -15,8 +15,10 @@
  * while a CPU is idle (dispatched here, straight to that CPU), and a task
  * arriving while the ring buffer is full (the shared queue takes it). A
  * task waking with no CPU idle preempts a CPU running a lower class (a
- * critical one: batch, else normal) so the user scheduler places it at once. A 1 s heartbeat keeps an idle
- * user scheduler from looking like a stall.
+ * critical one: batch, else normal), or longer-running work of its own
+ * class if it is interactive, at once; the normal or batch task it stops
+ * resumes from the shared queue without a round trip. A 1 s heartbeat keeps
+ * an idle user scheduler from looking like a stall.
  */
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
@@ -58,17 +60,21 @@ volatile u64 nr_scheduled;	/* tasks user space holds */
 volatile u64 nr_running;
 volatile u64 nr_online_cpus;
 u64 usersched_last_run_at;
+/* the latest order user space gave (it counts up, one per decision) */
+static u64 last_user_vtime;
 
 /* statistics, read by user space */
 volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
 	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
-	     nr_direct_preempt;
+	     nr_direct_preempt, nr_resumed;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[NR_CLASSES];
 
 static u64 nr_cpu_ids;
 
 #define MAX_ENQUEUED_TASKS 4096
+/* a preempted task with less slice left than this goes back to user space */
+#define MIN_RESUME_NS	100000ULL
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -83,6 +89,9 @@ struct {
 struct task_ctx {
 	u64 start_ts;
 	u64 stop_ts;
+	u64 stint_slice;	/* the slice it had when it last started running */
+	u64 resume_slice;	/* what was left of it when a kick preempted it */
+	u64 carried_ns;		/* CPU time of resumed stints not yet reported */
 	u64 exec_runtime;
 	u64 vruntime;
 	u64 enq_cnt;
@@ -105,6 +114,7 @@ struct cpu_ctx {
 	u64 started_at;		/* when the current task started running */
 	u32 class;
 	u32 running;
+	u32 preempting;		/* a preemption kick is on its way */
 };
 
 struct {
@@ -249,6 +259,19 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 }
 
 /*
+ * Preempt what @cpu runs; the task it stops resumes from BPF (see
+ * resume_preempted), so a preemption costs the user scheduler nothing.
+ */
+static void kick_preempt(s32 cpu)
+{
+	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+
+	if (cctx)
+		cctx->preempting = 1;
+	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+}
+
+/*
  * A waking task with no CPU idle takes its victim's CPU at once, from BPF:
  * no user-space round trip on the path that decides its latency. The task
  * it preempts goes back through user space.
@@ -260,7 +283,7 @@ static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_fl
 	if (cpu < 0)
 		return false;
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
-	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+	kick_preempt(cpu);
 	__sync_fetch_and_add(&nr_direct_preempt, 1);
 	if (tctx->class == CLASS_CRITICAL)
 		__sync_fetch_and_add(&nr_direct_critical, 1);
@@ -293,7 +316,7 @@ static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 		return;
 	cpu = preemption_victim(p, tctx);
 	if (cpu >= 0)
-		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+		kick_preempt(cpu);
 }
 
 /* Is @cpu running a class below critical (so a critical task may take it)? */
@@ -356,7 +379,9 @@ static void fill_record(struct queued_task *t, struct task_struct *p, struct tas
 	t->cpu = prev_cpu;
 	t->nr_cpus_allowed = p->nr_cpus_allowed;
 	t->flags = enq_flags;
-	t->start_ts = tctx->start_ts;
+	/* its resumed stints count as one run since its last record */
+	t->start_ts = tctx->start_ts - tctx->carried_ns;
+	tctx->carried_ns = 0;
 	t->stop_ts = tctx->stop_ts;
 	t->exec_runtime = tctx->exec_runtime;
 	t->vruntime = tctx->vruntime;
@@ -407,6 +432,33 @@ static void queue_to_usersched(struct task_struct *p, struct task_ctx *tctx,
 
 }
 
+/*
+ * A normal or batch task a kick preempted goes back to the shared queue
+ * without a round trip, with what was left of its slice, ordered as if user
+ * space had placed it after every task it holds now (so it neither jumps
+ * them nor waits behind later ones); its next record reports both stints.
+ * (The kick zeroes the slice: the preempting side's mark is the only way to
+ * tell.) Critical tasks, and tasks user space pinned to a CPU's queue, go
+ * through user space again.
+ */
+static bool resume_preempted(struct task_struct *p, struct task_ctx *tctx, s32 cpu,
+			     u64 enq_flags)
+{
+	u64 slice = tctx->resume_slice;
+
+	tctx->resume_slice = 0;
+	if (!slice || (enq_flags & SCX_ENQ_WAKEUP) || tctx->class == CLASS_CRITICAL ||
+	    p->nr_cpus_allowed < nr_online_cpus)
+		return false;
+	tctx->carried_ns += tctx->stop_ts - tctx->start_ts;
+	scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice, last_user_vtime + nr_scheduled + 2,
+				 enq_flags);
+	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+	__sync_fetch_and_add(&nr_resumed, 1);
+	kick_idle_cpu(p, cpu);
+	return true;
+}
+
 void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
@@ -447,6 +499,8 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
 		return;
 	}
+	if (resume_preempted(p, tctx, prev_cpu, enq_flags))
+		return;
 	/* one resolution serves both the preemption choice and the record */
 	info = refresh_class(p, tctx);
 	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP) && preempt_for(p, tctx, enq_flags))
@@ -491,12 +545,14 @@ static void dispatch_decision(const struct dispatched_task *d)
 	}
 	scx_bpf_dsq_insert_vtime(p, dsq, d->slice_ns, d->dsq_vtime, d->flags);
 	__sync_fetch_and_add(&nr_user_dispatches, 1);
+	if (d->dsq_vtime > last_user_vtime)
+		last_user_vtime = d->dsq_vtime;
 
 	if (dsq == SHARED_DSQ) {
 		if (!kick_idle_cpu(p, cpu))
 			hurry_critical(p, tctx);
 	} else if (preempt_lower && tctx->class == CLASS_CRITICAL && runs_lower_class(cpu)) {
-		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+		kick_preempt(cpu);
 	} else {
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 	}
@@ -556,6 +612,7 @@ void BPF_STRUCT_OPS(prism_running, struct task_struct *p)
 	tctx = lookup_task_ctx(p);
 	if (tctx) {
 		tctx->start_ts = scx_bpf_now();
+		tctx->stint_slice = p->scx.slice;
 		if (tctx->enq_ts) {
 			tctx->last_wait_ns = tctx->start_ts - tctx->enq_ts;
 			tctx->last_wait_class = tctx->class;
@@ -580,9 +637,14 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 		return;
 	__sync_fetch_and_sub(&nr_running, 1);
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
-	if (cctx)
-		cctx->running = 0;
 	tctx = lookup_task_ctx(p);
+	if (cctx) {
+		cctx->running = 0;
+		if (tctx && runnable && cctx->preempting)
+			tctx->resume_slice = tctx->stint_slice > now - tctx->start_ts + MIN_RESUME_NS ?
+					     tctx->stint_slice - (now - tctx->start_ts) : 0;
+		cctx->preempting = 0;
+	}
 	if (!tctx)
 		return;
 	ran = now - tctx->start_ts;
