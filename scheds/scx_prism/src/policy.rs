@@ -352,6 +352,23 @@ mod tests {
     }
 
     #[test]
+    fn slices_shrink_with_the_tasks_waiting_down_to_the_floor() {
+        let t = Tunables::default();
+        let mut p = Policy::new(t.clone(), 64);
+        p.enqueue(task(1, NORMAL));
+        assert_eq!(p.next(2).unwrap().slice_ns, t.slice_ns, "nobody waits");
+        for pid in 0..3 {
+            p.enqueue(task(pid, NORMAL));
+        }
+        // two still waiting behind the one taken, on 2 CPUs: half the slice
+        assert_eq!(p.next(2).unwrap().slice_ns, t.slice_ns / 2);
+        for pid in 0..60 {
+            p.enqueue(task(pid, NORMAL));
+        }
+        assert_eq!(p.next(2).unwrap().slice_ns, t.slice_min_ns);
+    }
+
+    #[test]
     fn interactive_tasks_go_before_hogs_of_their_class() {
         let mut p = Policy::new(Tunables::default(), 16);
         let mut hog = task(1, NORMAL);

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub preempted: u64,
     #[stat(desc = "Tasks taken from another LLC's queue")]
     pub steals: u64,
+    #[stat(desc = "Tasks run next because they had waited 1 s (a wall-time bound)")]
+    pub rescued: u64,
     #[stat(desc = "Dispatches (runs started), critical class (and kernel threads, with --prism)")]
     pub critical_runs: u64,
     #[stat(desc = "Dispatches, normal class and unlabelled tasks")]
@@ -90,6 +92,7 @@ impl Metrics {
             queued: d(cur.queued_dispatches, prev.queued_dispatches),
             preempted: d(cur.preemptions, prev.preemptions),
             steals: d(cur.steals, prev.steals),
+            rescued: d(cur.rescued, prev.rescued),
             critical_runs: runs(CRITICAL),
             normal_runs: runs(NORMAL) + runs(UNSET),
             batch_runs: runs(BATCH),
@@ -112,7 +115,7 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {}",
+            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {}",
             match self.bus {
                 -1 => "off",
                 0 => "waiting",
@@ -129,6 +132,7 @@ impl Metrics {
             self.queued,
             self.preempted,
             self.steals,
+            self.rescued,
         )?;
         writeln!(
             w,

@@ -381,7 +381,7 @@ fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
         &bus,
         &[(&heavy, sched_entry(380, LatencyClass::Critical, 127))],
     );
-    let mut s = start(&bus, true, &[]);
+    let mut s = start(&bus, true, &["--stats", "1"]);
     let n = lab::nr_cpus();
     let hogs = (
         Hogs::start_niced(&heavy.path, 3 * n, -20),
@@ -394,9 +394,13 @@ fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
     );
     drop(hogs);
     assert!(s.alive(), "ejected:\n{}", s.log_text());
-    stop_cleanly(s);
+    let log = stop_cleanly(s);
+    let rescued: u64 = log
+        .lines()
+        .filter_map(|l| l.split(" rescued ").nth(1)?.trim().parse::<u64>().ok())
+        .sum();
     println!(
-        "heavy hogs {:.2} s, the nice-19 hog {:.3} s of CPU in 10 s",
+        "heavy hogs {:.2} s, the nice-19 hog {:.3} s of CPU in 10 s; {rescued} tasks run after waiting 1 s",
         used[0], used[1]
     );
     // its weight would give it ~0; each wall-time bound gives it a slice now and then

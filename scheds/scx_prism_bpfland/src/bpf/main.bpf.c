@@ -58,6 +58,8 @@ const volatile u64 preempt_min_ns = 500000ULL;
 const volatile bool preempt_same_class;
 const volatile u64 class_offset_ns = 20000000ULL;
 const volatile u32 batch_slice_factor = 4;
+/* a queued task that waited this long runs next, whatever its deadline */
+const volatile u64 starve_ns = 1000000000ULL;
 const volatile u32 critical_weight_factor = 4;
 const volatile bool prism_enabled;
 const volatile bool smt_enabled;
@@ -72,6 +74,7 @@ volatile u64 nr_direct_dispatches;	/* placed on an idle CPU at once */
 volatile u64 nr_queued_dispatches;	/* went through a DSQ */
 volatile u64 nr_preemptions;
 volatile u64 nr_steals;			/* taken from another LLC's queue */
+volatile u64 nr_rescued;		/* waited starve_ns: run next */
 volatile u64 nr_runs[NR_CLASSES];
 volatile u64 class_runtime_ns[NR_CLASSES];
 volatile u64 wait_hist[NR_CLASSES][WAIT_BUCKETS];
@@ -518,6 +521,46 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 }
 
+#define STARVE_CHECK_NS	(50ULL * 1000 * 1000)
+#define STARVE_SCAN_MAX	512
+static u64 starve_checked_at[MAX_LLCS];
+
+/*
+ * The last resort of the wall-time bounds: a deadline set under light
+ * weights can lie seconds of wall time ahead once heavy tasks arrive (the
+ * fair clock slows as the runnable weight grows), so every STARVE_CHECK_NS
+ * one CPU of each LLC looks through its queue for a task that has waited
+ * starve_ns and runs it next.
+ */
+static bool rescue_starving(s32 cpu)
+{
+	u32 llc = llc_of(cpu), n = 0;
+	u64 now = scx_bpf_now(), last;
+	struct task_struct *p;
+
+	if (llc >= MAX_LLCS)
+		return false;
+	last = starve_checked_at[llc];
+	if (now - last < STARVE_CHECK_NS ||
+	    __sync_val_compare_and_swap(&starve_checked_at[llc], last, now) != last)
+		return false;
+	bpf_for_each(scx_dsq, p, llc_dsq(cpu), 0) {
+		struct task_ctx *tctx;
+
+		if (++n > STARVE_SCAN_MAX)
+			break;
+		tctx = lookup_task_ctx(p);
+		if (!tctx || !tctx->ready_at || (s64)(now - tctx->ready_at) < (s64)starve_ns ||
+		    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		if (scx_bpf_dsq_move(BPF_FOR_EACH_ITER, p, SCX_DSQ_LOCAL, 0)) {
+			__sync_fetch_and_add(&nr_rescued, 1);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Move the earliest deadline of this CPU's queue and its LLC's to local. */
 static bool take_earliest(s32 cpu)
 {
@@ -570,7 +613,7 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 {
 	u32 llc = llc_of(cpu), i;
 
-	if (prev_goes_on(prev, cpu) || take_earliest(cpu))
+	if (rescue_starving(cpu) || prev_goes_on(prev, cpu) || take_earliest(cpu))
 		return;
 	/* nothing here: help another LLC */
 	bpf_for(i, 0, nr_llcs) {
