@@ -16,8 +16,8 @@
  * arriving while the ring buffer is full (the shared queue takes it). A
  * task waking with no CPU idle preempts a CPU running a lower class (a
  * critical one: batch, else normal), or longer-running work of its own
- * class if it is interactive, at once; the normal or batch task it stops
- * resumes from the shared queue without a round trip. A 1 s heartbeat keeps
+ * class if it is interactive, at once; a lower-class task it stops resumes
+ * from the shared queue without a round trip. A 1 s heartbeat keeps
  * an idle user scheduler from looking like a stall.
  */
 #include <scx/common.bpf.h>
@@ -259,14 +259,16 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 }
 
 /*
- * Preempt what @cpu runs; the task it stops resumes from BPF (see
- * resume_preempted), so a preemption costs the user scheduler nothing.
+ * Preempt what @cpu runs for a task of @class. If that is a lower class,
+ * the task it stops resumes from BPF (see resume_preempted): a class
+ * preemption costs the user scheduler nothing. Same-class work goes back
+ * through user space, whose deadlines decide between it and later wakers.
  */
-static void kick_preempt(s32 cpu)
+static void kick_preempt(s32 cpu, u32 class)
 {
 	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 
-	if (cctx)
+	if (cctx && class_rank(cctx->class) < class_rank(class))
 		cctx->preempting = 1;
 	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 }
@@ -283,7 +285,7 @@ static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_fl
 	if (cpu < 0)
 		return false;
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
-	kick_preempt(cpu);
+	kick_preempt(cpu, tctx->class);
 	__sync_fetch_and_add(&nr_direct_preempt, 1);
 	if (tctx->class == CLASS_CRITICAL)
 		__sync_fetch_and_add(&nr_direct_critical, 1);
@@ -316,7 +318,7 @@ static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 		return;
 	cpu = preemption_victim(p, tctx);
 	if (cpu >= 0)
-		kick_preempt(cpu);
+		kick_preempt(cpu, tctx->class);
 }
 
 /* Is @cpu running a class below critical (so a critical task may take it)? */
@@ -433,10 +435,10 @@ static void queue_to_usersched(struct task_struct *p, struct task_ctx *tctx,
 }
 
 /*
- * A normal or batch task a kick preempted goes back to the shared queue
- * without a round trip, with what was left of its slice, ordered as if user
- * space had placed it after every task it holds now (so it neither jumps
- * them nor waits behind later ones); its next record reports both stints.
+ * A normal or batch task a higher class's kick preempted goes back to the
+ * shared queue without a round trip, with what was left of its slice,
+ * ordered as if user space had placed it after every task it holds now; its
+ * next record reports both stints.
  * (The kick zeroes the slice: the preempting side's mark is the only way to
  * tell.) Critical tasks, and tasks user space pinned to a CPU's queue, go
  * through user space again.
@@ -552,7 +554,7 @@ static void dispatch_decision(const struct dispatched_task *d)
 		if (!kick_idle_cpu(p, cpu))
 			hurry_critical(p, tctx);
 	} else if (preempt_lower && tctx->class == CLASS_CRITICAL && runs_lower_class(cpu)) {
-		kick_preempt(cpu);
+		kick_preempt(cpu, tctx->class);
 	} else {
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 	}
