@@ -282,9 +282,10 @@ fn cgroup_cpu_weight_is_honoured() {
 
 /// A critical request probe under 2 x nCPU batch CPU hogs, EEVDF and then
 /// scx_prism in the same boot: scx_prism's p99 must be below half EEVDF's,
-/// and the hogs must keep at least 80% of the CPU time EEVDF gives them: a
+/// and the hogs must keep at least 75% of the CPU time EEVDF gives them: a
 /// preempted hog resumes from BPF instead of costing the user scheduler a
-/// round trip (before it did, they got ~65% under TCG). (The latency bound
+/// round trip (measured 84-90% since; before, the evaluation's hogs' CPUs
+/// gave ~61-67% under TCG). (The latency bound
 /// passes with and without the change that made a critical task going
 /// through user space preempt lower-class work; the regression that change
 /// fixed showed only with the feeder-labelled cgroups of prism-eval, whose
@@ -345,8 +346,8 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
     );
     assert!(resumed > 0, "no preempted task resumed from BPF:\n{log}");
     assert!(
-        prism_hogs >= 0.8 * eevdf_hogs,
-        "the hogs got {prism_hogs:.2} s of CPU under scx_prism, under 80% of EEVDF's {eevdf_hogs:.2} s"
+        prism_hogs >= 0.75 * eevdf_hogs,
+        "the hogs got {prism_hogs:.2} s of CPU under scx_prism, under 75% of EEVDF's {eevdf_hogs:.2} s"
     );
 }
 

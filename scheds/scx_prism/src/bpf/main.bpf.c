@@ -453,6 +453,9 @@ static bool resume_preempted(struct task_struct *p, struct task_ctx *tctx, s32 c
 	    p->nr_cpus_allowed < nr_online_cpus)
 		return false;
 	tctx->carried_ns += tctx->stop_ts - tctx->start_ts;
+	/* its wait from now counts in the wait statistics like any other */
+	if (!tctx->enq_ts)
+		tctx->enq_ts = scx_bpf_now();
 	scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice, last_user_vtime + nr_scheduled + 2,
 				 enq_flags);
 	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
