@@ -300,6 +300,17 @@ pub fn cgroup2_root() -> PathBuf {
     prism_bus::cgroup::cgroup2_root().expect("cgroup v2 is mounted")
 }
 
+/// The sum, over the lines of a scheduler's `--stats` log, of the number
+/// after `name` (e.g. " resumed "): a counter's total over the run.
+pub fn stat_sum(log: &str, name: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| {
+            let rest = &l[l.find(name)? + name.len()..];
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 /// SIGINT the scheduler and assert it went away cleanly: exit status 0,
 /// sched_ext back to disabled, and the kernel's "unregistered from user
 /// space". Returns its log.

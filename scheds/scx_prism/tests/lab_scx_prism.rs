@@ -329,7 +329,7 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
         eevdf.p50_us,
         prism.p50_us
     );
-    let resumed = counter_sum(&log, " resumed ");
+    let resumed = lab::stat_sum(&log, " resumed ");
     println!(
         "hogs' CPU seconds while the probe ran: EEVDF {eevdf_hogs:.2}, scx_prism {prism_hogs:.2} ({:.2}x); {resumed} preempted tasks resumed from BPF",
         prism_hogs / eevdf_hogs
@@ -349,14 +349,4 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
         prism_hogs >= 0.75 * eevdf_hogs,
         "the hogs got {prism_hogs:.2} s of CPU under scx_prism, under 75% of EEVDF's {eevdf_hogs:.2} s"
     );
-}
-
-/// The sum over every stats line of `log` of the number after `name`.
-fn counter_sum(log: &str, name: &str) -> u64 {
-    log.lines()
-        .filter_map(|l| {
-            let rest = &l[l.find(name)? + name.len()..];
-            rest.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
 }

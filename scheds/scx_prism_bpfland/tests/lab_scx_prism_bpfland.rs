@@ -395,10 +395,7 @@ fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
     drop(hogs);
     assert!(s.alive(), "ejected:\n{}", s.log_text());
     let log = stop_cleanly(s);
-    let rescued: u64 = log
-        .lines()
-        .filter_map(|l| l.split(" rescued ").nth(1)?.trim().parse::<u64>().ok())
-        .sum();
+    let rescued = lab::stat_sum(&log, " rescued ");
     println!(
         "heavy hogs {:.2} s, the nice-19 hog {:.3} s of CPU in 10 s; {rescued} tasks run after waiting 1 s",
         used[0], used[1]

@@ -643,16 +643,15 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 	__sync_fetch_and_sub(&nr_running, 1);
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	tctx = lookup_task_ctx(p);
+	ran = tctx ? now - tctx->start_ts : 0;
 	if (cctx) {
 		cctx->running = 0;
-		if (tctx && runnable && cctx->preempting)
-			tctx->resume_slice = tctx->stint_slice > now - tctx->start_ts + MIN_RESUME_NS ?
-					     tctx->stint_slice - (now - tctx->start_ts) : 0;
+		if (tctx && runnable && cctx->preempting && tctx->stint_slice > ran + MIN_RESUME_NS)
+			tctx->resume_slice = tctx->stint_slice - ran;
 		cctx->preempting = 0;
 	}
 	if (!tctx)
 		return;
-	ran = now - tctx->start_ts;
 	tctx->stop_ts = now;
 	tctx->exec_runtime += ran;
 	if (!runnable)
