@@ -27,6 +27,7 @@ pub struct BpfConfig {
     pub partial: bool,
     pub exit_dump_len: u32,
     pub preempt_lower: bool,
+    pub affine_burst_ns: u64,
     pub verbose: bool,
 }
 
@@ -43,6 +44,7 @@ pub struct BpfCounters {
     pub nr_congested: u64,
     pub nr_direct_preempt: u64,
     pub nr_resumed: u64,
+    pub nr_affine: u64,
     pub nr_bus_cached: u64,
     pub nr_bus_own: u64,
     pub nr_bus_ancestor: u64,
@@ -89,6 +91,7 @@ impl<'obj> BpfScheduler<'obj> {
         rodata.khugepaged_pid = khugepaged_pid();
         rodata.slice_ns = cfg.slice_ns;
         rodata.preempt_lower = cfg.preempt_lower;
+        rodata.affine_burst_ns = cfg.affine_burst_ns;
 
         // The bus slots' template must match the pinned map when there is one;
         // libbpf reads the fd at load time, so the bus stays open until then.
@@ -213,6 +216,7 @@ impl<'obj> BpfScheduler<'obj> {
             nr_congested: b.nr_congested,
             nr_direct_preempt: b.nr_direct_preempt,
             nr_resumed: b.nr_resumed,
+            nr_affine: b.nr_affine,
             nr_bus_cached: b.nr_bus_cached,
             nr_bus_own: b.nr_bus_own,
             nr_bus_ancestor: b.nr_bus_ancestor,

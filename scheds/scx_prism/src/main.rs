@@ -74,6 +74,13 @@ struct Opts {
     #[arg(long)]
     no_preempt: bool,
 
+    /// A waker that ran less than this (microseconds) since it last slept,
+    /// and as little the time before, hands its CPU to the task it wakes when
+    /// no CPU is idle: the wakee runs as soon as the waker sleeps, no IPI.
+    /// 0 turns this off.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    affine_burst_us: u64,
+
     /// Directory where the Prism bus is pinned.
     #[arg(long, env = "PRISM_BUS_DIR", default_value = DEFAULT_PIN_DIR)]
     bus_dir: PathBuf,
@@ -120,6 +127,7 @@ impl<'a> Scheduler<'a> {
             partial: opts.common.partial,
             exit_dump_len: opts.common.exit_dump_len,
             preempt_lower: !opts.no_preempt,
+            affine_burst_ns: opts.affine_burst_us * 1000,
             verbose: opts.common.verbose,
         };
         let bpf = BpfScheduler::init(open_object, &cfg, BusPaths::new(&opts.bus_dir))?;
@@ -259,6 +267,7 @@ impl<'a> Scheduler<'a> {
             bounced: c.nr_bounce_dispatches,
             direct_preempts: c.nr_direct_preempt,
             resumed: c.nr_resumed,
+            affine: c.nr_affine,
             bus_cached: c.nr_bus_cached,
             bus_hit: c.nr_bus_own,
             bus_fallback: c.nr_bus_ancestor,

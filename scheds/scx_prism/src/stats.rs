@@ -69,6 +69,8 @@ pub struct Metrics {
     pub direct_preempts: u64,
     #[stat(desc = "Preempted tasks resumed from BPF with the rest of their slice")]
     pub resumed: u64,
+    #[stat(desc = "Waking tasks queued on their short-burst waker's CPU, to run when it sleeps")]
+    pub affine: u64,
     #[stat(desc = "Bus resolutions answered by the per-task cache")]
     pub bus_cached: u64,
     #[stat(desc = "Bus resolutions that found the task's own cgroup")]
@@ -108,7 +110,7 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | non-crit share {:.0}% | cong {} cancel {} bounce {} preempt {} resumed {} | bus cache {} hit {} anc {} miss {}",
+            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | non-crit share {:.0}% | cong {} cancel {} bounce {} preempt {} resumed {} affine {} | bus cache {} hit {} anc {} miss {}",
             self.critical_wait_p50_us,
             self.critical_wait_p99_us,
             self.normal_wait_p50_us,
@@ -121,6 +123,7 @@ impl Metrics {
             self.bounced,
             self.direct_preempts,
             self.resumed,
+            self.affine,
             self.bus_cached,
             self.bus_hit,
             self.bus_fallback,
@@ -140,6 +143,7 @@ impl Metrics {
             bounced: self.bounced - prev.bounced,
             direct_preempts: self.direct_preempts - prev.direct_preempts,
             resumed: self.resumed - prev.resumed,
+            affine: self.affine - prev.affine,
             bus_cached: self.bus_cached - prev.bus_cached,
             bus_hit: self.bus_hit - prev.bus_hit,
             bus_fallback: self.bus_fallback - prev.bus_fallback,

@@ -330,8 +330,9 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
         prism.p50_us
     );
     let resumed = lab::stat_sum(&log, " resumed ");
+    let affine = lab::stat_sum(&log, " affine ");
     println!(
-        "hogs' CPU seconds while the probe ran: EEVDF {eevdf_hogs:.2}, scx_prism {prism_hogs:.2} ({:.2}x); {resumed} preempted tasks resumed from BPF",
+        "hogs' CPU seconds while the probe ran: EEVDF {eevdf_hogs:.2}, scx_prism {prism_hogs:.2} ({:.2}x); {resumed} preempted tasks resumed from BPF, {affine} wakeups on the waker's CPU",
         prism_hogs / eevdf_hogs
     );
     assert!(
@@ -345,6 +346,11 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
         eevdf.p99_us
     );
     assert!(resumed > 0, "no preempted task resumed from BPF:\n{log}");
+    // the dispatcher wakes a worker and sleeps: the worker should take its CPU
+    assert!(
+        affine > 0,
+        "no wakeup was placed on its waker's CPU:\n{log}"
+    );
     assert!(
         prism_hogs >= 0.75 * eevdf_hogs,
         "the hogs got {prism_hogs:.2} s of CPU under scx_prism, under 75% of EEVDF's {eevdf_hogs:.2} s"

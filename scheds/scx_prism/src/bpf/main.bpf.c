@@ -17,10 +17,12 @@
  * task waking with no CPU idle preempts a CPU running a lower class (a
  * critical one: batch, else normal), or longer-running work of its own
  * class if it is interactive, at once; a lower-class task it stops resumes
- * from the shared queue without a round trip. A 1 s heartbeat keeps
- * an idle user scheduler from looking like a stall.
+ * from the shared queue without a round trip. A task woken by a waker that
+ * only runs briefly is queued on the waker's CPU instead (wake-affine). A
+ * 1 s heartbeat keeps an idle user scheduler from looking like a stall.
  */
 #include <scx/common.bpf.h>
+#include <bpf_experimental.h>
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_weight.bpf.h>
@@ -50,6 +52,8 @@ const volatile bool preempt_lower = true;
 const volatile u64 interactive_burst_ns = 2500000ULL;
 /* an interactive waker may preempt a same-class task that ran this long */
 const volatile u64 preempt_min_run_ns = 1000000ULL;
+/* a waker that runs less than this before it sleeps hands its CPU to its wakee (0: never) */
+const volatile u64 affine_burst_ns = 500000ULL;
 
 /* set by user space while normal+batch are below their minimum share */
 volatile bool lower_classes_starving;
@@ -66,7 +70,7 @@ static u64 last_user_vtime;
 /* statistics, read by user space */
 volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
 	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
-	     nr_direct_preempt, nr_resumed;
+	     nr_direct_preempt, nr_resumed, nr_affine;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[NR_CLASSES];
 
@@ -219,13 +223,14 @@ static u32 class_rank(u32 class)
  *    preempt_min_run_ns (the tick-free version of EEVDF's wakeup preemption);
  *  - critical also takes same-class CPUs on those terms;
  *  - batch preempts nobody.
+ * Among equals, the CPU the wakeup runs on goes first.
  */
 static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 {
 	u32 rank = class_rank(tctx->class), best = rank;
 	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
 	u64 now = scx_bpf_now(), longest = 0;
-	s32 cpu, victim = -1;
+	s32 cpu, victim = -1, this_cpu = bpf_get_smp_processor_id();
 
 	if (rank == 0 || (rank == 2 && lower_classes_starving))
 		return -1;
@@ -248,8 +253,13 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
 			continue;
 		if (r == rank && (!interactive || ran < preempt_min_run_ns))
 			continue;
-		/* the lowest class first, then the longest-running */
-		if (r < best || (r == best && ran > longest)) {
+		/*
+		 * The lowest class first, then the CPU this wakeup runs on (no
+		 * IPI: under emulation the dearest part of a preemption), then
+		 * the longest-running.
+		 */
+		if (r < best ||
+		    (r == best && victim != this_cpu && (cpu == this_cpu || ran > longest))) {
 			victim = cpu;
 			best = r;
 			longest = ran;
@@ -347,6 +357,37 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 }
 
 /*
+ * With no CPU idle, a waker that only runs briefly before it sleeps (a
+ * dispatcher handing out work, an RPC hop) hands its CPU to the task it
+ * wakes: queued first on the waker's CPU, the wakee runs as soon as the
+ * waker sleeps, with no preemption and no IPI. Only for a wakee of at
+ * least the waker's class, never batch, and with nothing else queued there.
+ */
+static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
+{
+	struct task_struct *waker = bpf_get_current_task_btf();
+	s32 cpu = bpf_get_smp_processor_id();
+	struct task_ctx *wctx;
+	u32 rank;
+
+	/* an interrupt's wakeup has no waker: whatever runs was only interrupted */
+	if (!bpf_in_task() || waker == p || (waker->flags & PF_KTHREAD) || is_usersched(waker) ||
+	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
+		return false;
+	wctx = lookup_task_ctx(waker);
+	if (!wctx || wctx->last_burst_ns >= affine_burst_ns ||
+	    wctx->exec_runtime + scx_bpf_now() - wctx->start_ts >= affine_burst_ns)
+		return false;
+	refresh_class(p, tctx);
+	rank = class_rank(tctx->class);
+	if (rank == 0 || rank < class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
+		return false;
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
+	__sync_fetch_and_add(&nr_affine, 1);
+	return true;
+}
+
+/*
  * A waking task with an idle CPU runs there without asking user space: a
  * round trip would only add latency to a decision that has one answer.
  */
@@ -371,6 +412,9 @@ s32 BPF_STRUCT_OPS(prism_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 		}
 		return cpu;
 	}
+	if (affine_burst_ns && (wake_flags & SCX_WAKE_TTWU) && (tctx = lookup_task_ctx(p)) &&
+	    wake_affine(p, tctx))
+		return bpf_get_smp_processor_id();
 	return prev_cpu;
 }
 
