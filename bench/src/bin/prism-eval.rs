@@ -33,8 +33,9 @@ use prism_bus::{BusWriter, LatencyClass};
 #[command(
     about = "Prism's evaluation suite: every scheduler, every scenario, one boot; CSV, markdown and PNG plots",
     after_help = "Run it in the lab guest (ci/lab run --results DIR -- target/release/prism-eval --out DIR). \
---quick is what CI runs: EEVDF, scx_prism and scx_prism_bpfland --prism on three scenarios, \
-asserting that the class ordering holds, that scx_prism's contended-2x critical p99 is below half EEVDF's, and that scx_prism with an empty bus is not worse than 2x EEVDF's p99."
+--quick is what CI runs: EEVDF, scx_prism and scx_prism_bpfland --prism on idle, contended-2x, selective and empty-bus, \
+asserting that the class ordering holds, that scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's and its p50 within 1.1 x, \
+and that scx_prism with an empty bus is within 1.1 x EEVDF's p50 and p99."
 )]
 struct Opts {
     /// Where raw.csv, summary.csv, report.md and the plots go.
@@ -46,7 +47,7 @@ struct Opts {
     /// Seconds each scenario measures. Default: 4, --quick 2.
     #[arg(long)]
     seconds: Option<f64>,
-    /// CI's run: ours and EEVDF on contended-2x, selective and empty-bus, with assertions.
+    /// CI's run: ours and EEVDF on idle, contended-2x, selective and empty-bus, with assertions.
     #[arg(long, conflicts_with = "demo")]
     quick: bool,
     /// The README demo: EEVDF vs scx_prism on contended-2x and selective, one trial.
@@ -55,7 +56,7 @@ struct Opts {
     /// Only schedulers whose name contains one of these (repeatable); EEVDF always runs.
     #[arg(long)]
     only: Vec<String>,
-    /// Only these scenarios (repeatable: contended-1x, contended-2x, contended-4x,
+    /// Only these scenarios (repeatable: idle, contended-1x, contended-2x, contended-4x,
     /// selective, fairness, empty-bus, rpc-chain).
     #[arg(long)]
     scenario: Vec<String>,
@@ -447,14 +448,19 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn p99(rows: &[Row], s: &str, sc: &str, su: &str) -> Option<f64> {
-    report::find(rows, s, sc, su, "p99_us").map(|r| r.median)
+    metric(rows, s, sc, su, "p99_us")
+}
+
+fn metric(rows: &[Row], s: &str, sc: &str, su: &str, m: &str) -> Option<f64> {
+    report::find(rows, s, sc, su, m).map(|r| r.median)
 }
 
 /// CI's assertions on a --quick run: the class ordering holds for both of
 /// our bus-reading schedulers (in the selective scenario critical's p99 is
-/// below batch's and not above 1.5 x normal's), scx_prism's contended-2x
-/// critical p99 is below half EEVDF's, and scx_prism on an empty bus is not
-/// worse than 2x EEVDF's p99.
+/// below batch's and not above 1.5 x normal's); scx_prism's contended-2x
+/// critical p99 is below 0.3 x EEVDF's and its p50 within 1.1 x; with an
+/// empty bus its p50 and p99 are within 1.1 x EEVDF's (the issue's targets,
+/// but for the 1/15 no scheduler reaches under emulation).
 fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
     let mut bad: Vec<String> = failures.iter().map(|f| format!("failure: {f}")).collect();
     for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
@@ -475,39 +481,34 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
             _ => bad.push(format!("{s}: no selective figures")),
         }
     }
-    // the bound the first quick run broke (1.86x) before a critical task
-    // going through user space preempted lower-class work (0.16-0.27x since)
-    match (
-        p99(rows, SCX_PRISM, "contended-2x", "critical"),
-        p99(rows, EEVDF, "contended-2x", "critical"),
-    ) {
-        (Some(p), Some(e)) if p < 0.5 * e => {}
-        (Some(p), Some(e)) => bad.push(format!(
-            "scx_prism contended-2x critical p99 {p:.0} us is not below half EEVDF's {e:.0} us"
-        )),
-        _ => bad.push("no contended-2x figures for scx_prism and EEVDF".into()),
-    }
     // EEVDF reads no bus: its contended-2x and empty-bus runs are the same
-    // experiment, so the baseline is both (one 3 x 2 s median ranged 2.2-7 ms)
-    let eevdf = match (
-        p99(rows, EEVDF, "empty-bus", "critical"),
-        p99(rows, EEVDF, "contended-2x", "critical"),
+    // experiment, so its baseline is both (one 3 x 2 s p99 median ranged 2.2-7 ms)
+    let eevdf = |m: &str| match (
+        metric(rows, EEVDF, "empty-bus", "critical", m),
+        metric(rows, EEVDF, "contended-2x", "critical", m),
     ) {
         (Some(a), Some(b)) => Some((a + b) / 2.0),
         (a, b) => a.or(b),
     };
-    match (p99(rows, SCX_PRISM, "empty-bus", "critical"), eevdf) {
-        (Some(p), Some(e)) if p <= 2.0 * e => {}
-        (Some(p), Some(e)) => bad.push(format!(
-            "scx_prism empty-bus p99 {p:.0} us > 2 x EEVDF's {e:.0} us"
-        )),
-        _ => bad.push("no empty-bus figures for scx_prism and EEVDF".into()),
+    for (scenario, m, bound) in [
+        ("contended-2x", "p99_us", 0.3),
+        ("contended-2x", "p50_us", 1.1),
+        ("empty-bus", "p99_us", 1.1),
+        ("empty-bus", "p50_us", 1.1),
+    ] {
+        match (metric(rows, SCX_PRISM, scenario, "critical", m), eevdf(m)) {
+            (Some(p), Some(e)) if p <= bound * e => {}
+            (Some(p), Some(e)) => bad.push(format!(
+                "scx_prism {scenario} critical {m} {p:.0} us > {bound} x EEVDF's {e:.0} us"
+            )),
+            _ => bad.push(format!("no {scenario} {m} figures for scx_prism and EEVDF")),
+        }
     }
     if !bad.is_empty() {
         bail!("quick evaluation failed:\n  {}", bad.join("\n  "));
     }
     eprintln!(
-        "quick evaluation: class ordering holds; scx_prism contended-2x critical p99 below half EEVDF's; empty-bus p99 within 2x EEVDF"
+        "quick evaluation: class ordering holds; scx_prism contended-2x critical p99 below 0.3 x EEVDF's, p50 within 1.1 x; empty bus p50 and p99 within 1.1 x EEVDF's"
     );
     Ok(())
 }

@@ -37,9 +37,12 @@ pub enum Scenario {
     EmptyBus,
     /// The RPC chain (critical) under 2 x nCPU batch hogs.
     Rpc,
+    /// The critical probe alone: the floor this machine allows.
+    Idle,
 }
 
-pub const ALL: [Scenario; 7] = [
+pub const ALL: [Scenario; 8] = [
+    Scenario::Idle,
     Scenario::Contended(1),
     Scenario::Contended(2),
     Scenario::Contended(4),
@@ -48,7 +51,8 @@ pub const ALL: [Scenario; 7] = [
     Scenario::EmptyBus,
     Scenario::Rpc,
 ];
-pub const QUICK: [Scenario; 3] = [
+pub const QUICK: [Scenario; 4] = [
+    Scenario::Idle,
     Scenario::Contended(2),
     Scenario::Selective,
     Scenario::EmptyBus,
@@ -63,6 +67,7 @@ impl Scenario {
             Scenario::Fairness => "fairness".into(),
             Scenario::EmptyBus => "empty-bus".into(),
             Scenario::Rpc => "rpc-chain".into(),
+            Scenario::Idle => "idle".into(),
         }
     }
 
@@ -74,6 +79,7 @@ impl Scenario {
             Scenario::Selective => "identical request probes (250 us) labelled critical, normal and batch at once, under 2 x nCPU unlabelled hogs".into(),
             Scenario::Fairness => "nCPU critical hogs and nCPU normal hogs: normal's share of the CPU time".into(),
             Scenario::EmptyBus => "contended-2x with nothing on the bus (schedulers that read it restarted on an empty one)".into(),
+            Scenario::Idle => "the critical request probe alone, every CPU idle: the floor of this machine's wakeup latency (every wakeup wakes an idle vCPU), under which no scheduler's contended figure can go".into(),
             Scenario::Rpc => "3 services calling each other over Unix sockets, 100 requests/s offered, 100 us per hop, latency from the intended send time (coordinated omission corrected), under 2 x nCPU batch hogs".into(),
         }
     }
@@ -183,6 +189,10 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Result<Figures, String> {
                 (lab::cpu_usage_us(&cg.batch.path) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
             latency("critical", &summary, &mut out);
             out.push(("hogs".into(), "cpus".into(), cpus));
+        }
+        Scenario::Idle => {
+            let summary = probe(t, &t.probe, &cg.crit.path, "critical", PROBE, 1.0).try_finish()?;
+            latency("critical", &summary, &mut out);
         }
         Scenario::Selective => {
             let _hogs = Hogs::start(&cg.plain.path, 2 * n);
