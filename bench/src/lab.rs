@@ -414,3 +414,27 @@ pub fn built_beside(bin: &Path, name: &str) -> PathBuf {
     );
     p
 }
+
+/// On a kernel without sched_ext, `scheduler` (a binary of that name) must
+/// refuse before loading anything, saying what the kernel lacks, the config
+/// it needs, and how to run it in the lab VM. Returns false (nothing to
+/// check) where the kernel has sched_ext.
+pub fn refuses_without_sched_ext(bin: &Path, scheduler: &str) -> bool {
+    if Path::new(STATE).exists() {
+        return false;
+    }
+    let out = Command::new(bin).output().expect("run the scheduler");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{scheduler} ran on a kernel without sched_ext:\n{stderr}"
+    );
+    let lab = format!("ci/lab run -- target/release/{scheduler}");
+    for needed in ["has no sched_ext", "CONFIG_SCHED_CLASS_EXT=y", lab.as_str()] {
+        assert!(
+            stderr.contains(needed),
+            "{scheduler}'s refusal does not say {needed:?}:\n{stderr}"
+        );
+    }
+    true
+}
