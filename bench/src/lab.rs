@@ -207,6 +207,23 @@ impl Hogs {
         Hogs { children }
     }
 
+    /// One hog pinned to each of `cpus`.
+    pub fn start_pinned(cgroup: &Path, cpus: &[usize]) -> Hogs {
+        let children = cpus
+            .iter()
+            .map(|cpu| {
+                in_cgroup(
+                    cgroup,
+                    &format!("taskset -c {cpu} sh -c 'while :; do :; done'"),
+                )
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn pinned hog")
+            })
+            .collect();
+        Hogs { children }
+    }
+
     /// The hog processes (each is the busy loop itself: the shell execs it).
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()
@@ -335,12 +352,17 @@ pub fn stop_cleanly(s: SchedProcess) -> String {
 /// stress-ng's CPU, fork and context-switch stressors for `seconds`, all
 /// of them in `cgroup`.
 pub fn stress(cgroup: &Path, seconds: u64) {
-    let status = in_cgroup(
+    stress_ng(
         cgroup,
-        &format!("stress-ng --cpu 2 --fork 2 --switch 2 --timeout {seconds}s --quiet"),
-    )
-    .status()
-    .expect("sh");
+        &format!("--cpu 2 --fork 2 --switch 2 --timeout {seconds}s"),
+    );
+}
+
+/// Run stress-ng with `args` in a cgroup; it must succeed.
+pub fn stress_ng(cgroup: &Path, args: &str) {
+    let status = in_cgroup(cgroup, &format!("stress-ng {args} --quiet"))
+        .status()
+        .expect("sh");
     assert!(
         status.success(),
         "stress-ng failed (apt install stress-ng): {status}"

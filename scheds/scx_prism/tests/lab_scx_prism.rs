@@ -77,6 +77,45 @@ fn survives_45s_of_stress_ng_with_bus_entries() {
     assert!(!log.contains("runtime error"), "{log}");
 }
 
+/// Ping-pong pairs (stress-ng --switch) hand a CPU back and forth in bursts
+/// short enough for wake-affine placement, and a task on a CPU's local
+/// queue runs before ops.dispatch is asked: without a cap on such placements
+/// in a row, the pairs could own their CPUs, and a hog pinned to each would
+/// wait until the watchdog ejected the scheduler. (Without the cap: 0.39 of
+/// 2 CPUs for the pinned hogs; with it 1.15.)
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn ping_pong_pairs_leave_their_cpus_other_work_running() {
+    let bus = TempBusDir::new("pingpong");
+    let (pinned, pairs) = (
+        TempCgroup::new("pingpong-pinned"),
+        TempCgroup::new("pingpong-pairs"),
+    );
+    let s = start(&bus, &["--stats", "1"]);
+    let n = lab::nr_cpus();
+    let hogs = Hogs::start_pinned(&pinned.path, &(0..n).collect::<Vec<_>>());
+    sleep(Duration::from_millis(300));
+    let (before, t0) = (lab::cpu_usage_us(&pinned.path), Instant::now());
+    lab::stress_ng(&pairs.path, &format!("--switch {n} --timeout 10s"));
+    let used = lab::cpu_usage_us(&pinned.path).saturating_sub(before) as f64 / 1e6;
+    let pinned_cpus = used / t0.elapsed().as_secs_f64();
+    drop(hogs);
+    assert_eq!(lab::state(), "enabled", "ejected:\n{}", s.log_text());
+    let log = stop_cleanly(s);
+    let affine = lab::stat_sum(&log, " affine ");
+    println!(
+        "pinned hogs used {pinned_cpus:.2} CPUs beside {n} ping-pong pairs; {affine} wake-affine placements"
+    );
+    assert!(
+        affine > 0,
+        "no wake-affine placement: nothing was tested:\n{log}"
+    );
+    assert!(
+        pinned_cpus >= 0.3 * n as f64,
+        "the pinned hogs got {pinned_cpus:.2} of {n} CPUs beside the pairs"
+    );
+}
+
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn kill_9_falls_back_to_the_fair_class() {

@@ -17,9 +17,10 @@
  * task waking with no CPU idle preempts a CPU running a lower class (a
  * critical one: batch, else normal), or longer-running work of its own
  * class if it is interactive, at once; a lower-class task it stops resumes
- * from the shared queue without a round trip. A task woken by a waker that
- * only runs briefly is queued on the waker's CPU instead (wake-affine). A
- * 1 s heartbeat keeps an idle user scheduler from looking like a stall.
+ * from the shared queue without a round trip. A task woken by a same-class
+ * waker that only runs briefly runs next on the waker's CPU instead, ahead
+ * of that CPU's queues, a few times in a row at most (wake-affine). A 1 s
+ * heartbeat keeps an idle user scheduler from looking like a stall.
  */
 #include <scx/common.bpf.h>
 #include <bpf_experimental.h>
@@ -79,6 +80,12 @@ static u64 nr_cpu_ids;
 #define MAX_ENQUEUED_TASKS 4096
 /* a preempted task with less slice left than this goes back to user space */
 #define MIN_RESUME_NS	100000ULL
+/*
+ * Wakees placed on one CPU's local queue since it last went through
+ * ops.dispatch: a local task runs before dispatch is asked, so a ping-pong
+ * pair handing the CPU back and forth would otherwise starve its queues.
+ */
+#define AFFINE_CHAIN_MAX 4
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -119,6 +126,7 @@ struct cpu_ctx {
 	u32 class;
 	u32 running;
 	u32 preempting;		/* a preemption kick is on its way */
+	u32 affine_chain;	/* wake-affine placements since the last dispatch */
 };
 
 struct {
@@ -223,14 +231,15 @@ static u32 class_rank(u32 class)
  *    preempt_min_run_ns (the tick-free version of EEVDF's wakeup preemption);
  *  - critical also takes same-class CPUs on those terms;
  *  - batch preempts nobody.
- * Among equals, the CPU the wakeup runs on goes first.
+ * For a wakeup (@at_wakeup), the CPU it runs on goes first among equals:
+ * elsewhere, as in ops.dispatch, this CPU is about to switch tasks anyway.
  */
-static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx)
+static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, bool at_wakeup)
 {
 	u32 rank = class_rank(tctx->class), best = rank;
 	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
 	u64 now = scx_bpf_now(), longest = 0;
-	s32 cpu, victim = -1, this_cpu = bpf_get_smp_processor_id();
+	s32 cpu, victim = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
 
 	if (rank == 0 || (rank == 2 && lower_classes_starving))
 		return -1;
@@ -286,15 +295,17 @@ static void kick_preempt(s32 cpu, u32 class)
 /*
  * A waking task with no CPU idle takes its victim's CPU at once, from BPF:
  * no user-space round trip on the path that decides its latency. The task
- * it preempts goes back through user space.
+ * it preempts resumes from BPF if it is of a lower class (kick_preempt),
+ * else goes back through user space.
  */
 static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_flags)
 {
-	s32 cpu = preemption_victim(p, tctx);
+	s32 cpu = preemption_victim(p, tctx, true);
 
 	if (cpu < 0)
 		return false;
-	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
+	/* at the head: ahead of a wakee already placed there (wake_affine) */
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_HEAD);
 	kick_preempt(cpu, tctx->class);
 	__sync_fetch_and_add(&nr_direct_preempt, 1);
 	if (tctx->class == CLASS_CRITICAL)
@@ -326,7 +337,7 @@ static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 
 	if (!preempt_lower || tctx->class != CLASS_CRITICAL)
 		return;
-	cpu = preemption_victim(p, tctx);
+	cpu = preemption_victim(p, tctx, false);
 	if (cpu >= 0)
 		kick_preempt(cpu, tctx->class);
 }
@@ -358,21 +369,29 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 
 /*
  * With no CPU idle, a waker that only runs briefly before it sleeps (a
- * dispatcher handing out work, an RPC hop) hands its CPU to the task it
- * wakes: queued first on the waker's CPU, the wakee runs as soon as the
- * waker sleeps, with no preemption and no IPI. Only for a wakee of at
- * least the waker's class, never batch, and with nothing else queued there.
+ * dispatcher handing out work, an RPC hop) hands its CPU to the same-class
+ * task it wakes: placed first on the waker's CPU, the wakee runs as soon as
+ * the waker sleeps, with no preemption and no IPI. Never for batch, nor
+ * with anything already placed there; a wakee of a higher class preempts
+ * instead (preempt_for). The waker's slice is cut to the burst it was
+ * expected to stay within, and a CPU takes at most AFFINE_CHAIN_MAX such
+ * wakees in a row before its queues are served.
  */
 static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 {
 	struct task_struct *waker = bpf_get_current_task_btf();
+	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	s32 cpu = bpf_get_smp_processor_id();
 	struct task_ctx *wctx;
 	u32 rank;
 
 	/* an interrupt's wakeup has no waker: whatever runs was only interrupted */
-	if (!bpf_in_task() || waker == p || (waker->flags & PF_KTHREAD) || is_usersched(waker) ||
-	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
+	if (!bpf_in_task() || !cctx || !cctx->running || cctx->affine_chain >= AFFINE_CHAIN_MAX)
+		return false;
+	/* the waker must be this CPU's running sched_ext task, not an RT one */
+	if (!(waker->scx.flags & SCX_TASK_QUEUED) || (waker->flags & PF_KTHREAD) ||
+	    is_usersched(waker) || bypasses_usersched(p) || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) ||
+	    scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
 		return false;
 	wctx = lookup_task_ctx(waker);
 	if (!wctx || wctx->last_burst_ns >= affine_burst_ns ||
@@ -380,9 +399,12 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 		return false;
 	refresh_class(p, tctx);
 	rank = class_rank(tctx->class);
-	if (rank == 0 || rank < class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
+	if (rank == 0 || rank != class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
 		return false;
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
+	if (waker->scx.slice > affine_burst_ns)
+		scx_bpf_task_set_slice(waker, affine_burst_ns);
+	cctx->affine_chain++;
 	__sync_fetch_and_add(&nr_affine, 1);
 	return true;
 }
@@ -625,6 +647,10 @@ static long drain_one(struct bpf_dynptr *dynptr, void *ctx)
  */
 void BPF_STRUCT_OPS(prism_dispatch, s32 cpu, struct task_struct *prev)
 {
+	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+
+	if (cctx)
+		cctx->affine_chain = 0;
 	bpf_user_ringbuf_drain(&dispatched, drain_one, NULL, BPF_RB_NO_WAKEUP);
 
 	if (usersched_has_work() && scx_bpf_dsq_move_to_local(SCHED_DSQ, 0))
