@@ -196,29 +196,24 @@ impl Hogs {
     /// Hogs at nice `nice` (-20..=19).
     pub fn start_niced(cgroup: &Path, n: usize, nice: i32) -> Hogs {
         let cmd = format!("nice -n {nice} sh -c 'while :; do :; done'");
-        let children = (0..n)
-            .map(|_| {
-                in_cgroup(cgroup, &cmd)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("spawn hog")
-            })
-            .collect();
-        Hogs { children }
+        Hogs::spawn(cgroup, (0..n).map(|_| cmd.clone()))
     }
 
     /// One hog pinned to each of `cpus`.
     pub fn start_pinned(cgroup: &Path, cpus: &[usize]) -> Hogs {
-        let children = cpus
+        let cmds = cpus
             .iter()
-            .map(|cpu| {
-                in_cgroup(
-                    cgroup,
-                    &format!("taskset -c {cpu} sh -c 'while :; do :; done'"),
-                )
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn pinned hog")
+            .map(|cpu| format!("taskset -c {cpu} sh -c 'while :; do :; done'"));
+        Hogs::spawn(cgroup, cmds)
+    }
+
+    fn spawn(cgroup: &Path, cmds: impl Iterator<Item = String>) -> Hogs {
+        let children = cmds
+            .map(|cmd| {
+                in_cgroup(cgroup, &cmd)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("spawn hog")
             })
             .collect();
         Hogs { children }

@@ -385,13 +385,16 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	struct task_ctx *wctx;
 	u32 rank;
 
-	/* an interrupt's wakeup has no waker: whatever runs was only interrupted */
-	if (!bpf_in_task() || !cctx || !cctx->running || cctx->affine_chain >= AFFINE_CHAIN_MAX)
-		return false;
-	/* the waker must be this CPU's running sched_ext task, not an RT one */
-	if (!(waker->scx.flags & SCX_TASK_QUEUED) || (waker->flags & PF_KTHREAD) ||
-	    is_usersched(waker) || bypasses_usersched(p) || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) ||
-	    scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
+	/*
+	 * cctx->running: a task of ours other than the user scheduler runs here
+	 * (ops.running sets it, ops.stopping clears it, also when an RT task
+	 * takes the CPU), so current is it. A wakeup in irq context has no
+	 * waker; the kernel does not mark timer wakeups so (measured), and the
+	 * burst test below is what keeps an interrupted hog from counting.
+	 */
+	if (!bpf_in_task() || !cctx || !cctx->running || cctx->affine_chain >= AFFINE_CHAIN_MAX ||
+	    (waker->flags & PF_KTHREAD) || bypasses_usersched(p) ||
+	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
 		return false;
 	wctx = lookup_task_ctx(waker);
 	if (!wctx || wctx->last_burst_ns >= affine_burst_ns ||
