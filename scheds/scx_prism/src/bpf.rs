@@ -20,6 +20,7 @@ use scx_utils::{
 
 use crate::bpf_intf::{dispatched_task, queued_task};
 use crate::bpf_skel::{BpfSkel, BpfSkelBuilder};
+use crate::policy::NR_CLASSES;
 
 /// What the loader needs to know, from the command line.
 pub struct BpfConfig {
@@ -49,7 +50,7 @@ pub struct BpfCounters {
     pub nr_bus_own: u64,
     pub nr_bus_ancestor: u64,
     pub nr_bus_miss: u64,
-    pub class_runtime_ns: [u64; 4],
+    pub class_runtime_ns: [u64; NR_CLASSES],
 }
 
 pub struct BpfScheduler<'obj> {

@@ -17,12 +17,14 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-/// Class indices (bus values; unset is scheduled as normal).
-pub const UNSET: usize = 0;
-pub const CRITICAL: usize = 1;
-pub const NORMAL: usize = 2;
-pub const BATCH: usize = 3;
-pub const NR_CLASSES: usize = 4;
+use prism_bus::LatencyClass;
+
+/// Class indices: the bus's values (unset is scheduled as normal).
+pub const UNSET: usize = LatencyClass::Unset as usize;
+pub const CRITICAL: usize = LatencyClass::Critical as usize;
+pub const NORMAL: usize = LatencyClass::Normal as usize;
+pub const BATCH: usize = LatencyClass::Batch as usize;
+pub const NR_CLASSES: usize = LatencyClass::ALL.len();
 
 /// Run queues: critical, normal (with unset), batch.
 const QUEUES: [usize; 3] = [CRITICAL, NORMAL, BATCH];

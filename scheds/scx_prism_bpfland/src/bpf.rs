@@ -16,10 +16,11 @@ use scx_utils::{
     uei_report,
 };
 
-use crate::bpf_intf::{consts_MAX_CPUS, consts_MAX_LLCS, consts_MAX_NODES, consts_NR_CLASSES};
+use crate::bpf_intf::{consts_MAX_CPUS, consts_MAX_LLCS, consts_MAX_NODES};
 use crate::bpf_skel::{BpfSkel, BpfSkelBuilder};
 
-pub const NR_CLASSES: usize = consts_NR_CLASSES as usize;
+/// Per-class arrays are indexed by the bus's class value.
+pub const NR_CLASSES: usize = prism_bus::LatencyClass::ALL.len();
 const MAX_CPUS: usize = consts_MAX_CPUS as usize;
 const MAX_LLCS: usize = consts_MAX_LLCS as usize;
 const MAX_NODES: usize = consts_MAX_NODES as usize;

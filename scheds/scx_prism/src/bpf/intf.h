@@ -17,18 +17,11 @@ typedef unsigned long long u64;
 #define MAX_CPUS		1024
 #define TASK_COMM_LEN_PRISM	16
 
-/* the latency classes as the policy loop ranks them (bus class values) */
-enum prism_sched_class {
-	CLASS_UNSET = 0,
-	CLASS_CRITICAL = 1,
-	CLASS_NORMAL = 2,
-	CLASS_BATCH = 3,
-	NR_CLASSES = 4,
-};
-
 enum {
 	/* dispatched_task.cpu: no CPU preference, first CPU available */
 	PRISM_CPU_ANY = 1 << 20,
+	/* per-class arrays: indexed by the bus's class value (PRISM_NR_CLASSES) */
+	PRISM_CLASS_SLOTS = 4,
 };
 
 /* queued_task.bus_source: how the BPF side found the task's identity */
@@ -54,7 +47,7 @@ struct queued_task {
 	u32 nice_weight;	/* 1..10000, 100 = nice 0 */
 	u32 cgroup_weight;	/* cpu.weight, 1..10000, 100 default */
 	u32 identity;		/* from the bus, 0 = unknown */
-	u32 class;		/* enum prism_sched_class */
+	u32 class;		/* the bus's PRISM_CLASS_* */
 	u32 bus_weight;		/* 0 unset, 1..127, 64 neutral */
 	u32 bus_source;		/* BUS_* */
 	u32 last_wait_class;	/* its class when it waited last_wait_ns */

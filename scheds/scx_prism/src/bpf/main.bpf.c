@@ -27,7 +27,10 @@
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_weight.bpf.h>
+#include <prism/class_rank.bpf.h>
 #include "intf.h"
+
+_Static_assert(PRISM_CLASS_SLOTS == PRISM_NR_CLASSES, "intf.h and class_rank.bpf.h disagree");
 
 char _license[] SEC("license") = "GPL";
 
@@ -73,7 +76,7 @@ volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
 	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
 	     nr_direct_preempt, nr_resumed, nr_affine;
 /* CPU time consumed per class, for the policy loop's share guard */
-volatile u64 class_runtime_ns[NR_CLASSES];
+volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
 static u64 nr_cpu_ids;
 
@@ -205,21 +208,8 @@ static struct prism_task_info *refresh_class(struct task_struct *p, struct task_
 {
 	struct prism_task_info *info = prism_resolve_counted(p);
 
-	tctx->class = info ? prism_known_class(info->flags) : CLASS_UNSET;
+	tctx->class = info ? prism_known_class(info->flags) : PRISM_CLASS_UNSET;
 	return info;
-}
-
-/* Rank for preemption: batch < normal (and unlabelled) < critical. */
-static u32 class_rank(u32 class)
-{
-	switch (class) {
-	case CLASS_CRITICAL:
-		return 2;
-	case CLASS_BATCH:
-		return 0;
-	default:
-		return 1;
-	}
 }
 
 /*
@@ -236,7 +226,7 @@ static u32 class_rank(u32 class)
  */
 static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, bool at_wakeup)
 {
-	u32 rank = class_rank(tctx->class), best = rank;
+	u32 rank = prism_class_rank(tctx->class), best = rank;
 	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
 	u64 now = scx_bpf_now(), longest = 0;
 	s32 cpu, victim = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
@@ -256,7 +246,7 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 		cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 		if (!cctx || !cctx->running)
 			continue;
-		r = class_rank(cctx->class);
+		r = prism_class_rank(cctx->class);
 		ran = now - cctx->started_at;
 		if (r > rank || (rank < 2 && ran < preempt_min_run_ns))
 			continue;
@@ -287,7 +277,7 @@ static void kick_preempt(s32 cpu, u32 class)
 {
 	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 
-	if (cctx && class_rank(cctx->class) < class_rank(class))
+	if (cctx && prism_class_rank(cctx->class) < prism_class_rank(class))
 		cctx->preempting = 1;
 	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 }
@@ -308,7 +298,7 @@ static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_fl
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_HEAD);
 	kick_preempt(cpu, tctx->class);
 	__sync_fetch_and_add(&nr_direct_preempt, 1);
-	if (tctx->class == CLASS_CRITICAL)
+	if (tctx->class == PRISM_CLASS_CRITICAL)
 		__sync_fetch_and_add(&nr_direct_critical, 1);
 	return true;
 }
@@ -335,7 +325,7 @@ static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 {
 	s32 cpu;
 
-	if (!preempt_lower || tctx->class != CLASS_CRITICAL)
+	if (!preempt_lower || tctx->class != PRISM_CLASS_CRITICAL)
 		return;
 	cpu = preemption_victim(p, tctx, false);
 	if (cpu >= 0)
@@ -347,7 +337,7 @@ static bool runs_lower_class(s32 cpu)
 {
 	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 
-	return cctx && cctx->running && class_rank(cctx->class) < 2 && !lower_classes_starving;
+	return cctx && cctx->running && prism_class_rank(cctx->class) < 2 && !lower_classes_starving;
 }
 
 static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -401,8 +391,8 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	    wctx->exec_runtime + scx_bpf_now() - wctx->start_ts >= affine_burst_ns)
 		return false;
 	refresh_class(p, tctx);
-	rank = class_rank(tctx->class);
-	if (rank == 0 || rank != class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
+	rank = prism_class_rank(tctx->class);
+	if (rank == 0 || rank != prism_class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
 		return false;
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
 	if (waker->scx.slice > affine_burst_ns)
@@ -432,7 +422,7 @@ s32 BPF_STRUCT_OPS(prism_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, 0);
 			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 			tctx = lookup_task_ctx(p);
-			if (tctx && refresh_class(p, tctx) && tctx->class == CLASS_CRITICAL)
+			if (tctx && refresh_class(p, tctx) && tctx->class == PRISM_CLASS_CRITICAL)
 				__sync_fetch_and_add(&nr_direct_critical, 1);
 		}
 		return cpu;
@@ -473,7 +463,7 @@ static void fill_record(struct queued_task *t, struct task_struct *p, struct tas
 	} else {
 		t->cgroup_id = prism_task_cgroup_id(p);
 		t->identity = 0;
-		t->class = CLASS_UNSET;
+		t->class = PRISM_CLASS_UNSET;
 		t->bus_weight = 0;
 		t->bus_source = BUS_MISS;
 	}
@@ -518,7 +508,7 @@ static bool resume_preempted(struct task_struct *p, struct task_ctx *tctx, s32 c
 	u64 slice = tctx->resume_slice;
 
 	tctx->resume_slice = 0;
-	if (!slice || (enq_flags & SCX_ENQ_WAKEUP) || tctx->class == CLASS_CRITICAL ||
+	if (!slice || (enq_flags & SCX_ENQ_WAKEUP) || tctx->class == PRISM_CLASS_CRITICAL ||
 	    p->nr_cpus_allowed < nr_online_cpus)
 		return false;
 	tctx->carried_ns += tctx->stop_ts - tctx->start_ts;
@@ -625,7 +615,7 @@ static void dispatch_decision(const struct dispatched_task *d)
 	if (dsq == SHARED_DSQ) {
 		if (!kick_idle_cpu(p, cpu))
 			hurry_critical(p, tctx);
-	} else if (preempt_lower && tctx->class == CLASS_CRITICAL && runs_lower_class(cpu)) {
+	} else if (preempt_lower && tctx->class == PRISM_CLASS_CRITICAL && runs_lower_class(cpu)) {
 		kick_preempt(cpu, tctx->class);
 	} else {
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
@@ -699,7 +689,7 @@ void BPF_STRUCT_OPS(prism_running, struct task_struct *p)
 	}
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
-		cctx->class = tctx ? tctx->class : CLASS_UNSET;
+		cctx->class = tctx ? tctx->class : PRISM_CLASS_UNSET;
 		cctx->started_at = scx_bpf_now();
 		cctx->running = 1;
 	}
@@ -729,7 +719,7 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 	tctx->exec_runtime += ran;
 	if (!runnable)
 		tctx->last_burst_ns = tctx->exec_runtime;
-	if (tctx->class < NR_CLASSES)
+	if (tctx->class < PRISM_NR_CLASSES)
 		__sync_fetch_and_add(&class_runtime_ns[tctx->class], ran);
 }
 

@@ -37,6 +37,7 @@
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_weight.bpf.h>
+#include <prism/class_rank.bpf.h>
 #include "intf.h"
 
 char _license[] SEC("license") = "GPL";
@@ -75,9 +76,9 @@ volatile u64 nr_queued_dispatches;	/* went through a DSQ */
 volatile u64 nr_preemptions;
 volatile u64 nr_steals;			/* taken from another LLC's queue */
 volatile u64 nr_rescued;		/* waited starve_ns: run next */
-volatile u64 nr_runs[NR_CLASSES];
-volatile u64 class_runtime_ns[NR_CLASSES];
-volatile u64 wait_hist[NR_CLASSES][WAIT_BUCKETS];
+volatile u64 nr_runs[PRISM_NR_CLASSES];
+volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
+volatile u64 wait_hist[PRISM_NR_CLASSES][WAIT_BUCKETS];
 volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
 
 /*
@@ -400,19 +401,6 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu)
 	return scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 }
 
-/* Preemption rank: batch < normal and unlabelled < critical. */
-static u32 class_rank(u32 class)
-{
-	switch (class) {
-	case PRISM_CLASS_CRITICAL:
-		return 2;
-	case PRISM_CLASS_BATCH:
-		return 0;
-	default:
-		return 1;
-	}
-}
-
 /*
  * A CPU of @p's LLC to preempt for @p, waking with deadline @dl, or -1.
  * The victim always has a later deadline than @dl, so preemption never
@@ -426,7 +414,7 @@ static u32 class_rank(u32 class)
 static s32 preemption_victim(const struct task_struct *p, const struct task_ctx *tctx,
 			     u64 dl, s32 prev_cpu)
 {
-	u32 rank = class_rank(tctx->class), llc = llc_of(prev_cpu), best_rank = 3;
+	u32 rank = prism_class_rank(tctx->class), llc = llc_of(prev_cpu), best_rank = 3;
 	s32 this_cpu = bpf_get_smp_processor_id(), cpu, victim = -1;
 	u64 now = scx_bpf_now(), latest = dl;
 
@@ -444,7 +432,7 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 		cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 		if (!cctx || !cctx->running)
 			continue;
-		r = class_rank(cctx->class);
+		r = prism_class_rank(cctx->class);
 		if (r > rank || (r == rank && !local && !preempt_same_class) ||
 		    !vtime_before(dl, cctx->deadline))
 			continue;
@@ -604,7 +592,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
 		cctx->deadline = dl;
-		cctx->class = tctx->class & (NR_CLASSES - 1);
+		cctx->class = tctx->class & (PRISM_NR_CLASSES - 1);
 	}
 	return true;
 }
@@ -661,7 +649,7 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 	u32 class = PRISM_CLASS_UNSET;
 
 	if (tctx) {
-		class = tctx->class & (NR_CLASSES - 1);
+		class = tctx->class & (PRISM_NR_CLASSES - 1);
 		tctx->last_run_at = now;
 		if (tctx->ready_at) {
 			/* ready_at may come from another CPU's clock: never negative */
@@ -697,7 +685,7 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 	total = runnable_weight;
 	runnable_weight_seen = total;
 	__sync_fetch_and_add(&vtime_now, ran * 100 / (total > 100 ? total : 100));
-	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (NR_CLASSES - 1)], ran);
+	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
 	else
