@@ -29,6 +29,7 @@ pub struct BpfConfig {
     pub exit_dump_len: u32,
     pub preempt_lower: bool,
     pub affine_burst_ns: u64,
+    pub preempt_min_run_ns: u64,
     pub verbose: bool,
 }
 
@@ -44,6 +45,7 @@ pub struct BpfCounters {
     pub nr_bounce_dispatches: u64,
     pub nr_congested: u64,
     pub nr_direct_preempt: u64,
+    pub nr_deferred_preempt: u64,
     pub nr_resumed: u64,
     pub nr_affine: u64,
     pub nr_bus_cached: u64,
@@ -93,6 +95,7 @@ impl<'obj> BpfScheduler<'obj> {
         rodata.slice_ns = cfg.slice_ns;
         rodata.preempt_lower = cfg.preempt_lower;
         rodata.affine_burst_ns = cfg.affine_burst_ns;
+        rodata.preempt_min_run_ns = cfg.preempt_min_run_ns;
 
         // The bus slots' template must match the pinned map when there is one;
         // libbpf reads the fd at load time, so the bus stays open until then.
@@ -216,6 +219,7 @@ impl<'obj> BpfScheduler<'obj> {
             nr_bounce_dispatches: b.nr_bounce_dispatches,
             nr_congested: b.nr_congested,
             nr_direct_preempt: b.nr_direct_preempt,
+            nr_deferred_preempt: b.nr_deferred_preempt,
             nr_resumed: b.nr_resumed,
             nr_affine: b.nr_affine,
             nr_bus_cached: b.nr_bus_cached,

@@ -81,6 +81,13 @@ struct Opts {
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     affine_burst_us: u64,
 
+    /// A task waking with no CPU idle preempts one running lower-class work,
+    /// or, if it is interactive, same-class work, once that has run this long
+    /// (microseconds); it waits for that, not for the end of the slice. It
+    /// bounds how often one task is preempted.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=100_000))]
+    preempt_min_run_us: u64,
+
     /// Directory where the Prism bus is pinned.
     #[arg(long, env = "PRISM_BUS_DIR", default_value = DEFAULT_PIN_DIR)]
     bus_dir: PathBuf,
@@ -128,6 +135,7 @@ impl<'a> Scheduler<'a> {
             exit_dump_len: opts.common.exit_dump_len,
             preempt_lower: !opts.no_preempt,
             affine_burst_ns: opts.affine_burst_us * 1000,
+            preempt_min_run_ns: opts.preempt_min_run_us * 1000,
             verbose: opts.common.verbose,
         };
         let bpf = BpfScheduler::init(open_object, &cfg, BusPaths::new(&opts.bus_dir))?;
@@ -266,6 +274,7 @@ impl<'a> Scheduler<'a> {
             cancelled: c.nr_cancel_dispatches,
             bounced: c.nr_bounce_dispatches,
             direct_preempts: c.nr_direct_preempt,
+            deferred_preempts: c.nr_deferred_preempt,
             resumed: c.nr_resumed,
             affine: c.nr_affine,
             bus_cached: c.nr_bus_cached,

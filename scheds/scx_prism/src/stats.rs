@@ -67,6 +67,10 @@ pub struct Metrics {
         desc = "Waking tasks that took a busy CPU from lower-class or longer-running work, in BPF"
     )]
     pub direct_preempts: u64,
+    #[stat(
+        desc = "Waking tasks queued on a busy CPU whose task had not run its minimum: preempted when it has"
+    )]
+    pub deferred_preempts: u64,
     #[stat(desc = "Preempted tasks resumed from BPF with the rest of their slice")]
     pub resumed: u64,
     #[stat(desc = "Waking tasks queued on their short-burst waker's CPU, to run when it sleeps")]
@@ -110,7 +114,7 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | non-crit share {:.0}% | cong {} cancel {} bounce {} preempt {} resumed {} affine {} | bus cache {} hit {} anc {} miss {}",
+            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | non-crit share {:.0}% | cong {} cancel {} bounce {} preempt {} deferred {} resumed {} affine {} | bus cache {} hit {} anc {} miss {}",
             self.critical_wait_p50_us,
             self.critical_wait_p99_us,
             self.normal_wait_p50_us,
@@ -122,6 +126,7 @@ impl Metrics {
             self.cancelled,
             self.bounced,
             self.direct_preempts,
+            self.deferred_preempts,
             self.resumed,
             self.affine,
             self.bus_cached,
@@ -142,6 +147,7 @@ impl Metrics {
             cancelled: self.cancelled - prev.cancelled,
             bounced: self.bounced - prev.bounced,
             direct_preempts: self.direct_preempts - prev.direct_preempts,
+            deferred_preempts: self.deferred_preempts - prev.deferred_preempts,
             resumed: self.resumed - prev.resumed,
             affine: self.affine - prev.affine,
             bus_cached: self.bus_cached - prev.bus_cached,

@@ -186,9 +186,13 @@ fn critical_beats_normal_beats_batch() {
         c.samples > 1000 && n.samples > 100 && b.samples > 100,
         "too few samples"
     );
+    // Critical and normal both preempt the batch hogs (critical at once,
+    // normal once a hog has run --preempt-min-run-us), so both can sit at
+    // the machine's timer-wakeup floor: no worse than the class below, with
+    // 10% for noise, and critical clearly ahead of batch.
     assert!(
-        c.p99_us < n.p99_us,
-        "critical p99 {} not below normal {}\n{log}",
+        c.p99_us <= n.p99_us * 1.1,
+        "critical p99 {} worse than normal {}\n{log}",
         c.p99_us,
         n.p99_us
     );
@@ -196,6 +200,12 @@ fn critical_beats_normal_beats_batch() {
         n.p99_us <= b.p99_us * 1.1,
         "normal p99 {} worse than batch {}",
         n.p99_us,
+        b.p99_us
+    );
+    assert!(
+        c.p99_us < 0.75 * b.p99_us,
+        "critical p99 {} not clearly below batch {}",
+        c.p99_us,
         b.p99_us
     );
 }
@@ -393,5 +403,52 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
     assert!(
         prism_hogs >= 0.75 * eevdf_hogs,
         "the hogs got {prism_hogs:.2} s of CPU under scx_prism, under 75% of EEVDF's {eevdf_hogs:.2} s"
+    );
+}
+
+/// With nothing on the bus every task is of one class: a request probe's
+/// wakeups under 2 x nCPU hogs take a CPU by same-class preemption, at once
+/// or, if every hog started its stint less than --preempt-min-run-us ago,
+/// as soon as one has run that long (a timer), not at the next tick (4 ms
+/// at HZ=250). Three interleaved trials against EEVDF in the same boot; the
+/// median p99 must be below EEVDF's (before the deferred preemption it was
+/// 1.7x EEVDF's in CI's evaluation).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn same_class_wakeups_beat_eevdf_with_an_empty_bus() {
+    let bus = TempBusDir::new("sameclass");
+    let (probe_cg, hogs_cg) = (
+        TempCgroup::new("sameclass-probe"),
+        TempCgroup::new("sameclass-hogs"),
+    );
+    let args = "--workers 2 --interval-us 2000 --work-us 300 --duration-s 3";
+    let measure = || {
+        let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+        sleep(Duration::from_millis(300));
+        let r = Probe::start(&probe_bin(), &probe_cg.path, "normal", args).finish();
+        drop(hogs);
+        r.p99_us
+    };
+    let (mut eevdf, mut prism, mut deferred) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..3 {
+        eevdf.push(measure());
+        let s = start(&bus, &["--stats", "1"]);
+        prism.push(measure());
+        let log = stop_cleanly(s);
+        deferred += lab::stat_sum(&log, " deferred ");
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (e, p) = (median(&mut eevdf), median(&mut prism));
+    println!(
+        "same-class request p99, median of 3: EEVDF {e:.0} us, scx_prism {p:.0} us ({:.2}x); {deferred} deferred preemptions",
+        p / e
+    );
+    assert!(deferred > 0, "no deferred preemption: nothing was tested");
+    assert!(
+        p < e,
+        "scx_prism's p99 {p:.0} us is not below EEVDF's {e:.0} us"
     );
 }

@@ -45,6 +45,7 @@ UEI_DEFINE(uei);
 
 #define NSEC_PER_SEC	1000000000ULL
 #define HEARTBEAT_NS	NSEC_PER_SEC
+#define CLOCK_MONOTONIC	1
 #define CLOCK_BOOTTIME	7
 
 /* set by user space before load */
@@ -54,8 +55,11 @@ const volatile u64 slice_ns = 5000000ULL;
 const volatile bool preempt_lower = true;
 /* a task that ran less than this before sleeping is interactive */
 const volatile u64 interactive_burst_ns = 2500000ULL;
-/* an interactive waker may preempt a same-class task that ran this long */
-const volatile u64 preempt_min_run_ns = 1000000ULL;
+/*
+ * an interactive waker may preempt a same-class task that ran this long (and
+ * a normal one a batch task); it waits for that, not for the tick
+ */
+const volatile u64 preempt_min_run_ns = 500000ULL;
 /* a waker that runs less than this before it sleeps hands its CPU to its wakee (0: never) */
 const volatile u64 affine_burst_ns = 500000ULL;
 
@@ -74,7 +78,7 @@ static u64 last_user_vtime;
 /* statistics, read by user space */
 volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
 	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
-	     nr_direct_preempt, nr_resumed, nr_affine;
+	     nr_direct_preempt, nr_deferred_preempt, nr_resumed, nr_affine;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
@@ -138,6 +142,23 @@ struct {
 	__type(key, u32);
 	__type(value, struct cpu_ctx);
 } cpu_ctx_stor SEC(".maps");
+
+/*
+ * One per CPU: a preemption put off until the task that CPU runs has had
+ * preempt_min_run_ns (see defer_preempt).
+ */
+struct preempt_timer {
+	struct bpf_timer timer;
+	u64 victim_started_at;	/* the stint it preempts: a later one is spared */
+	u32 class;		/* of the waiting task */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, u32);
+	__type(value, struct preempt_timer);
+} preempt_timers SEC(".maps");
 
 struct heartbeat {
 	struct bpf_timer timer;
@@ -218,18 +239,21 @@ static struct prism_task_info *refresh_class(struct task_struct *p, struct task_
  *    (batch first), unless normal+batch are below their minimum share;
  *  - normal (and unlabelled) takes a CPU running batch, or, if the waker is
  *    interactive, running same-class work, once that has run for
- *    preempt_min_run_ns (the tick-free version of EEVDF's wakeup preemption);
+ *    preempt_min_run_ns (EEVDF's wakeup preemption, with a minimum run);
  *  - critical also takes same-class CPUs on those terms;
  *  - batch preempts nobody.
  * For a wakeup (@at_wakeup), the CPU it runs on goes first among equals:
  * elsewhere, as in ops.dispatch, this CPU is about to switch tasks anyway.
+ * With @wait_ns, a CPU whose task has not yet run its minimum may be the
+ * answer when no other is: *wait_ns is then how long it still has to run.
  */
-static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, bool at_wakeup)
+static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, bool at_wakeup,
+			     u64 *wait_ns)
 {
 	u32 rank = prism_class_rank(tctx->class), best = rank;
 	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
-	u64 now = scx_bpf_now(), longest = 0;
-	s32 cpu, victim = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
+	u64 now = scx_bpf_now(), longest = 0, soonest = preempt_min_run_ns;
+	s32 cpu, victim = -1, later = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
 
 	if (rank == 0 || (rank == 2 && lower_classes_starving))
 		return -1;
@@ -248,10 +272,16 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			continue;
 		r = prism_class_rank(cctx->class);
 		ran = now - cctx->started_at;
-		if (r > rank || (rank < 2 && ran < preempt_min_run_ns))
+		if (r > rank || (r == rank && !interactive))
 			continue;
-		if (r == rank && (!interactive || ran < preempt_min_run_ns))
+		if ((rank < 2 || r == rank) && ran < preempt_min_run_ns) {
+			/* protected for now: the one whose protection ends first */
+			if (preempt_min_run_ns - ran <= soonest) {
+				later = cpu;
+				soonest = preempt_min_run_ns - ran;
+			}
 			continue;
+		}
 		/*
 		 * The lowest class first, then the CPU this wakeup runs on (no
 		 * IPI: under emulation the dearest part of a preemption), then
@@ -263,6 +293,10 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			best = r;
 			longest = ran;
 		}
+	}
+	if (victim < 0 && wait_ns && later >= 0) {
+		*wait_ns = soonest;
+		return later;
 	}
 	return victim;
 }
@@ -283,19 +317,58 @@ static void kick_preempt(s32 cpu, u32 class)
 }
 
 /*
- * A waking task with no CPU idle takes its victim's CPU at once, from BPF:
- * no user-space round trip on the path that decides its latency. The task
- * it preempts resumes from BPF if it is of a lower class (kick_preempt),
- * else goes back through user space.
+ * Preempt @cpu for a task of @class in @wait_ns, when the stint it runs now
+ * has had its minimum run. Without this the waiting task would wait for the
+ * stint's slice to end, which the kernel checks only at the tick (4 ms at
+ * HZ=250, whatever the slice).
+ */
+static bool defer_preempt(s32 cpu, u32 class, u64 wait_ns)
+{
+	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+	u32 key = cpu;
+	struct preempt_timer *pt = bpf_map_lookup_elem(&preempt_timers, &key);
+
+	if (!cctx || !pt)
+		return false;
+	/* two waiters for one stint: the higher class decides how it resumes */
+	if (pt->victim_started_at != cctx->started_at ||
+	    prism_class_rank(class) > prism_class_rank(pt->class))
+		pt->class = class;
+	pt->victim_started_at = cctx->started_at;
+	return !bpf_timer_start(&pt->timer, wait_ns, 0);
+}
+
+/* The deferred preemption of one CPU, if that CPU still runs the same stint. */
+static int preempt_timer_fn(void *map, u32 *key, struct preempt_timer *pt)
+{
+	s32 cpu = *key;
+	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+
+	if (cctx && cctx->running && cctx->started_at == pt->victim_started_at)
+		kick_preempt(cpu, pt->class);
+	return 0;
+}
+
+/*
+ * A waking task with no CPU idle takes its victim's CPU from BPF: no
+ * user-space round trip on the path that decides its latency. At once if
+ * the victim has had its minimum run, else as soon as it has (a timer). The
+ * task it preempts resumes from BPF if it is of a lower class
+ * (kick_preempt), else goes back through user space.
  */
 static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_flags)
 {
-	s32 cpu = preemption_victim(p, tctx, true);
+	u64 wait_ns = 0;
+	s32 cpu = preemption_victim(p, tctx, true, &wait_ns);
 
 	if (cpu < 0)
 		return false;
 	/* at the head: ahead of a wakee already placed there (wake_affine) */
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_HEAD);
+	if (wait_ns && defer_preempt(cpu, tctx->class, wait_ns)) {
+		__sync_fetch_and_add(&nr_deferred_preempt, 1);
+		return true;
+	}
 	kick_preempt(cpu, tctx->class);
 	__sync_fetch_and_add(&nr_direct_preempt, 1);
 	if (tctx->class == PRISM_CLASS_CRITICAL)
@@ -327,7 +400,7 @@ static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 
 	if (!preempt_lower || tctx->class != PRISM_CLASS_CRITICAL)
 		return;
-	cpu = preemption_victim(p, tctx, false);
+	cpu = preemption_victim(p, tctx, false, NULL);
 	if (cpu >= 0)
 		kick_preempt(cpu, tctx->class);
 }
@@ -787,6 +860,16 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 	err = scx_bpf_create_dsq(SCHED_DSQ, -1);
 	if (err)
 		return err;
+
+	bpf_for(cpu, 0, nr_cpu_ids) {
+		u32 key = cpu;
+		struct preempt_timer *pt = bpf_map_lookup_elem(&preempt_timers, &key);
+
+		if (!pt)
+			break;
+		bpf_timer_init(&pt->timer, &preempt_timers, CLOCK_MONOTONIC);
+		bpf_timer_set_callback(&pt->timer, preempt_timer_fn);
+	}
 
 	timer = bpf_map_lookup_elem(&heartbeat_stor, &(u32){0});
 	if (!timer)
