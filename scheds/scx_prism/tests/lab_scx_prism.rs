@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use prism_bench::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly, stress};
 use prism_bench::latency::Summary;
+use prism_bench::stats::median;
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{Entry, LatencyClass};
 
@@ -22,6 +23,24 @@ fn scx_prism() -> PathBuf {
 
 fn probe_bin() -> PathBuf {
     lab::built_beside(&scx_prism(), "prism-probe")
+}
+
+/// A probe in `probe_cg` under 2 x nCPU busy hogs in `hogs_cg`, with
+/// whatever scheduler runs now: its figures, and the hogs' CPU seconds
+/// while it ran.
+fn probe_under_hogs(
+    probe_cg: &TempCgroup,
+    hogs_cg: &TempCgroup,
+    label: &str,
+    args: &str,
+) -> (Summary, f64) {
+    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+    sleep(Duration::from_millis(300));
+    let before = lab::cpu_usage_us(&hogs_cg.path);
+    let r = Probe::start(&probe_bin(), &probe_cg.path, label, args).finish();
+    let hog_cpu = lab::cpu_usage_us(&hogs_cg.path).saturating_sub(before) as f64 / 1e6;
+    drop(hogs);
+    (r, hog_cpu)
 }
 
 fn start(bus: &TempBusDir, extra: &[&str]) -> SchedProcess {
@@ -356,16 +375,7 @@ fn critical_requests_beat_eevdf_under_batch_hogs() {
         ],
     );
     let args = "--workers 2 --interval-us 2000 --work-us 300 --duration-s 5";
-    // the probe's figures, and the hogs' CPU seconds while it ran
-    let measure = || {
-        let hogs = Hogs::start(&batch.path, 2 * lab::nr_cpus());
-        sleep(Duration::from_millis(300));
-        let before = lab::cpu_usage_us(&batch.path);
-        let r = Probe::start(&probe_bin(), &crit.path, "critical", args).finish();
-        let hog_cpu = lab::cpu_usage_us(&batch.path).saturating_sub(before) as f64 / 1e6;
-        drop(hogs);
-        (r, hog_cpu)
-    };
+    let measure = || probe_under_hogs(&crit, &batch, "critical", args);
     let (eevdf, eevdf_hogs) = measure();
     let s = start(&bus, &["--stats", "1"]);
     let (prism, prism_hogs) = measure();
@@ -423,11 +433,9 @@ fn same_class_wakeups_beat_eevdf_with_an_empty_bus() {
     );
     let args = "--workers 2 --interval-us 2000 --work-us 300 --duration-s 3";
     let measure = || {
-        let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
-        sleep(Duration::from_millis(300));
-        let r = Probe::start(&probe_bin(), &probe_cg.path, "normal", args).finish();
-        drop(hogs);
-        r.p99_us
+        probe_under_hogs(&probe_cg, &hogs_cg, "normal", args)
+            .0
+            .p99_us
     };
     let (mut eevdf, mut prism, mut deferred) = (Vec::new(), Vec::new(), 0);
     for _ in 0..3 {
@@ -437,11 +445,7 @@ fn same_class_wakeups_beat_eevdf_with_an_empty_bus() {
         let log = stop_cleanly(s);
         deferred += lab::stat_sum(&log, " deferred ");
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (e, p) = (median(&mut eevdf), median(&mut prism));
+    let (e, p) = (median(&eevdf), median(&prism));
     println!(
         "same-class request p99, median of 3: EEVDF {e:.0} us, scx_prism {p:.0} us ({:.2}x); {deferred} deferred preemptions",
         p / e

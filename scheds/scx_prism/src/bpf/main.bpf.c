@@ -45,7 +45,6 @@ UEI_DEFINE(uei);
 
 #define NSEC_PER_SEC	1000000000ULL
 #define HEARTBEAT_NS	NSEC_PER_SEC
-#define CLOCK_MONOTONIC	1
 #define CLOCK_BOOTTIME	7
 
 /* set by user space before load */
@@ -330,10 +329,11 @@ static bool defer_preempt(s32 cpu, u32 class, u64 wait_ns)
 
 	if (!cctx || !pt)
 		return false;
-	/* two waiters for one stint: the higher class decides how it resumes */
-	if (pt->victim_started_at != cctx->started_at ||
-	    prism_class_rank(class) > prism_class_rank(pt->class))
-		pt->class = class;
+	/*
+	 * Waiters deferred on one stint are all of one rank (critical waits
+	 * only for critical, normal for normal or batch): the latest speaks for all.
+	 */
+	pt->class = class;
 	pt->victim_started_at = cctx->started_at;
 	return !bpf_timer_start(&pt->timer, wait_ns, 0);
 }
@@ -867,7 +867,7 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 
 		if (!pt)
 			break;
-		bpf_timer_init(&pt->timer, &preempt_timers, CLOCK_MONOTONIC);
+		bpf_timer_init(&pt->timer, &preempt_timers, CLOCK_BOOTTIME);
 		bpf_timer_set_callback(&pt->timer, preempt_timer_fn);
 	}
 
