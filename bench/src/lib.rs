@@ -1,5 +1,6 @@
 //! Measurement tools shared by the lab tests and the benchmarks.
 
+pub mod contract;
 pub mod eval;
 pub mod lab;
 pub mod latency;

@@ -112,6 +112,9 @@ fn cell(r: Option<&Row>) -> String {
         Some(r) if r.metric == "cpu_share_pct" => {
             format!("{:.1}% [{:.1}–{:.1}]", r.median, r.ci_lo, r.ci_hi)
         }
+        Some(r) if r.metric == "points" => {
+            format!("{:.1} [{:.1}–{:.1}]", r.median, r.ci_lo, r.ci_hi)
+        }
         Some(r) => format!("{:.0} [{:.0}–{:.0}]", r.median, r.ci_lo, r.ci_hi),
     }
 }
@@ -164,18 +167,21 @@ pub fn markdown(rows: &[Row], cx: &Head) -> String {
                 .filter(|r| r.subject != "hogs")
                 .map(|r| r.subject.as_str()),
         );
-        let latency = in_sc.iter().any(|r| r.metric == "p99_us");
+        // each subject's columns follow what was measured of it
+        let has = |su: &str, m: &str| in_sc.iter().any(|r| r.subject == su && r.metric == m);
         let mut head = vec!["scheduler".to_string()];
         for su in &subjects {
-            if latency {
+            if has(su, "p99_us") {
                 head.extend([
                     format!("{su} p50"),
                     format!("{su} p99"),
                     format!("{su} p99.9"),
                     format!("{su} p99 x EEVDF"),
                 ]);
-            } else {
+            } else if has(su, "cpu_share_pct") {
                 head.extend([format!("{su} CPU share"), format!("{su} x EEVDF")]);
+            } else {
+                head.push(format!("{su} (points)"));
             }
         }
         let hogs = in_sc.iter().any(|r| r.subject == "hogs");
@@ -191,18 +197,20 @@ pub fn markdown(rows: &[Row], cx: &Head) -> String {
             }
             let mut line = vec![s.clone()];
             for su in &subjects {
-                if latency {
+                if has(su, "p99_us") {
                     line.extend([
                         cell(get(su, "p50_us")),
                         cell(get(su, "p99_us")),
                         cell(get(su, "p999_us")),
                         ratio(get(su, "p99_us")),
                     ]);
-                } else {
+                } else if has(su, "cpu_share_pct") {
                     line.extend([
                         cell(get(su, "cpu_share_pct")),
                         ratio(get(su, "cpu_share_pct")),
                     ]);
+                } else {
+                    line.push(cell(get(su, "points")));
                 }
             }
             if hogs {

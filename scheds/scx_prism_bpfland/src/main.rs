@@ -79,8 +79,9 @@ struct Opts {
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=200_000))]
     class_offset_us: u64,
 
-    /// With --prism: critical tasks weigh this many times their weight (their CPU share
-    /// can reach this multiple of a fair one; 1 gives them latency but no extra CPU).
+    /// With --prism: critical tasks weigh this many times their weight within their cgroup
+    /// (their part of its CPU share can reach this multiple of a fair one; 1 gives them latency
+    /// but no extra CPU; across cgroups, cpu.weight decides).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     critical_weight_factor: u32,
 

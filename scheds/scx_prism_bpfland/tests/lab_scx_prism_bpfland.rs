@@ -8,6 +8,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use libbpf_rs::MapCore;
+use prism_bench::contract;
 use prism_bench::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly, stress};
 use prism_bench::latency::Summary;
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
@@ -115,7 +116,9 @@ fn survives_45s_of_stress_ng_with_prism_in_a_critical_cgroup() {
 /// Identical request-mode probes (a dispatcher and 2 workers, `work_us` of
 /// work per request every 4 ms per worker), one per class in `classes`, each
 /// in its own labelled cgroup, under 2 x nCPU hogs labelled `hogs` (Unset:
-/// unlabelled). Request mode measures wakeup-to-run only, without the
+/// unlabelled). All are children of one cgroup without the cpu controller:
+/// one cpu.weight group, so the classes are compared at equal shares (the
+/// group-share tests compare cgroups). Request mode measures wakeup-to-run only, without the
 /// timer's own delivery delay, which under TCG is milliseconds and the same
 /// for all.
 fn probes_under_hogs(
@@ -126,11 +129,9 @@ fn probes_under_hogs(
 ) -> Vec<Summary> {
     let bus = TempBusDir::new("pbl-order");
     let tag = format!("{}-{}", if prism { "p" } else { "n" }, hogs.name());
-    let hogs_cg = TempCgroup::new(&format!("pbl-hogs-{tag}"));
-    let cgroups: Vec<TempCgroup> = classes
-        .iter()
-        .map(|c| TempCgroup::new(&format!("pbl-{}-{tag}", c.name())))
-        .collect();
+    let group = TempCgroup::new(&format!("pbl-order-{tag}"));
+    let hogs_cg = group.child("hogs");
+    let cgroups: Vec<TempCgroup> = classes.iter().map(|c| group.child(c.name())).collect();
     let mut labels: Vec<(&TempCgroup, Entry)> = cgroups
         .iter()
         .zip(classes)
@@ -272,15 +273,19 @@ fn without_prism_the_labels_change_nothing() {
     );
 }
 
-/// Two CPU-bound batch workloads with bus weights 32 and 96 share the CPUs
-/// about 1:3.
+/// The bus weight splits a cgroup's share among the workloads in it, as nice
+/// does under CFS: two CPU-bound batch workloads with bus weights 32 and 96,
+/// in child cgroups without the cpu controller (so they share their parent's
+/// cpu.weight group), share the CPUs about 1:3. Across cgroups with the cpu
+/// controller, cpu.weight decides (the group-share tests).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn bus_weight_scales_cpu_time() {
     let root = cgroup2_root();
     lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("pbl-weight");
-    let (light, heavy) = (TempCgroup::new("pbl-w32"), TempCgroup::new("pbl-w96"));
+    let group = TempCgroup::new("pbl-weight");
+    let (light, heavy) = (group.child("w32"), group.child("w96"));
     lab::label(
         &bus,
         &[
@@ -322,16 +327,18 @@ fn cgroup_cpu_weight_is_honoured() {
     );
 }
 
-/// N critical CPU hogs on N CPUs cannot starve a normal hog: the critical
-/// lead is bounded, then CPU time is shared by weight, critical tasks
-/// weighing --critical-weight-factor (4) times more: ideal 1/(4N+1).
+/// N critical CPU hogs on N CPUs cannot starve a normal hog of their cpu.weight
+/// group: the critical lead is bounded, then CPU time is shared by weight,
+/// critical tasks weighing --critical-weight-factor (4) times more: ideal
+/// 1/(4N+1). (In cgroups of their own, cpu.weight would split them.)
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn critical_hogs_cannot_starve_a_normal_hog() {
     let root = cgroup2_root();
     lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("pbl-starve");
-    let (crit, norm) = (TempCgroup::new("pbl-s-crit"), TempCgroup::new("pbl-s-norm"));
+    let group = TempCgroup::new("pbl-starve");
+    let (crit, norm) = (group.child("crit"), group.child("norm"));
     lab::label(
         &bus,
         &[
@@ -367,16 +374,18 @@ fn critical_hogs_cannot_starve_a_normal_hog() {
 }
 
 /// The heaviest weights there are (nice -20 hogs, critical, bus weight 127:
-/// ~70,000 each) against one nice-19 hog (weight 1): by weight it would wait
-/// minutes for a slice and the kernel's 5 s watchdog would eject the
-/// scheduler. Every bound is a wall-time bound, so it runs, a little.
+/// ~70,000 each) against one nice-19 hog (weight 1) of the same cpu.weight
+/// group: by weight it would wait minutes for a slice and the kernel's 5 s
+/// watchdog would eject the scheduler. Every bound is a wall-time bound, so
+/// it runs, a little.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
     let root = cgroup2_root();
     lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("pbl-heavy");
-    let (heavy, light) = (TempCgroup::new("pbl-heavy"), TempCgroup::new("pbl-light"));
+    let group = TempCgroup::new("pbl-heavy");
+    let (heavy, light) = (group.child("heavy"), group.child("light"));
     lab::label(
         &bus,
         &[(&heavy, sched_entry(380, LatencyClass::Critical, 127))],
@@ -405,18 +414,16 @@ fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
 }
 
 /// Relabels and cgroup moves reach tasks that are already running: the same
-/// hog processes throughout, their share follows the bus.
+/// hog processes throughout, their share follows the bus (the bus weight
+/// acts within one cpu.weight group: a, b and c share their parent's).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn relabels_and_cgroup_moves_reach_running_tasks() {
     let root = cgroup2_root();
     lab::enable_cpu_controller(&root);
     let bus = TempBusDir::new("pbl-relabel");
-    let (a, b, c) = (
-        TempCgroup::new("pbl-rl-a"),
-        TempCgroup::new("pbl-rl-b"),
-        TempCgroup::new("pbl-rl-c"),
-    );
+    let group = TempCgroup::new("pbl-relabel");
+    let (a, b, c) = (group.child("a"), group.child("b"), group.child("c"));
     let weighted = |id, w| sched_entry(id, LatencyClass::Batch, w);
     let mut w = lab::label(
         &bus,
@@ -484,4 +491,50 @@ fn monitor_reads_the_running_schedulers_stats() {
         "{text}"
     );
     assert!(text.contains("wait p50/p99"), "{text}");
+}
+
+/// cpu.weight is a group share whatever the thread counts: 2 busy threads at
+/// weight 300 beside 10 at weight 100 get EEVDF's share or better (the
+/// weights promise 75%; per-task weighting gave 37.5%), with and without
+/// --prism.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn group_shares_do_not_depend_on_thread_counts() {
+    for prism in [false, true] {
+        let bus = TempBusDir::new("pbl-groups");
+        let (eevdf, ours) =
+            contract::unequal_thread_counts("pbl-groups", || start(&bus, prism, &[]));
+        println!(
+            "--prism {prism}: A's share: EEVDF {:.1}%, ours {:.1}% (ideal 75%)",
+            eevdf * 100.0,
+            ours * 100.0
+        );
+        assert!(
+            ours >= eevdf.min(0.75) - 0.05 && ours <= 0.82,
+            "--prism {prism}: A got {:.1}% under us, {:.1}% under EEVDF",
+            ours * 100.0,
+            eevdf * 100.0
+        );
+    }
+}
+
+/// The kubelet's cgroup tree (QoS slices, pods, containers, weights from
+/// their requests, a BestEffort pod, a system.slice hog): every cgroup's
+/// share of the machine within 9 points of what the weights promise
+/// (contract::ideal_shares); EEVDF's own distance is printed beside it.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn the_kubelet_tree_gets_the_shares_its_weights_promise() {
+    let bus = TempBusDir::new("pbl-kubelet");
+    let (eevdf, ours) = contract::kubelet_tree_shares("pbl-kubelet", || start(&bus, true, &[]));
+    println!(
+        "largest difference from the weights' shares: EEVDF {:.1}, ours {:.1} points",
+        eevdf * 100.0,
+        ours * 100.0
+    );
+    assert!(
+        ours <= 0.09,
+        "a cgroup is {:.1} points off its share",
+        ours * 100.0
+    );
 }

@@ -3,9 +3,11 @@
  * scx_prism_bpfland: the whole scheduling policy in BPF, in the style of
  * scx_bpfland (written for Prism).
  *
- * Each task has a virtual runtime: its CPU time scaled by its weight (nice,
- * cgroup cpu.weight and, with --prism, the bus weight), always charged,
- * never reset. It is queued by deadline = vruntime + the weighted CPU time
+ * Each task has a virtual runtime: its CPU time scaled by its weight, always
+ * charged, never reset. The weight is its part of its cgroup's hierarchical
+ * cpu.weight share (prism/cgroup_share.bpf.h: group shares as CFS gives
+ * them, whatever the thread counts), split within the cgroup by nice and,
+ * with --prism, the bus weight and class. It is queued by deadline = vruntime + the weighted CPU time
  * it used since it last woke, so short bursts come before long ones. A
  * sleeping task keeps a bounded credit against the global clock (the lag),
  * up to twice as much when it wakes often (voluntary context switches):
@@ -36,7 +38,7 @@
 #include <scx/common.bpf.h>
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
-#include <prism/cgroup_weight.bpf.h>
+#include <prism/cgroup_share.bpf.h>
 #include <prism/class_rank.bpf.h>
 #include "intf.h"
 
@@ -84,11 +86,11 @@ volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
 /*
  * The fair clock: how far the vruntime of a task of weight 100 would have
  * advanced under fair sharing. Each ns of CPU anybody uses moves it by
- * 100 / (total weight of the runnable tasks), so no single task, however
- * light (a nice-19 kthread's vruntime runs 100x faster), drags it along.
+ * 100 / (total weight of the runnable tasks: prism_cg_total), so no single
+ * task, however light (a nice-19 kthread's vruntime runs 100x faster),
+ * drags it along.
  */
 static u64 vtime_now;
-static s64 runnable_weight;
 static u32 nr_cpu_ids;
 
 struct task_ctx {
@@ -96,13 +98,13 @@ struct task_ctx {
 	u64 awake_runtime;	/* CPU time since it last woke */
 	u64 last_run_at;
 	u64 ready_at;		/* when it became ready to run, 0 while running */
-	u64 weight;		/* effective weight, 100 = nice 0 */
-	u64 counted_weight;	/* its share of runnable_weight while runnable */
+	u64 weight;		/* effective weight: its part of its cgroup's share */
+	u64 own_weight;		/* within its cgroup: nice x bus weight x class, 100 = nice 0 */
+	struct prism_cg_task cg;	/* what it adds to its cgroup's share */
 	u64 nvcsw_since;	/* start of the voluntary-switch window */
 	u32 nvcsw;		/* voluntary switches in the window */
 	u32 avg_nvcsw;		/* per second, moving average */
 	u32 class;		/* PRISM_CLASS_*, UNSET without --prism */
-	u32 cgroup_weight;	/* its cgroup's cpu.weight at the last enqueue */
 };
 
 struct {
@@ -241,7 +243,7 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 static u64 wall_to_vtime(u64 ns)
 {
 	u64 busy = 100ULL * nr_cpus;
-	s64 total = runnable_weight;
+	s64 total = prism_cg_total;
 
 	if (total <= (s64)busy)
 		return ns;
@@ -269,29 +271,23 @@ static u64 deadline_after(const struct task_ctx *tctx, u64 extra_ns)
 }
 
 /*
- * Refresh the task's class and weight from the bus, nice and cgroup (the
- * cgroup's cpu.weight only with @read_cgroup: scx_bpf_task_cgroup() may
- * only be called on the task an operation is about).
+ * Refresh the task's class and weight: its own weight (nice, and with
+ * --prism the bus weight and class) acts within its cgroup, as nice does
+ * under CFS; its cgroup's share of the machine decides the rest. A class
+ * decides who runs first, never a cgroup's share.
  */
-static void refresh_weight(struct task_struct *p, struct task_ctx *tctx, bool read_cgroup)
+static void refresh_weight(struct task_struct *p, struct task_ctx *tctx)
 {
-	u64 weight;
+	u64 own = p->scx.weight;
 	u32 bus_weight;
 
 	tctx->class = bus_lookup(p, &bus_weight);
-	if (read_cgroup || !tctx->cgroup_weight)
-		tctx->cgroup_weight = read_cgroup ? prism_cgroup_weight(p) : PRISM_CGROUP_WEIGHT_DFL;
-	weight = (u64)p->scx.weight * tctx->cgroup_weight / 100;
 	if (bus_weight)
-		weight = weight * bus_weight / PRISM_WEIGHT_NEUTRAL;
+		own = own * bus_weight / PRISM_WEIGHT_NEUTRAL;
 	if (tctx->class == PRISM_CLASS_CRITICAL)
-		weight *= critical_weight_factor;
-	tctx->weight = weight ?: 1;
-	if (tctx->counted_weight && tctx->counted_weight != tctx->weight) {
-		__sync_fetch_and_add(&runnable_weight,
-				     (s64)tctx->weight - (s64)tctx->counted_weight);
-		tctx->counted_weight = tctx->weight;
-	}
+		own *= critical_weight_factor;
+	tctx->own_weight = own ?: 1;
+	tctx->weight = prism_cg_task_weight(p, &tctx->cg, tctx->own_weight);
 }
 
 /*
@@ -301,9 +297,9 @@ static void refresh_weight(struct task_struct *p, struct task_ctx *tctx, bool re
  */
 static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waking)
 {
-	u64 lag, debt;
+	u64 lag, debt, slice;
 
-	refresh_weight(p, tctx, true);
+	refresh_weight(p, tctx);
 	/*
 	 * credit: up to twice as much for tasks that wake often; not scaled
 	 * by weight, which already speeds a heavy task's return to the front
@@ -316,10 +312,18 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waki
 	lag = wall_to_vtime(lag);
 	/*
 	 * and a bounded debt: a very light task (a nice-19 kthread) that ran a
-	 * whole slice must not wait for seconds while heavy tasks catch up
+	 * whole slice must not wait for seconds while heavy tasks catch up. But
+	 * at least one slice at its own weight, or a light task of a
+	 * many-threaded cgroup is forgiven what it ran (the cgroup of 10
+	 * threads at cpu.weight 100 beside 2 at 300 got 1.3x its share), and
+	 * at most half the starvation bound
 	 */
-	debt = wall_to_vtime(slice_lag_ns + slice_max_ns *
-			     (tctx->class == PRISM_CLASS_BATCH ? batch_slice_factor : 1));
+	slice = slice_max_ns * (tctx->class == PRISM_CLASS_BATCH ? batch_slice_factor : 1);
+	debt = wall_to_vtime(slice_lag_ns + slice);
+	if (debt < slice * 100 / tctx->weight)
+		debt = slice * 100 / tctx->weight;
+	if (debt > wall_to_vtime(starve_ns / 2))
+		debt = wall_to_vtime(starve_ns / 2);
 	if (waking && vtime_before(tctx->vruntime, vtime_now - lag))
 		tctx->vruntime = vtime_now - lag;
 	else if (vtime_before(vtime_now + debt, tctx->vruntime))
@@ -583,7 +587,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 	if (scx_bpf_dsq_nr_queued(cpu_dsq(cpu)))
 		return false;
 	/* a relabel reaches a task that keeps its CPU too */
-	refresh_weight(prev, tctx, false);
+	refresh_weight(prev, tctx);
 	dl = deadline_after(tctx, scx_bpf_now() - tctx->last_run_at);
 	head = __COMPAT_scx_bpf_dsq_peek(llc_dsq(cpu));
 	if (head && !vtime_before(dl, head->scx.dsq_vtime))
@@ -626,10 +630,7 @@ void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
 		return;
 	tctx->awake_runtime = 0;
 	tctx->ready_at = now;
-	if (!tctx->counted_weight) {
-		tctx->counted_weight = tctx->weight ?: 100;
-		__sync_fetch_and_add(&runnable_weight, tctx->counted_weight);
-	}
+	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
 	/* fold the window's voluntary switches into the per-second average */
 	elapsed = now - tctx->nvcsw_since;
 	if (elapsed >= NVCSW_PERIOD_NS) {
@@ -682,7 +683,7 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 	ran = now - tctx->last_run_at;
 	tctx->awake_runtime += ran;
 	tctx->vruntime += ran * 100 / (tctx->weight ?: 1);
-	total = runnable_weight;
+	total = prism_cg_total;
 	runnable_weight_seen = total;
 	__sync_fetch_and_add(&vtime_now, ran * 100 / (total > 100 ? total : 100));
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
@@ -692,14 +693,13 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 		tctx->nvcsw++;
 }
 
+/* Its weight leaves its cgroup's share and the fair clock's total. */
 static void uncount_weight(struct task_struct *p)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
 
-	if (tctx && tctx->counted_weight) {
-		__sync_fetch_and_sub(&runnable_weight, tctx->counted_weight);
-		tctx->counted_weight = 0;
-	}
+	if (tctx)
+		prism_cg_uncount(&tctx->cg);
 }
 
 void BPF_STRUCT_OPS(pbl_quiescent, struct task_struct *p, u64 deq_flags)
@@ -720,6 +720,7 @@ void BPF_STRUCT_OPS(pbl_enable, struct task_struct *p)
 	if (tctx) {
 		tctx->vruntime = vtime_now;
 		tctx->weight = 100;
+		tctx->own_weight = 100;
 		tctx->nvcsw_since = scx_bpf_now();
 	}
 	p->scx.dsq_vtime = vtime_now;
@@ -735,14 +736,31 @@ s32 BPF_STRUCT_OPS(pbl_init_task, struct task_struct *p, struct scx_init_task_ar
 	return 0;
 }
 
+/* A cgroup appears (or exists at load): its cpu.weight, under its parent. */
 s32 BPF_STRUCT_OPS(pbl_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
-	return prism_cgw_init(cgrp, args->weight);
+	return prism_cg_init(cgrp, args->weight);
 }
 
+/* A cgroup goes away: its share state with it. */
+void BPF_STRUCT_OPS(pbl_cgroup_exit, struct cgroup *cgrp)
+{
+	prism_cg_exit(cgrp);
+}
+
+/* A task moves to another cgroup: its weight counts there from now. */
+void BPF_STRUCT_OPS(pbl_cgroup_move, struct task_struct *p, struct cgroup *from, struct cgroup *to)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx)
+		prism_cg_move(&tctx->cg, to);
+}
+
+/* cpu.weight written: the cgroup's share among its siblings changes. */
 void BPF_STRUCT_OPS(pbl_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 {
-	prism_cgw_set(cgrp, weight);
+	prism_cg_set_weight(cgrp, weight);
 }
 
 /* Put @cpu into the cpumask of @domains[@idx], creating it on first use. */
@@ -827,6 +845,8 @@ SCX_OPS_DEFINE(prism_bpfland_ops,
 	       .disable			= (void *)pbl_disable,
 	       .init_task		= (void *)pbl_init_task,
 	       .cgroup_init		= (void *)pbl_cgroup_init,
+	       .cgroup_exit		= (void *)pbl_cgroup_exit,
+	       .cgroup_move		= (void *)pbl_cgroup_move,
 	       .cgroup_set_weight	= (void *)pbl_cgroup_set_weight,
 	       .init			= (void *)pbl_init,
 	       .exit			= (void *)pbl_exit,

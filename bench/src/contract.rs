@@ -1,0 +1,363 @@
+//! The node's CPU contract as a workload: a cgroup tree with cpu.weight set
+//! (the kubelet's, or any other), CPU hogs in its leaves, and
+//! each cgroup's CPU share measured from cpu.stat. The lab tests and
+//! prism-eval run the same tree under EEVDF and under a scheduler in one
+//! boot and compare the shares.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use prism_bus::testing::TempCgroup;
+
+use crate::lab::{
+    Hogs, SchedProcess, cpu_seconds_over, enable_cpu_controller, nr_cpus, stop_cleanly,
+};
+
+/// One cgroup of a tree: its path below the tree's root ("a/b/c"), what to
+/// write to its cpu.weight, and how many busy threads run in it (leaves
+/// only: cgroup v2 puts no process beside child cgroups).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub path: String,
+    pub weight: Option<u32>,
+    pub hogs: usize,
+}
+
+impl Group {
+    pub fn new(path: &str, weight: Option<u32>, hogs: usize) -> Group {
+        Group {
+            path: path.to_string(),
+            weight,
+            hogs,
+        }
+    }
+}
+
+/// The kubelet's cpu.weight for a CPU request of `milli_cpu` (cgroup v2):
+/// requests become cpu.shares (`milli * 1024 / 1000`, at least 2), shares
+/// map linearly onto 1..10000 as the runtimes convert them
+/// (`1 + (shares - 2) * 9999 / 262142`).
+pub fn kubelet_weight(milli_cpu: u64) -> u32 {
+    let shares = (milli_cpu * 1024 / 1000).clamp(2, 262_144);
+    (1 + (shares - 2) * 9999 / 262_142) as u32
+}
+
+/// The kubelet's tree (systemd driver) on a node of `nr_cpus` CPUs: three
+/// Burstable pods requesting 100m, 500m and 1000m with 2, 4 and 1 busy
+/// threads, a BestEffort pod with 2, and one hog in system.slice.
+pub fn kubelet_tree(nr_cpus: usize) -> Vec<Group> {
+    let kp = "kubepods.slice";
+    let bu = "kubepods.slice/kubepods-burstable.slice";
+    let be = "kubepods.slice/kubepods-besteffort.slice";
+    let pod = |qos: &str, name: &str| format!("{qos}/kubepods-{name}.slice");
+    let ctr = |qos: &str, name: &str| format!("{}/cri-containerd-{name}.scope", pod(qos, name));
+    let mut tree = vec![
+        Group::new(kp, Some(kubelet_weight(nr_cpus as u64 * 1000)), 0),
+        Group::new(bu, Some(kubelet_weight(100 + 500 + 1000)), 0),
+        Group::new(be, Some(kubelet_weight(0)), 0),
+    ];
+    for (name, milli, threads) in [
+        ("pod100m", 100, 2),
+        ("pod500m", 500, 4),
+        ("pod1000m", 1000, 1),
+    ] {
+        tree.push(Group::new(&pod(bu, name), Some(kubelet_weight(milli)), 0));
+        tree.push(Group::new(
+            &ctr(bu, name),
+            Some(kubelet_weight(milli)),
+            threads,
+        ));
+    }
+    tree.push(Group::new(&pod(be, "podbe"), Some(kubelet_weight(0)), 0));
+    tree.push(Group::new(&ctr(be, "podbe"), Some(kubelet_weight(0)), 2));
+    tree.push(Group::new("system.slice", Some(100), 0));
+    tree.push(Group::new("system.slice/hog.service", Some(100), 1));
+    tree
+}
+
+/// A tree of cgroups built under a fresh cgroup of the root (removed on drop),
+/// the cpu controller on all the way down.
+pub struct Tree {
+    root: TempCgroup,
+    pub groups: Vec<Group>,
+}
+
+impl Tree {
+    pub fn build(tag: &str, groups: &[Group]) -> Tree {
+        let top = crate::lab::cgroup2_root();
+        enable_cpu_controller(&top);
+        let root = TempCgroup::new(tag);
+        for g in groups {
+            let mut dir = root.path.clone();
+            for part in g.path.split('/') {
+                enable_cpu_controller(&dir);
+                dir.push(part);
+                if !dir.exists() {
+                    fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                }
+            }
+            if let Some(w) = g.weight {
+                write(&dir.join("cpu.weight"), &w.to_string());
+            }
+        }
+        Tree {
+            root,
+            groups: groups.to_vec(),
+        }
+    }
+
+    pub fn path(&self, g: &Group) -> PathBuf {
+        self.root.path.join(&g.path)
+    }
+
+    /// Each group's CPU, in CPUs (1.0 = one whole CPU), over `window` after
+    /// a second of warm-up, with every group's hogs running.
+    pub fn cpus_used(&self, window: Duration) -> Vec<f64> {
+        let _hogs: Vec<Hogs> = self
+            .groups
+            .iter()
+            .filter(|g| g.hogs > 0)
+            .map(|g| Hogs::start(&self.path(g), g.hogs))
+            .collect();
+        let paths: Vec<PathBuf> = self.groups.iter().map(|g| self.path(g)).collect();
+        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        cpu_seconds_over(&refs, Duration::from_secs(1), window)
+            .into_iter()
+            .map(|s| s / window.as_secs_f64())
+            .collect()
+    }
+
+    /// Each group's share of the machine (1.0 = every CPU) over `window`.
+    pub fn shares(&self, window: Duration) -> Vec<f64> {
+        let n = nr_cpus() as f64;
+        self.cpus_used(window).into_iter().map(|c| c / n).collect()
+    }
+}
+
+fn write(file: &Path, value: &str) {
+    fs::write(file, value).unwrap_or_else(|e| panic!("{value} > {}: {e}", file.display()));
+}
+
+/// Each group's share of the machine over `window` under EEVDF, then under
+/// the scheduler `start` loads (stopped cleanly before returning): one boot,
+/// one tree, the same hogs.
+pub fn shares_under_eevdf_then(
+    tree: &Tree,
+    window: Duration,
+    start: impl FnOnce() -> SchedProcess,
+) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(crate::lab::ops(), "", "a scheduler is already loaded");
+    let eevdf = tree.shares(window);
+    let s = start();
+    let ours = tree.shares(window);
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runtime error"), "{log}");
+    (eevdf, ours)
+}
+
+/// Two cgroups, A with 2 busy threads at cpu.weight 300 and B with 10 at
+/// 100: A's share of their CPU (A / (A + B)) under EEVDF and under the
+/// scheduler. Group shares give A 3/4, per-task weighting 6/16 = 0.375.
+pub fn unequal_thread_counts(tag: &str, start: impl FnOnce() -> SchedProcess) -> (f64, f64) {
+    let tree = Tree::build(
+        tag,
+        &[
+            Group::new("a", Some(300), 2),
+            Group::new("b", Some(100), 10),
+        ],
+    );
+    let (eevdf, ours) = shares_under_eevdf_then(&tree, Duration::from_secs(6), start);
+    println!(
+        "{}",
+        share_table(&tree.groups, ("EEVDF", &eevdf), ("ours", &ours))
+    );
+    let a = |v: &[f64]| v[0] / (v[0] + v[1]).max(1e-9);
+    (a(&eevdf), a(&ours))
+}
+
+/// What cpu.weight promises each group of `groups`: its share of a machine
+/// of `nr_cpus` CPUs when every leaf's threads are busy, hierarchically
+/// (a cgroup's CPU is split among its busy children by weight, and a child
+/// that cannot use its part, one CPU per thread at most, leaves the rest
+/// to its siblings). The tree's own root holds the whole machine.
+pub fn ideal_shares(groups: &[Group], nr_cpus: usize) -> Vec<f64> {
+    let parent = |path: &str| path.rsplit_once('/').map_or("", |(p, _)| p).to_string();
+    let children = |of: &str| -> Vec<usize> {
+        (0..groups.len())
+            .filter(|&i| parent(&groups[i].path) == of)
+            .collect()
+    };
+    let demand = |i: usize| -> f64 {
+        let prefix = format!("{}/", groups[i].path);
+        groups
+            .iter()
+            .filter(|g| g.path == groups[i].path || g.path.starts_with(&prefix))
+            .map(|g| g.hogs as f64)
+            .sum()
+    };
+    let mut cpus = vec![0.0; groups.len()];
+    // (parent path, CPUs it has), top down
+    let total: f64 = groups.iter().map(|g| g.hogs as f64).sum();
+    let mut todo = vec![(String::new(), total.min(nr_cpus as f64))];
+    while let Some((of, amount)) = todo.pop() {
+        let mut open: Vec<usize> = children(&of)
+            .into_iter()
+            .filter(|&i| demand(i) > 0.0)
+            .collect();
+        let mut left = amount;
+        // water-filling: children that cannot use their part get what they can use
+        loop {
+            let weights: f64 = open
+                .iter()
+                .map(|&i| f64::from(groups[i].weight.unwrap_or(100)))
+                .sum();
+            let full: Vec<usize> = open
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    demand(i) <= left * f64::from(groups[i].weight.unwrap_or(100)) / weights
+                })
+                .collect();
+            if full.is_empty() {
+                for &i in &open {
+                    cpus[i] = left * f64::from(groups[i].weight.unwrap_or(100)) / weights;
+                }
+                break;
+            }
+            for i in full {
+                cpus[i] = demand(i);
+                left -= cpus[i];
+                open.retain(|&j| j != i);
+            }
+        }
+        for i in children(&of) {
+            todo.push((groups[i].path.clone(), cpus[i]));
+        }
+    }
+    cpus.into_iter().map(|c| c / nr_cpus as f64).collect()
+}
+
+/// The kubelet's tree (kubelet_tree): each cgroup's share of the machine
+/// under EEVDF, under the scheduler and as cpu.weight promises it
+/// (ideal_shares); returns the largest differences of EEVDF and of the
+/// scheduler from the promise.
+pub fn kubelet_tree_shares(tag: &str, start: impl FnOnce() -> SchedProcess) -> (f64, f64) {
+    let groups = kubelet_tree(nr_cpus());
+    let ideal = ideal_shares(&groups, nr_cpus());
+    let tree = Tree::build(tag, &groups);
+    let (eevdf, ours) = shares_under_eevdf_then(&tree, Duration::from_secs(8), start);
+    println!(
+        "{}",
+        share_table(&tree.groups, ("EEVDF", &eevdf), ("ours", &ours))
+    );
+    println!(
+        "{}",
+        share_table(&tree.groups, ("weights", &ideal), ("ours", &ours))
+    );
+    (
+        max_difference(&eevdf, &ideal),
+        max_difference(&ours, &ideal),
+    )
+}
+
+/// The largest absolute difference between two lists of shares.
+pub fn max_difference(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// A table of each group's share under two schedulers, for a test's output.
+pub fn share_table(groups: &[Group], a: (&str, &[f64]), b: (&str, &[f64])) -> String {
+    let mut out = format!("{:<64} {:>8} {:>8}\n", "cgroup", a.0, b.0);
+    for ((g, x), y) in groups.iter().zip(a.1).zip(b.1) {
+        out += &format!("{:<64} {:>7.1}% {:>7.1}%\n", g.path, x * 100.0, y * 100.0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_weights_follow_its_conversion() {
+        // cgroup v1 shares 2 (BestEffort) -> weight 1; 1 CPU -> 1024 shares -> 39
+        assert_eq!(kubelet_weight(0), 1);
+        assert_eq!(kubelet_weight(100), 4);
+        assert_eq!(kubelet_weight(500), 20);
+        assert_eq!(kubelet_weight(1000), 39);
+        assert_eq!(kubelet_weight(2000), 79);
+        // the largest shares map to the largest weight
+        assert_eq!(kubelet_weight(1_000_000), 10000);
+    }
+
+    #[test]
+    fn the_kubelet_tree_has_its_levels_and_leaves() {
+        let t = kubelet_tree(2);
+        let leaves: usize = t.iter().map(|g| g.hogs).sum();
+        assert_eq!(leaves, 2 + 4 + 1 + 2 + 1);
+        assert!(
+            t.iter()
+                .any(|g| g.path.ends_with("cri-containerd-pod500m.scope"))
+        );
+        assert_eq!(t[0].weight, Some(79), "kubepods.slice for 2 CPUs");
+    }
+
+    #[test]
+    fn ideal_shares_split_by_weight_and_give_what_one_thread_cannot_use_away() {
+        // A (2 threads, 300) beside B (10 threads, 100) on 2 CPUs: 3/4 to A
+        let two = [
+            Group::new("a", Some(300), 2),
+            Group::new("b", Some(100), 10),
+        ];
+        let s = ideal_shares(&two, 2);
+        assert!(
+            (s[0] - 0.75).abs() < 1e-9 && (s[1] - 0.25).abs() < 1e-9,
+            "{s:?}"
+        );
+        // one thread can use one CPU of two: its heavy weight goes to the other
+        let capped = [
+            Group::new("a", Some(1000), 1),
+            Group::new("b", Some(100), 4),
+        ];
+        let s = ideal_shares(&capped, 2);
+        assert!(
+            (s[0] - 0.5).abs() < 1e-9 && (s[1] - 0.5).abs() < 1e-9,
+            "{s:?}"
+        );
+        // nested: the parent's share splits among its busy children only
+        let nested = [
+            Group::new("p", Some(100), 0),
+            Group::new("p/x", Some(300), 2),
+            Group::new("p/idle", Some(100), 0),
+            Group::new("q", Some(100), 2),
+        ];
+        let s = ideal_shares(&nested, 2);
+        assert!(
+            (s[0] - 0.5).abs() < 1e-9 && (s[1] - 0.5).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert_eq!(s[2], 0.0);
+    }
+
+    #[test]
+    fn the_kubelet_tree_splits_by_requests() {
+        let t = kubelet_tree(2);
+        let s = ideal_shares(&t, 2);
+        let at = |p: &str| s[t.iter().position(|g| g.path.ends_with(p)).unwrap()];
+        // system.slice (100) beside kubepods.slice (79): its one thread takes one CPU
+        assert!((at("system.slice") - 0.5).abs() < 1e-9);
+        // within Burstable: 4 : 20 : 39 by requests
+        let ratio = at("pod1000m.slice") / at("pod100m.slice");
+        assert!((ratio - 39.0 / 4.0).abs() < 1e-6, "{ratio}");
+        assert!(at("kubepods-besteffort.slice") < 0.01);
+    }
+
+    #[test]
+    fn max_difference_is_the_largest_gap() {
+        assert_eq!(max_difference(&[0.5, 0.25], &[0.4, 0.5]), 0.25);
+    }
+}
