@@ -36,7 +36,7 @@ use prism_bus::{BusWriter, LatencyClass};
 --quick is what CI runs: EEVDF, scx_prism and scx_prism_bpfland --prism on idle, contended-2x, selective and empty-bus, \
 asserting that the class ordering holds, that scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's, \
 that with an empty bus its p99 is within 1.1 x EEVDF's, and that its p50 in both is within 1.25 x \
-(kube-node is not in it yet: scx_prism is ejected there, issue 14)."
+(kube-node is in the full run)."
 )]
 struct Opts {
     /// Where raw.csv, summary.csv, report.md and the plots go.

@@ -55,8 +55,8 @@ pub const ALL: [Scenario; 9] = [
     Scenario::Rpc,
     Scenario::KubeNode,
 ];
-/// CI's run. Not kube-node yet: scx_prism is ejected there (a cpu.weight 1
-/// cgroup's busy tasks stall: issue 14); the full run has it.
+/// CI's run (kube-node is in the full run: scx_prism does not give group
+/// shares yet, issue 14).
 pub const QUICK: [Scenario; 4] = [
     Scenario::Idle,
     Scenario::Contended(2),

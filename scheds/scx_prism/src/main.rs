@@ -104,6 +104,8 @@ struct Scheduler<'a> {
     shutdown: Arc<AtomicBool>,
     last_account: Instant,
     last_bus_poll: Instant,
+    /// The policy's clock for queue ages.
+    started: Instant,
 }
 
 /// How often the share guard's window is updated, and how much of it decays each time.
@@ -157,6 +159,7 @@ impl<'a> Scheduler<'a> {
             shutdown,
             last_account: Instant::now(),
             last_bus_poll: Instant::now(),
+            started: Instant::now(),
         })
     }
 
@@ -181,6 +184,13 @@ impl<'a> Scheduler<'a> {
     /// One round: take every waiting task in, then decide for as many as
     /// there are CPUs to fill (at least one), then let them run.
     fn schedule(&mut self) -> Result<()> {
+        self.policy.tick(
+            self.started
+                .elapsed()
+                .as_nanos()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        );
         while let Some(t) = self.bpf.dequeue()? {
             let class = (t.class as usize).min(NR_CLASSES - 1);
             self.counters.queued[class] += 1;

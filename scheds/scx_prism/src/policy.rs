@@ -107,7 +107,16 @@ struct Queued {
     seq: u64,
     task: Runnable,
     vruntime: u64,
+    /// When it was queued (Policy::tick's clock).
+    queued_at: u64,
 }
+
+/// A task queued this long is released next, whatever its deadline: the
+/// kernel's watchdog ejects the scheduler at 5 s, and a task of a
+/// cpu.weight 1 cgroup (a BestEffort pod) may owe far more than that.
+pub const STARVE_NS: u64 = 1_000_000_000;
+/// How often the queues are searched for such a task.
+const STARVE_SCAN_NS: u64 = 100_000_000;
 
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
@@ -137,6 +146,10 @@ pub struct Policy {
     last_runtime: [u64; NR_CLASSES],
     seq: u64,
     dispatch_seq: u64,
+    /// Monotonic time, ns (set by tick), and when the queues were last
+    /// searched for starving tasks.
+    now: u64,
+    starve_scanned_at: u64,
 }
 
 /// Effective weight, 100 = a nice-0 task in a default cgroup, no bus weight.
@@ -161,7 +174,38 @@ impl Policy {
             last_runtime: [0; NR_CLASSES],
             seq: 0,
             dispatch_seq: CRITICAL_JUMP * 4,
+            now: 0,
+            starve_scanned_at: 0,
         }
+    }
+
+    /// The time now, monotonic ns (queue ages are measured with it).
+    pub fn tick(&mut self, now_ns: u64) {
+        self.now = self.now.max(now_ns);
+    }
+
+    /// The oldest task queued STARVE_NS or more, taken out of its queue
+    /// (searched every STARVE_SCAN_NS: O(queued) then).
+    fn take_starving(&mut self) -> Option<(usize, Queued)> {
+        if self.now < self.starve_scanned_at + STARVE_SCAN_NS {
+            return None;
+        }
+        self.starve_scanned_at = self.now;
+        let (q, at) = QUEUES
+            .into_iter()
+            .filter_map(|q| {
+                let oldest = self.queues[q].iter().map(|Reverse(e)| e.queued_at).min()?;
+                Some((q, oldest))
+            })
+            .min_by_key(|&(_, at)| at)?;
+        if self.now < at + STARVE_NS {
+            return None;
+        }
+        let mut rest = std::mem::take(&mut self.queues[q]).into_vec();
+        let i = rest.iter().position(|Reverse(e)| e.queued_at == at)?;
+        let Reverse(e) = rest.swap_remove(i);
+        self.queues[q] = BinaryHeap::from(rest);
+        Some((q, e))
     }
 
     fn queue_of(class: u32) -> usize {
@@ -203,6 +247,7 @@ impl Policy {
             seq: self.seq,
             task,
             vruntime: vr,
+            queued_at: self.now,
         }));
     }
 
@@ -264,9 +309,16 @@ impl Policy {
 
     /// The next decision, if any task waits.
     pub fn next(&mut self, nr_cpus: u64) -> Option<Decision> {
-        let q = self.pick_queue()?;
-        let Reverse(e) = self.queues[q].pop()?;
-        self.clock[q] = self.clock[q].max(e.vruntime);
+        let (q, e) = match self.take_starving() {
+            // released by age, not by order: it does not move the clock
+            Some(starving) => starving,
+            None => {
+                let q = self.pick_queue()?;
+                let Reverse(e) = self.queues[q].pop()?;
+                self.clock[q] = self.clock[q].max(e.vruntime);
+                (q, e)
+            }
+        };
         self.dispatch_seq += 1;
         let dsq_vtime = if q == CRITICAL {
             self.dispatch_seq - CRITICAL_JUMP
@@ -305,6 +357,7 @@ impl Policy {
             seq: 0,
             task: d.task,
             vruntime: d.vruntime,
+            queued_at: self.now,
         }));
     }
 }
@@ -384,6 +437,28 @@ mod tests {
         p.enqueue(hog);
         p.enqueue(sleeper);
         assert_eq!(p.next(2).unwrap().pid, 2);
+    }
+
+    #[test]
+    fn a_task_queued_a_second_goes_next_without_moving_the_clock() {
+        let mut p = Policy::new(Tunables::default(), 16);
+        p.tick(1);
+        // owes 100 s of vruntime (a cpu.weight 1 task after a few slices)
+        let mut light = task(1, NORMAL);
+        light.vruntime = 100_000_000_000;
+        p.enqueue(light);
+        for (pid, at) in [(2, 10_000_000), (3, 500_000_000)] {
+            p.tick(at);
+            let mut t = task(pid, NORMAL);
+            t.vruntime = 1_000_000;
+            p.enqueue(t);
+        }
+        p.tick(600_000_000);
+        assert_eq!(p.next(2).unwrap().pid, 2, "by deadline while young");
+        p.tick(1_000_000_001);
+        assert_eq!(p.next(2).unwrap().pid, 1, "after STARVE_NS, by age");
+        assert_eq!(p.next(2).unwrap().pid, 3);
+        assert!(p.clock[NORMAL] < 100_000_000_000, "the clock did not jump");
     }
 
     #[test]
