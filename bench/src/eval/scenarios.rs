@@ -55,8 +55,7 @@ pub const ALL: [Scenario; 9] = [
     Scenario::Rpc,
     Scenario::KubeNode,
 ];
-/// CI's run (kube-node is in the full run: scx_prism does not give group
-/// shares yet, issue 14).
+/// CI's run (kube-node is in the full run only, for CI's time).
 pub const QUICK: [Scenario; 4] = [
     Scenario::Idle,
     Scenario::Contended(2),

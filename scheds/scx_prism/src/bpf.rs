@@ -1,78 +1,65 @@
-//! The connector to scx_prism's BPF side: load and attach it, move records
-//! through the two ring buffers, read its counters, report how it exited.
-//!
-//! Owns nothing of the policy. Everything that maps memory (the skeleton,
-//! the ring buffers) is set up in `init`, before the scx_rustland_core
-//! allocator locks memory and forbids mmap.
+//! The connector to scx_prism's BPF side: load and attach it, publish the
+//! policy loop's class order, read its counters, keep the bus slots on the
+//! pinned bus, report how it exited. Owns nothing of the policy.
 
-use std::cell::Cell;
 use std::mem::MaybeUninit;
-use std::rc::Rc;
 
-use anyhow::{Context, Result, bail};
-use libbpf_rs::{OpenObject, RingBuffer, RingBufferBuilder, UserRingBuffer};
+use anyhow::{Context, Result};
+use libbpf_rs::OpenObject;
 use prism_bus::BusPaths;
 use prism_bus::consumer::{SlotChange, SlotKeeper};
-use scx_rustland_core::ALLOCATOR;
+use prism_sched::WaitHistogram;
 use scx_utils::{
     UserExitInfo, compat, scx_ops_attach, scx_ops_load, scx_ops_open, uei_exited, uei_report,
 };
 
-use crate::bpf_intf::{dispatched_task, queued_task};
 use crate::bpf_skel::{BpfSkel, BpfSkelBuilder};
-use crate::policy::NR_CLASSES;
+use crate::share_guard::{ClassOrder, NR_CLASSES};
 
 /// What the loader needs to know, from the command line.
+#[derive(Clone)]
 pub struct BpfConfig {
     pub slice_ns: u64,
-    pub partial: bool,
-    pub exit_dump_len: u32,
+    pub slice_min_ns: u64,
+    pub slice_lag_ns: u64,
+    pub batch_slice_factor: u32,
     pub preempt_lower: bool,
     pub affine_burst_ns: u64,
     pub preempt_min_run_ns: u64,
+    pub bus: BusPaths,
+    pub partial: bool,
+    pub exit_dump_len: u32,
     pub verbose: bool,
 }
 
 /// Counters the BPF side keeps (cumulative since load).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Clone)]
 pub struct BpfCounters {
     pub nr_running: u64,
     pub nr_online_cpus: u64,
-    pub nr_user_dispatches: u64,
-    pub nr_kernel_dispatches: u64,
-    pub nr_direct_critical: u64,
-    pub nr_cancel_dispatches: u64,
-    pub nr_bounce_dispatches: u64,
-    pub nr_congested: u64,
-    pub nr_direct_preempt: u64,
-    pub nr_deferred_preempt: u64,
-    pub nr_resumed: u64,
-    pub nr_affine: u64,
-    pub nr_bus_cached: u64,
-    pub nr_bus_own: u64,
-    pub nr_bus_ancestor: u64,
-    pub nr_bus_miss: u64,
+    pub direct_dispatches: u64,
+    pub queued_dispatches: u64,
+    pub direct_critical: u64,
+    pub direct_preempts: u64,
+    pub deferred_preempts: u64,
+    pub affine: u64,
+    pub rescued: u64,
     pub class_runtime_ns: [u64; NR_CLASSES],
+    pub wait: [WaitHistogram; NR_CLASSES],
+    pub bus_cached: u64,
+    pub bus_own: u64,
+    pub bus_ancestor: u64,
+    pub bus_miss: u64,
 }
 
 pub struct BpfScheduler<'obj> {
     skel: BpfSkel<'obj>,
-    queued: RingBuffer<'obj>,
-    dispatched: UserRingBuffer,
-    received: Rc<Cell<Option<queued_task>>>,
     struct_ops: Option<libbpf_rs::Link>,
     bus: SlotKeeper,
 }
 
-// SAFETY: both are plain C structs of integers (bindgen'd from intf.h).
-unsafe impl plain::Plain for dispatched_task {}
-
 impl<'obj> BpfScheduler<'obj> {
-    pub fn init(
-        open_object: &'obj mut MaybeUninit<OpenObject>,
-        cfg: &BpfConfig,
-        bus_paths: BusPaths,
-    ) -> Result<Self> {
+    pub fn init(open_object: &'obj mut MaybeUninit<OpenObject>, cfg: &BpfConfig) -> Result<Self> {
         let mut builder = BpfSkelBuilder::default();
         builder.obj_builder.debug(cfg.verbose);
         let mut skel = scx_ops_open!(
@@ -83,7 +70,9 @@ impl<'obj> BpfScheduler<'obj> {
         )?;
 
         let ops = skel.struct_ops.prism_ops_mut();
-        ops.flags = *compat::SCX_OPS_ENQ_LAST | *compat::SCX_OPS_ALLOW_QUEUED_WAKEUP;
+        ops.flags = *compat::SCX_OPS_ENQ_LAST
+            | *compat::SCX_OPS_ALLOW_QUEUED_WAKEUP
+            | compat::read_enum("scx_ops_flags", "SCX_OPS_HAS_CGROUP_WEIGHT").unwrap_or(0);
         if cfg.partial {
             ops.flags |= *compat::SCX_OPS_SWITCH_PARTIAL;
         }
@@ -91,15 +80,17 @@ impl<'obj> BpfScheduler<'obj> {
 
         let rodata = skel.maps.rodata_data.as_mut().context("no rodata")?;
         rodata.usersched_pid = std::process::id();
-        rodata.khugepaged_pid = khugepaged_pid();
         rodata.slice_ns = cfg.slice_ns;
+        rodata.slice_min_ns = cfg.slice_min_ns;
+        rodata.slice_lag_ns = cfg.slice_lag_ns;
+        rodata.batch_slice_factor = cfg.batch_slice_factor;
         rodata.preempt_lower = cfg.preempt_lower;
         rodata.affine_burst_ns = cfg.affine_burst_ns;
         rodata.preempt_min_run_ns = cfg.preempt_min_run_ns;
 
         // The bus slots' template must match the pinned map when there is one;
         // libbpf reads the fd at load time, so the bus stays open until then.
-        let template = prism_bus::Bus::open(&bus_paths).ok();
+        let template = prism_bus::Bus::open(&cfg.bus).ok();
         if let Some(bus) = &template {
             use std::os::fd::AsFd;
             skel.maps
@@ -107,44 +98,14 @@ impl<'obj> BpfScheduler<'obj> {
                 .set_inner_map_fd(bus.identity_map().as_fd())
                 .context("sizing the bus slot")?;
         }
-
         let mut skel = scx_ops_load!(skel, prism_ops, uei)?;
         drop(template);
 
-        let received = Rc::new(Cell::new(None));
-        let sink = received.clone();
-        let mut rbb = RingBufferBuilder::new();
-        rbb.add(&skel.maps.queued, move |data: &[u8]| {
-            if data.len() >= size_of::<queued_task>() {
-                // SAFETY: the BPF side writes exactly one queued_task per record.
-                sink.set(Some(unsafe {
-                    std::ptr::read_unaligned(data.as_ptr().cast::<queued_task>())
-                }));
-            }
-            0
-        })
-        .context("queued ring buffer")?;
-        let queued = rbb.build().context("queued ring buffer")?;
-        let dispatched =
-            UserRingBuffer::new(&skel.maps.dispatched).context("dispatched ring buffer")?;
-
-        let mut bus = SlotKeeper::new(bus_paths);
+        let mut bus = SlotKeeper::new(cfg.bus.clone());
         bus.poll(&skel.maps.prism_bus_identity, &skel.maps.prism_bus_meta)?;
-
-        // No page faults on the hot path, no new mappings from here on. Done
-        // before attaching: once attached, every task waits for this loop,
-        // and locking the heap takes seconds under emulation.
-        ALLOCATOR.lock_memory();
-        ALLOCATOR
-            .disable_mmap()
-            .map_err(|e| anyhow::anyhow!("disabling mmap: {e}"))?;
-
         let struct_ops = Some(scx_ops_attach!(skel, prism_ops)?);
         Ok(BpfScheduler {
             skel,
-            queued,
-            dispatched,
-            received,
             struct_ops,
             bus,
         })
@@ -162,49 +123,21 @@ impl<'obj> BpfScheduler<'obj> {
         self.bus.attached().is_some()
     }
 
-    /// The next task that needs a decision, if any.
-    pub fn dequeue(&mut self) -> Result<Option<queued_task>> {
-        let n = self.queued.consume_raw_n(1);
-        if n < 0 {
-            bail!("reading the queued ring buffer: {n}");
-        }
+    /// Publish the share guard's class order (BPF reads it at every dispatch).
+    pub fn set_order(&mut self, order: ClassOrder) {
         let bss = self.skel.maps.bss_data.as_mut().expect("bss");
-        match self.received.take() {
-            Some(t) => {
-                bss.nr_queued = bss.nr_queued.saturating_sub(1);
-                Ok(Some(t))
-            }
-            None => {
-                bss.nr_queued = 0;
-                Ok(None)
-            }
-        }
+        bss.lower_classes_starving = order.lower_classes_starving;
+        bss.batch_owed = order.batch_owed;
     }
 
-    /// Send one decision. Fails when the user ring buffer is full.
-    pub fn dispatch(&mut self, d: &dispatched_task) -> Result<(), libbpf_rs::Error> {
-        let mut sample = self.dispatched.reserve(size_of::<dispatched_task>())?;
-        let slot = plain::from_mut_bytes::<dispatched_task>(sample.as_mut())
-            .expect("sized for a dispatched_task");
-        *slot = *d;
-        self.dispatched.submit(sample)
-    }
-
-    /// Tell BPF whether normal+batch are below their minimum share (critical
-    /// wakeups then stop taking their CPUs).
-    pub fn set_lower_classes_starving(&mut self, starving: bool) {
+    /// CPU time each class used since load (what the share guard reads).
+    pub fn class_runtime_ns(&self) -> [u64; NR_CLASSES] {
         self.skel
             .maps
             .bss_data
-            .as_mut()
+            .as_ref()
             .expect("bss")
-            .lower_classes_starving = starving;
-    }
-
-    /// Tell BPF how many tasks user space still holds, and let others run.
-    pub fn notify_complete(&mut self, nr_pending: u64) {
-        self.skel.maps.bss_data.as_mut().expect("bss").nr_scheduled = nr_pending;
-        std::thread::yield_now();
+            .class_runtime_ns
     }
 
     pub fn counters(&self) -> BpfCounters {
@@ -212,21 +145,19 @@ impl<'obj> BpfScheduler<'obj> {
         BpfCounters {
             nr_running: b.nr_running,
             nr_online_cpus: b.nr_online_cpus,
-            nr_user_dispatches: b.nr_user_dispatches,
-            nr_kernel_dispatches: b.nr_kernel_dispatches,
-            nr_direct_critical: b.nr_direct_critical,
-            nr_cancel_dispatches: b.nr_cancel_dispatches,
-            nr_bounce_dispatches: b.nr_bounce_dispatches,
-            nr_congested: b.nr_congested,
-            nr_direct_preempt: b.nr_direct_preempt,
-            nr_deferred_preempt: b.nr_deferred_preempt,
-            nr_resumed: b.nr_resumed,
-            nr_affine: b.nr_affine,
-            nr_bus_cached: b.nr_bus_cached,
-            nr_bus_own: b.nr_bus_own,
-            nr_bus_ancestor: b.nr_bus_ancestor,
-            nr_bus_miss: b.nr_bus_miss,
+            direct_dispatches: b.nr_direct_dispatches,
+            queued_dispatches: b.nr_queued_dispatches,
+            direct_critical: b.nr_direct_critical,
+            direct_preempts: b.nr_direct_preempt,
+            deferred_preempts: b.nr_deferred_preempt,
+            affine: b.nr_affine,
+            rescued: b.nr_rescued,
             class_runtime_ns: b.class_runtime_ns,
+            wait: std::array::from_fn(|c| WaitHistogram::from_buckets(&b.wait_hist[c])),
+            bus_cached: b.nr_bus_cached,
+            bus_own: b.nr_bus_own,
+            bus_ancestor: b.nr_bus_ancestor,
+            bus_miss: b.nr_bus_miss,
         }
     }
 
@@ -245,20 +176,5 @@ impl<'obj> BpfScheduler<'obj> {
 impl Drop for BpfScheduler<'_> {
     fn drop(&mut self) {
         let _ = self.struct_ops.take();
-        ALLOCATOR.unlock_memory();
     }
-}
-
-/// khugepaged must not wait for user space (its page faults would).
-fn khugepaged_pid() -> u32 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "khugepaged")
-        })
-        .unwrap_or(0)
 }

@@ -1,7 +1,9 @@
 //! scx_prism's metrics: what `--stats`/`--monitor` print and what scx_stats
-//! serves on /var/run/scx/root/stats.
+//! serves on /var/run/scx/root/stats. Counters are per interval.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -9,9 +11,8 @@ use scx_stats::prelude::*;
 use scx_stats_derive::{Stats, stat_doc};
 use serde::{Deserialize, Serialize};
 
-use prism_sched::WaitHistogram;
-
-use crate::policy::NR_CLASSES;
+use crate::bpf::BpfCounters;
+use crate::share_guard::{BATCH, CRITICAL, ClassOrder, NORMAL, UNSET};
 
 #[stat_doc]
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
@@ -21,60 +22,50 @@ pub struct Metrics {
     pub nr_cpus: u64,
     #[stat(desc = "Tasks running")]
     pub nr_running: u64,
-    #[stat(desc = "Tasks waiting in user space for a decision")]
-    pub nr_scheduled: u64,
     #[stat(desc = "Is the Prism bus attached (1) or not yet pinned (0)")]
     pub bus_attached: u64,
-    #[stat(desc = "Tasks queued to user space, critical class")]
-    pub critical_queued: u64,
-    #[stat(desc = "Tasks queued to user space, normal class (and unlabelled)")]
-    pub normal_queued: u64,
-    #[stat(desc = "Tasks queued to user space, batch class")]
-    pub batch_queued: u64,
-    #[stat(desc = "Decisions sent to BPF, critical class")]
-    pub critical_dispatched: u64,
-    #[stat(desc = "Decisions sent to BPF, normal class")]
-    pub normal_dispatched: u64,
-    #[stat(desc = "Decisions sent to BPF, batch class")]
-    pub batch_dispatched: u64,
-    #[stat(desc = "Critical tasks placed by BPF at once (idle CPU or preemption)")]
+    #[stat(desc = "Tasks put on an idle CPU at once")]
+    pub direct: u64,
+    #[stat(desc = "Tasks that went through a class queue")]
+    pub queued: u64,
+    #[stat(desc = "Critical tasks placed at once (idle CPU or preemption)")]
     pub critical_direct: u64,
-    #[stat(desc = "All tasks dispatched by BPF without user space")]
-    pub kernel_dispatches: u64,
-    #[stat(desc = "Decisions of user space carried out by BPF")]
-    pub user_dispatches: u64,
-    #[stat(desc = "Wait to run p50 (us), critical")]
-    pub critical_wait_p50_us: f64,
-    #[stat(desc = "Wait to run p99 (us), critical")]
-    pub critical_wait_p99_us: f64,
-    #[stat(desc = "Wait to run p50 (us), normal")]
-    pub normal_wait_p50_us: f64,
-    #[stat(desc = "Wait to run p99 (us), normal")]
-    pub normal_wait_p99_us: f64,
-    #[stat(desc = "Wait to run p50 (us), batch")]
-    pub batch_wait_p50_us: f64,
-    #[stat(desc = "Wait to run p99 (us), batch")]
-    pub batch_wait_p99_us: f64,
-    #[stat(desc = "CPU share of normal+batch over the guard window (%)")]
-    pub non_critical_share_pct: f64,
-    #[stat(desc = "Ring buffer full: tasks sent to the shared queue instead")]
-    pub congested: u64,
-    #[stat(desc = "Stale decisions cancelled")]
-    pub cancelled: u64,
-    #[stat(desc = "Decisions bounced to another queue (affinity changed)")]
-    pub bounced: u64,
-    #[stat(
-        desc = "Waking tasks that took a busy CPU from lower-class or longer-running work, in BPF"
-    )]
+    #[stat(desc = "Waking tasks that took a busy CPU from lower-class or longer-running work")]
     pub direct_preempts: u64,
     #[stat(
         desc = "Waking tasks queued on a busy CPU whose task had not run its minimum: preempted when it has"
     )]
     pub deferred_preempts: u64,
-    #[stat(desc = "Preempted tasks resumed from BPF with the rest of their slice")]
-    pub resumed: u64,
     #[stat(desc = "Waking tasks queued on their short-burst waker's CPU, to run when it sleeps")]
     pub affine: u64,
+    #[stat(
+        desc = "Tasks run next because they had waited 1 s (the bound every queued task keeps)"
+    )]
+    pub rescued: u64,
+    #[stat(desc = "Wait to run p50 (us), critical")]
+    pub critical_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), critical")]
+    pub critical_wait_p99_us: f64,
+    #[stat(desc = "Wait to run p50 (us), normal and unlabelled")]
+    pub normal_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), normal and unlabelled")]
+    pub normal_wait_p99_us: f64,
+    #[stat(desc = "Wait to run p50 (us), batch")]
+    pub batch_wait_p50_us: f64,
+    #[stat(desc = "Wait to run p99 (us), batch")]
+    pub batch_wait_p99_us: f64,
+    #[stat(desc = "CPU time of critical tasks (ms)")]
+    pub critical_cpu_ms: u64,
+    #[stat(desc = "CPU time of normal and unlabelled tasks (ms)")]
+    pub normal_cpu_ms: u64,
+    #[stat(desc = "CPU time of batch tasks (ms)")]
+    pub batch_cpu_ms: u64,
+    #[stat(desc = "CPU share of normal+batch over the guard window (%)")]
+    pub non_critical_share_pct: f64,
+    #[stat(desc = "Normal+batch are below their minimum share: they go first (1) or not (0)")]
+    pub lower_classes_starving: u64,
+    #[stat(desc = "The policy loop's CPU time per 1,000 scheduling events (us)")]
+    pub loop_us_per_1k_events: f64,
     #[stat(desc = "Bus resolutions answered by the per-task cache")]
     pub bus_cached: u64,
     #[stat(desc = "Bus resolutions that found the task's own cgroup")]
@@ -85,50 +76,98 @@ pub struct Metrics {
     pub bus_miss: u64,
 }
 
-/// Per-class numbers the loop keeps between two stats reads.
-#[derive(Default, Clone)]
-pub struct ClassCounters {
-    pub queued: [u64; NR_CLASSES],
-    pub dispatched: [u64; NR_CLASSES],
-    pub wait: [WaitHistogram; NR_CLASSES],
+/// What the policy loop adds to BPF's counters for one interval.
+pub struct LoopState {
+    pub bus_attached: bool,
+    pub non_critical_share: f64,
+    pub order: ClassOrder,
+    /// The loop's own CPU time in the interval.
+    pub loop_cpu_ns: u64,
 }
 
 impl Metrics {
+    /// The metrics of the interval between two snapshots of the counters.
+    pub fn between(prev: &BpfCounters, cur: &BpfCounters, l: &LoopState) -> Metrics {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let wait: Vec<_> = cur
+            .wait
+            .iter()
+            .zip(&prev.wait)
+            .map(|(c, p)| c.since(p))
+            .collect();
+        let mut normal_wait = wait[NORMAL].clone();
+        normal_wait.merge(&wait[UNSET]);
+        let cpu_ms = |c: usize| d(cur.class_runtime_ns[c], prev.class_runtime_ns[c]) / 1_000_000;
+        let direct = d(cur.direct_dispatches, prev.direct_dispatches);
+        let queued = d(cur.queued_dispatches, prev.queued_dispatches);
+        let preempts = d(cur.direct_preempts, prev.direct_preempts);
+        let deferred = d(cur.deferred_preempts, prev.deferred_preempts);
+        let affine = d(cur.affine, prev.affine);
+        let events = direct + queued + preempts + deferred + affine;
+        Metrics {
+            nr_cpus: cur.nr_online_cpus,
+            nr_running: cur.nr_running,
+            bus_attached: u64::from(l.bus_attached),
+            direct,
+            queued,
+            critical_direct: d(cur.direct_critical, prev.direct_critical),
+            direct_preempts: preempts,
+            deferred_preempts: deferred,
+            affine,
+            rescued: d(cur.rescued, prev.rescued),
+            critical_wait_p50_us: wait[CRITICAL].percentile_us(50.0),
+            critical_wait_p99_us: wait[CRITICAL].percentile_us(99.0),
+            normal_wait_p50_us: normal_wait.percentile_us(50.0),
+            normal_wait_p99_us: normal_wait.percentile_us(99.0),
+            batch_wait_p50_us: wait[BATCH].percentile_us(50.0),
+            batch_wait_p99_us: wait[BATCH].percentile_us(99.0),
+            critical_cpu_ms: cpu_ms(CRITICAL),
+            normal_cpu_ms: cpu_ms(NORMAL) + cpu_ms(UNSET),
+            batch_cpu_ms: cpu_ms(BATCH),
+            non_critical_share_pct: l.non_critical_share * 100.0,
+            lower_classes_starving: u64::from(l.order.lower_classes_starving),
+            loop_us_per_1k_events: l.loop_cpu_ns as f64 / events.max(1) as f64,
+            bus_cached: d(cur.bus_cached, prev.bus_cached),
+            bus_hit: d(cur.bus_own, prev.bus_own),
+            bus_fallback: d(cur.bus_ancestor, prev.bus_ancestor),
+            bus_miss: d(cur.bus_miss, prev.bus_miss),
+        }
+    }
+
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism] run {}/{} held {} bus {} | queued c/n/b {}/{}/{} | sent c/n/b {}/{}/{} | user {} kernel {} (crit {})",
+            "[scx_prism] run {}/{} bus {} | cpu ms c/n/b {}/{}/{} non-crit {:.0}%{} | direct {} (crit {}) queued {} preempt {} deferred {} affine {} rescued {}",
             self.nr_running,
             self.nr_cpus,
-            self.nr_scheduled,
             if self.bus_attached == 1 { "on" } else { "off" },
-            self.critical_queued,
-            self.normal_queued,
-            self.batch_queued,
-            self.critical_dispatched,
-            self.normal_dispatched,
-            self.batch_dispatched,
-            self.user_dispatches,
-            self.kernel_dispatches,
+            self.critical_cpu_ms,
+            self.normal_cpu_ms,
+            self.batch_cpu_ms,
+            self.non_critical_share_pct,
+            if self.lower_classes_starving == 1 {
+                " (owed)"
+            } else {
+                ""
+            },
+            self.direct,
             self.critical_direct,
+            self.queued,
+            self.direct_preempts,
+            self.deferred_preempts,
+            self.affine,
+            self.rescued,
         )?;
         writeln!(
             w,
-            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | non-crit share {:.0}% | cong {} cancel {} bounce {} preempt {} deferred {} resumed {} affine {} | bus cache {} hit {} anc {} miss {}",
+            "            wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | loop {:.1} us/1k events | bus cache {} hit {} anc {} miss {}",
             self.critical_wait_p50_us,
             self.critical_wait_p99_us,
             self.normal_wait_p50_us,
             self.normal_wait_p99_us,
             self.batch_wait_p50_us,
             self.batch_wait_p99_us,
-            self.non_critical_share_pct,
-            self.congested,
-            self.cancelled,
-            self.bounced,
-            self.direct_preempts,
-            self.deferred_preempts,
-            self.resumed,
-            self.affine,
+            self.loop_us_per_1k_events,
             self.bus_cached,
             self.bus_hit,
             self.bus_fallback,
@@ -136,39 +175,16 @@ impl Metrics {
         )?;
         Ok(())
     }
-
-    /// The counters as increments since `prev` (gauges and percentiles as they are).
-    pub fn delta(&self, prev: &Self) -> Self {
-        Self {
-            critical_direct: self.critical_direct - prev.critical_direct,
-            kernel_dispatches: self.kernel_dispatches - prev.kernel_dispatches,
-            user_dispatches: self.user_dispatches - prev.user_dispatches,
-            congested: self.congested - prev.congested,
-            cancelled: self.cancelled - prev.cancelled,
-            bounced: self.bounced - prev.bounced,
-            direct_preempts: self.direct_preempts - prev.direct_preempts,
-            deferred_preempts: self.deferred_preempts - prev.deferred_preempts,
-            resumed: self.resumed - prev.resumed,
-            affine: self.affine - prev.affine,
-            bus_cached: self.bus_cached - prev.bus_cached,
-            bus_hit: self.bus_hit - prev.bus_hit,
-            bus_fallback: self.bus_fallback - prev.bus_fallback,
-            bus_miss: self.bus_miss - prev.bus_miss,
-            ..self.clone()
-        }
-    }
 }
 
+/// The scheduler answers each request with the metrics since the previous one.
 pub fn server_data() -> StatsServerData<(), Metrics> {
     let open: Box<dyn StatsOpener<(), Metrics>> = Box::new(move |(req_ch, res_ch)| {
         req_ch.send(())?;
-        let mut prev = res_ch.recv()?;
+        res_ch.recv()?;
         let read: Box<dyn StatsReader<(), Metrics>> = Box::new(move |_args, (req_ch, res_ch)| {
             req_ch.send(())?;
-            let cur = res_ch.recv()?;
-            let delta = cur.delta(&prev);
-            prev = cur;
-            delta.to_json()
+            res_ch.recv()?.to_json()
         });
         Ok(read)
     });
@@ -177,14 +193,11 @@ pub fn server_data() -> StatsServerData<(), Metrics> {
         .add_ops("top", StatsOps { open, close: None })
 }
 
-pub fn monitor(
-    interval: Duration,
-    shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Result<()> {
+pub fn monitor(interval: Duration, shutdown: Arc<AtomicBool>) -> Result<()> {
     scx_utils::monitor_stats::<Metrics>(
         &[],
         interval,
-        || shutdown.load(std::sync::atomic::Ordering::Relaxed),
+        || shutdown.load(Ordering::Relaxed),
         |m| m.format(&mut std::io::stdout()),
     )
 }

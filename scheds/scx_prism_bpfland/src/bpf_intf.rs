@@ -1,4 +1,4 @@
-// intf.h, bindgen'd by build.rs: the one definition of the ring-buffer records.
+// intf.h, bindgen'd by build.rs: what BPF and Rust share.
 #![allow(
     non_upper_case_globals,
     non_camel_case_types,

@@ -1,33 +1,37 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * scx_prism: the BPF side of an identity-aware scheduler whose policy runs in
- * user space (the scx_rustland design, written for Prism).
+ * user space (the scx_rustland shape, with user space off the per-task path).
  *
- * Every task the kernel cannot place at once is sent to user space in a
- * queued_task record that carries its cgroup, its Prism identity, latency
- * class and weight (resolved from the bus through the per-task cache of
- * prism/bus.bpf.h: no hash lookup in steady state) and its cgroup's
- * cpu.weight. User space answers through a user ring buffer with a CPU, a
- * slice and an order; an answer for an older enqueue is cancelled.
+ * BPF carries every task: it resolves the task's Prism class and weight
+ * from the bus (prism/bus.bpf.h, through its per-task cache), and queues it
+ * in its class's queue by the fair deadline (prism/fair_deadline.bpf.h) on
+ * cgroup group shares (prism/cgroup_share.bpf.h). The classes are strict
+ * tiers: a CPU takes critical work first, then normal (and unlabelled), then
+ * batch. User space decides the policy over aggregated state and publishes
+ * it here: every 50 ms it reads the CPU time each class used and, when
+ * normal+batch fell below their minimum share (or batch below its share of
+ * that), sets lower_classes_starving / batch_owed, which turn the order
+ * around and stop critical wakeups from preempting. No task ever waits for
+ * user space: a stopped policy loop leaves the last order in force.
  *
- * What never waits for user space: per-CPU kthreads and memory reclaim
- * (a page fault must never depend on the user scheduler), any task waking
- * while a CPU is idle (dispatched here, straight to that CPU), and a task
- * arriving while the ring buffer is full (the shared queue takes it). A
- * task waking with no CPU idle preempts a CPU running a lower class (a
- * critical one: batch, else normal), or longer-running work of its own
- * class if it is interactive, at once; a lower-class task it stops resumes
- * from the shared queue without a round trip. A task woken by a same-class
- * waker that only runs briefly runs next on the waker's CPU instead, ahead
- * of that CPU's queues, a few times in a row at most (wake-affine). A 1 s
- * heartbeat keeps an idle user scheduler from looking like a stall.
+ * A task waking while a CPU is idle runs there at once. With none idle it
+ * preempts a CPU running a lower class (critical: batch, else normal), or
+ * same-class work that has run its minimum if it is interactive; it waits
+ * for that minimum with a timer, not for the tick. A task woken by a
+ * same-class waker that only runs briefly runs next on the waker's CPU
+ * (wake-affine), a few times in a row at most. A task that waited
+ * STARVE_NS is run next whatever its class (counted): the bound that keeps
+ * every queued task within reach of a CPU, far below the kernel's watchdog.
  */
 #include <scx/common.bpf.h>
 #include <bpf_experimental.h>
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
-#include <prism/cgroup_weight.bpf.h>
+#include <prism/cgroup_share.bpf.h>
+#include <prism/fair_deadline.bpf.h>
 #include <prism/class_rank.bpf.h>
+#include <prism/wait_hist.bpf.h>
 #include "intf.h"
 
 _Static_assert(PRISM_CLASS_SLOTS == PRISM_NR_CLASSES, "intf.h and class_rank.bpf.h disagree");
@@ -37,23 +41,41 @@ char _license[] SEC("license") = "GPL";
 UEI_DEFINE(uei);
 
 /*
- * DSQs: one per CPU and one shared, both ordered by dsq_vtime (a DSQ is
- * either FIFO or ordered, never both), and a FIFO one for the user scheduler.
+ * DSQs, all ordered by deadline: per class queue (critical, normal, batch)
+ * one per CPU for tasks that can run on that CPU only, and one shared.
  */
-#define SHARED_DSQ	MAX_CPUS
-#define SCHED_DSQ	(MAX_CPUS + 1)
+#define NR_QUEUES	3
+#define SHARED_DSQ_BASE	(NR_QUEUES * MAX_CPUS)
+/*
+ * This scheduler's own threads, served before any class: the loop that
+ * turns the class order around must run whatever order it set (critical
+ * first would starve it behind critical hogs, lower classes first behind
+ * normal ones, until the starvation bound).
+ */
+#define LOOP_DSQ	(SHARED_DSQ_BASE + NR_QUEUES)
 
-#define NSEC_PER_SEC	1000000000ULL
-#define HEARTBEAT_NS	NSEC_PER_SEC
 #define CLOCK_BOOTTIME	7
+/* a task that ran less than this before sleeping is interactive */
+#define INTERACTIVE_BURST_NS	2500000ULL
+/* a task queued this long runs next, whatever its class and deadline */
+#define STARVE_NS	1000000000ULL
+/* how often one CPU looks for such a task, and how far */
+#define STARVE_CHECK_NS	(50ULL * 1000 * 1000)
+#define STARVE_SCAN_MAX	512
+/*
+ * Wakees placed on one CPU's local queue since it last went through
+ * ops.dispatch: a local task runs before dispatch is asked, so a ping-pong
+ * pair handing the CPU back and forth would otherwise starve its queues.
+ */
+#define AFFINE_CHAIN_MAX 4
 
 /* set by user space before load */
 const volatile u32 usersched_pid;
-const volatile u32 khugepaged_pid;
 const volatile u64 slice_ns = 5000000ULL;
+const volatile u64 slice_min_ns = 500000ULL;
+const volatile u64 slice_lag_ns = 20000000ULL;
+const volatile u32 batch_slice_factor = 4;
 const volatile bool preempt_lower = true;
-/* a task that ran less than this before sleeping is interactive */
-const volatile u64 interactive_burst_ns = 2500000ULL;
 /*
  * an interactive waker may preempt a same-class task that ran this long (and
  * a normal one a batch task); it waits for that, not for the tick
@@ -62,61 +84,27 @@ const volatile u64 preempt_min_run_ns = 500000ULL;
 /* a waker that runs less than this before it sleeps hands its CPU to its wakee (0: never) */
 const volatile u64 affine_burst_ns = 500000ULL;
 
-/* set by user space while normal+batch are below their minimum share */
-volatile bool lower_classes_starving;
-
-/* read and written by user space */
-volatile u64 nr_queued;		/* records in the ring buffer, not yet read */
-volatile u64 nr_scheduled;	/* tasks user space holds */
-volatile u64 nr_running;
-volatile u64 nr_online_cpus;
-u64 usersched_last_run_at;
-/* the latest order user space gave (it counts up, one per decision) */
-static u64 last_user_vtime;
+/* the policy, set by user space's loop */
+volatile bool lower_classes_starving;	/* normal+batch below their minimum share */
+volatile bool batch_owed;		/* batch below its share of normal+batch */
 
 /* statistics, read by user space */
-volatile u64 nr_user_dispatches, nr_kernel_dispatches, nr_direct_critical,
-	     nr_cancel_dispatches, nr_bounce_dispatches, nr_congested,
-	     nr_direct_preempt, nr_deferred_preempt, nr_resumed, nr_affine;
+volatile u64 nr_running, nr_online_cpus;
+volatile u64 nr_direct_dispatches, nr_queued_dispatches, nr_direct_critical,
+	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
-static u64 nr_cpu_ids;
-
-#define MAX_ENQUEUED_TASKS 4096
-/* a preempted task with less slice left than this goes back to user space */
-#define MIN_RESUME_NS	100000ULL
-/*
- * Wakees placed on one CPU's local queue since it last went through
- * ops.dispatch: a local task runs before dispatch is asked, so a ping-pong
- * pair handing the CPU back and forth would otherwise starve its queues.
- */
-#define AFFINE_CHAIN_MAX 4
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MAX_ENQUEUED_TASKS * sizeof(struct queued_task));
-} queued SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_USER_RINGBUF);
-	__uint(max_entries, MAX_ENQUEUED_TASKS * sizeof(struct dispatched_task));
-} dispatched SEC(".maps");
+static u32 nr_cpu_ids;
 
 struct task_ctx {
-	u64 start_ts;
-	u64 stop_ts;
-	u64 stint_slice;	/* the slice it had when it last started running */
-	u64 resume_slice;	/* what was left of it when a kick preempted it */
-	u64 carried_ns;		/* CPU time of resumed stints not yet reported */
-	u64 exec_runtime;
-	u64 vruntime;
-	u64 enq_cnt;
-	u64 enq_ts;		/* when it last became ready to run, 0 once running */
-	u64 last_wait_ns;	/* from ready to running, last time */
+	struct prism_fair fair;	/* vruntime, weight, interactivity */
+	struct prism_cg_task cg;	/* what it adds to its cgroup's share */
+	u64 own_weight;		/* within its cgroup: nice x bus weight, 100 = nice 0 */
+	u64 start_ts;		/* when it last started running */
+	u64 ready_at;		/* when it became ready to run, 0 while running */
 	u64 last_burst_ns;	/* CPU time of its last run before it slept */
-	u32 class;		/* class at the last resolution, for accounting */
-	u32 last_wait_class;
+	u32 class;		/* PRISM_CLASS_* at the last resolution */
 };
 
 struct {
@@ -126,12 +114,12 @@ struct {
 	__type(value, struct task_ctx);
 } task_ctx_stor SEC(".maps");
 
-/* class of the task running on each CPU, to choose whom a critical task preempts */
+/* what each CPU runs, to choose whom a waking task preempts */
 struct cpu_ctx {
 	u64 started_at;		/* when the current task started running */
+	u64 deadline;		/* the current task's deadline */
 	u32 class;
 	u32 running;
-	u32 preempting;		/* a preemption kick is on its way */
 	u32 affine_chain;	/* wake-affine placements since the last dispatch */
 };
 
@@ -159,77 +147,103 @@ struct {
 	__type(value, struct preempt_timer);
 } preempt_timers SEC(".maps");
 
-struct heartbeat {
-	struct bpf_timer timer;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct heartbeat);
-} heartbeat_stor SEC(".maps");
-
-static volatile u32 usersched_needed;
-
 static struct task_ctx *lookup_task_ctx(const struct task_struct *p)
 {
 	return bpf_task_storage_get(&task_ctx_stor, (struct task_struct *)p, 0, 0);
 }
 
-static inline bool is_usersched(const struct task_struct *p)
+static inline bool pinned(const struct task_struct *p)
 {
-	return p->pid == usersched_pid;
+	return p->nr_cpus_allowed == 1 || is_migration_disabled(p);
+}
+
+/* The class's queue: 0 critical, 1 normal and unlabelled, 2 batch. */
+static u32 queue_of(u32 class)
+{
+	return 2 - prism_class_rank(class);
+}
+
+static u64 cpu_dsq(u32 q, s32 cpu)
+{
+	return (u64)(q % NR_QUEUES) * MAX_CPUS + ((u32)cpu & (MAX_CPUS - 1));
+}
+
+static u64 shared_dsq(u32 q)
+{
+	return SHARED_DSQ_BASE + q % NR_QUEUES;
+}
+
+static u64 nr_waiting(void)
+{
+	return scx_bpf_dsq_nr_queued(shared_dsq(0)) + scx_bpf_dsq_nr_queued(shared_dsq(1)) +
+	       scx_bpf_dsq_nr_queued(shared_dsq(2));
 }
 
 /*
- * Tasks that must never wait for user space: per-CPU kthreads, reclaim, and
- * the user scheduler's own helper threads (stats server, signal handler),
- * which may hold a lock, such as the allocator's, that the scheduling thread
- * needs: queueing them behind it would deadlock.
+ * The class and bus weight: kernel threads bound to one CPU (ksoftirqd,
+ * per-CPU workers) and this scheduler's own threads (its policy loop and
+ * stats server) are critical, so no declared class outranks the kernel's
+ * per-CPU housekeeping or the loop that guards the classes' shares.
  */
-static inline bool bypasses_usersched(const struct task_struct *p)
+static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 {
-	if ((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1)
-		return true;
-	if (p->tgid == usersched_pid)
-		return true;
-	if (p->flags & (PF_KSWAPD | PF_KCOMPACTD))
-		return true;
-	return khugepaged_pid && p->pid == khugepaged_pid;
+	struct prism_task_info *info;
+
+	*bus_weight = 0;
+	if (((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1) || p->tgid == usersched_pid)
+		return PRISM_CLASS_CRITICAL;
+	info = prism_resolve_counted(p);
+	if (!info)
+		return PRISM_CLASS_UNSET;
+	*bus_weight = prism_weight(info->flags);
+	return prism_known_class(info->flags);
 }
 
-static u64 cpu_dsq(s32 cpu)
+/*
+ * Refresh the task's class and weight: nice and the bus weight act within
+ * its cgroup, as nice does under CFS; its cgroup's share of the machine
+ * decides the rest. A class decides who runs first, never a cgroup's share.
+ */
+static void refresh_class(struct task_struct *p, struct task_ctx *tctx)
 {
-	if (cpu < 0 || cpu >= MAX_CPUS) {
-		scx_bpf_error("invalid cpu %d", cpu);
-		return SHARED_DSQ;
-	}
-	return (u64)cpu;
+	u64 own = p->scx.weight;
+	u32 bus_weight;
+
+	tctx->class = bus_lookup(p, &bus_weight);
+	if (bus_weight)
+		own = own * bus_weight / PRISM_WEIGHT_NEUTRAL;
+	tctx->own_weight = own ?: 1;
+	tctx->fair.weight = prism_cg_task_weight(p, &tctx->cg, tctx->own_weight);
 }
 
-static bool usersched_has_work(void)
+static u64 class_slice(u32 class)
 {
-	if (__sync_fetch_and_and(&usersched_needed, 0))
-		return true;
-	if (nr_scheduled)
-		return true;
-	return bpf_ringbuf_query(&queued, BPF_RB_AVAIL_DATA) > 0;
+	return class == PRISM_CLASS_BATCH ? slice_ns * batch_slice_factor : slice_ns;
 }
 
-/* An idle CPU may take a task directly only if nothing waits before it. */
-static bool can_direct_dispatch(s32 cpu)
+/*
+ * Refresh the task's class and weight, bound its credit (if it is @waking)
+ * and its debt, and return its deadline.
+ */
+static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waking)
 {
-	return !scx_bpf_dsq_nr_queued(SHARED_DSQ) && !scx_bpf_dsq_nr_queued(cpu_dsq(cpu));
+	refresh_class(p, tctx);
+	/* batch work asked for throughput, not wakeup latency: no interactive bonus */
+	prism_fair_bound(&tctx->fair, waking, slice_lag_ns, tctx->class != PRISM_CLASS_BATCH,
+			 class_slice(tctx->class), STARVE_NS / 2, nr_online_cpus);
+	return prism_fair_deadline(&tctx->fair, 0, slice_lag_ns, nr_online_cpus);
 }
 
-/* Resolve the task's class now and remember it for accounting. */
-static struct prism_task_info *refresh_class(struct task_struct *p, struct task_ctx *tctx)
+/* The slice shrinks as tasks wait for the CPUs (slice x CPUs / (CPUs + waiting)). */
+static u64 task_slice(const struct task_ctx *tctx)
 {
-	struct prism_task_info *info = prism_resolve_counted(p);
+	u64 cpus = nr_online_cpus ?: 1, slice = slice_ns * cpus / (cpus + nr_waiting());
 
-	tctx->class = info ? prism_known_class(info->flags) : PRISM_CLASS_UNSET;
-	return info;
+	if (slice < slice_min_ns)
+		slice = slice_min_ns;
+	if (tctx && tctx->class == PRISM_CLASS_BATCH)
+		slice *= batch_slice_factor;
+	return slice;
 }
 
 /*
@@ -237,20 +251,26 @@ static struct prism_task_info *refresh_class(struct task_struct *p, struct task_
  *  - critical takes, at once, a CPU running the lowest class below it
  *    (batch first), unless normal+batch are below their minimum share;
  *  - normal (and unlabelled) takes a CPU running batch, or, if the waker is
- *    interactive, running same-class work, once that has run for
- *    preempt_min_run_ns (EEVDF's wakeup preemption, with a minimum run);
- *  - critical also takes same-class CPUs on those terms;
+ *    interactive, the CPU the wakeup runs on (@at_wakeup) if that runs
+ *    same-class work with a later deadline (@dl) that has run for
+ *    preempt_min_run_ns (EEVDF's wakeup preemption, with a minimum run:
+ *    within a class the fair order decides);
+ *  - critical also takes that CPU from same-class work on those terms;
  *  - batch preempts nobody.
- * For a wakeup (@at_wakeup), the CPU it runs on goes first among equals:
- * elsewhere, as in ops.dispatch, this CPU is about to switch tasks anyway.
- * With @wait_ns, a CPU whose task has not yet run its minimum may be the
- * answer when no other is: *wait_ns is then how long it still has to run.
+ * Same-class work is preempted only where the wakeup runs: elsewhere it
+ * costs an IPI, which under emulation is the dearest part of a preemption
+ * (measured, empty bus, unlabelled probe under hogs, 5 trials in one boot:
+ * p50/p99 348/897 us and hogs 1.68 CPUs local-only, 565/1763 us and 1.45
+ * CPUs on any CPU). For a wakeup, the CPU it runs on goes first among
+ * equals. With @wait_ns, a CPU whose task has not yet run its minimum may
+ * be the answer when no other is: *wait_ns is then how long it still has to
+ * run.
  */
-static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, bool at_wakeup,
-			     u64 *wait_ns)
+static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, u64 dl,
+			     bool at_wakeup, u64 *wait_ns)
 {
 	u32 rank = prism_class_rank(tctx->class), best = rank;
-	bool interactive = tctx->last_burst_ns < interactive_burst_ns;
+	bool interactive = tctx->last_burst_ns < INTERACTIVE_BURST_NS;
 	u64 now = scx_bpf_now(), longest = 0, soonest = preempt_min_run_ns;
 	s32 cpu, victim = -1, later = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
 
@@ -271,7 +291,8 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			continue;
 		r = prism_class_rank(cctx->class);
 		ran = now - cctx->started_at;
-		if (r > rank || (r == rank && !interactive))
+		if (r > rank || (r == rank && (!interactive || cpu != this_cpu ||
+						!prism_vtime_before(dl, cctx->deadline))))
 			continue;
 		if ((rank < 2 || r == rank) && ran < preempt_min_run_ns) {
 			/* protected for now: the one whose protection ends first */
@@ -281,11 +302,7 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			}
 			continue;
 		}
-		/*
-		 * The lowest class first, then the CPU this wakeup runs on (no
-		 * IPI: under emulation the dearest part of a preemption), then
-		 * the longest-running.
-		 */
+		/* the lowest class first, then the CPU this wakeup runs on, then the longest-running */
 		if (r < best ||
 		    (r == best && victim != this_cpu && (cpu == this_cpu || ran > longest))) {
 			victim = cpu;
@@ -298,21 +315,6 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 		return later;
 	}
 	return victim;
-}
-
-/*
- * Preempt what @cpu runs for a task of @class. If that is a lower class,
- * the task it stops resumes from BPF (see resume_preempted): a class
- * preemption costs the user scheduler nothing. Same-class work goes back
- * through user space, whose deadlines decide between it and later wakers.
- */
-static void kick_preempt(s32 cpu, u32 class)
-{
-	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
-
-	if (cctx && prism_class_rank(cctx->class) < prism_class_rank(class))
-		cctx->preempting = 1;
-	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 }
 
 /*
@@ -345,31 +347,30 @@ static int preempt_timer_fn(void *map, u32 *key, struct preempt_timer *pt)
 	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
 
 	if (cctx && cctx->running && cctx->started_at == pt->victim_started_at)
-		kick_preempt(cpu, pt->class);
+		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 	return 0;
 }
 
 /*
- * A waking task with no CPU idle takes its victim's CPU from BPF: no
- * user-space round trip on the path that decides its latency. At once if
- * the victim has had its minimum run, else as soon as it has (a timer). The
- * task it preempts resumes from BPF if it is of a lower class
- * (kick_preempt), else goes back through user space.
+ * A waking task with no CPU idle takes its victim's CPU, placed first in
+ * that CPU's local queue: at once if the victim has had its minimum run,
+ * else as soon as it has (a timer). The task it stops goes back to its
+ * class's queue with its deadline.
  */
-static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_flags)
+static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 slice, u64 enq_flags)
 {
 	u64 wait_ns = 0;
-	s32 cpu = preemption_victim(p, tctx, true, &wait_ns);
+	s32 cpu = preemption_victim(p, tctx, p->scx.dsq_vtime, true, &wait_ns);
 
 	if (cpu < 0)
 		return false;
 	/* at the head: ahead of a wakee already placed there (wake_affine) */
-	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_HEAD);
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice, enq_flags | SCX_ENQ_HEAD);
 	if (wait_ns && defer_preempt(cpu, tctx->class, wait_ns)) {
 		__sync_fetch_and_add(&nr_deferred_preempt, 1);
 		return true;
 	}
-	kick_preempt(cpu, tctx->class);
+	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 	__sync_fetch_and_add(&nr_direct_preempt, 1);
 	if (tctx->class == PRISM_CLASS_CRITICAL)
 		__sync_fetch_and_add(&nr_direct_critical, 1);
@@ -377,22 +378,10 @@ static bool preempt_for(struct task_struct *p, struct task_ctx *tctx, u64 enq_fl
 }
 
 /*
- * Wake an idle CPU that can run @p (it will run the user scheduler or take
- * @p from the shared queue); false if none is idle.
- */
-static bool kick_idle_cpu(const struct task_struct *p, s32 prev_cpu)
-{
-	s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-
-	scx_bpf_kick_cpu(cpu >= 0 ? cpu : prev_cpu, SCX_KICK_IDLE);
-	return cpu >= 0;
-}
-
-/*
- * A critical task that goes through user space with no CPU idle must not
- * wait for a lower class's slice to end (batch slices are several base
- * slices) before the user scheduler, or the task itself, gets a CPU:
- * preempt the CPU it would have taken at wakeup.
+ * A critical task queued with no CPU idle (a slice ended, or its wakeup
+ * found no victim yet) must not wait for a lower class's slice to end
+ * (batch slices are several base slices): preempt the CPU it would have
+ * taken at wakeup; that CPU then takes it from its queue.
  */
 static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 {
@@ -400,22 +389,14 @@ static void hurry_critical(struct task_struct *p, struct task_ctx *tctx)
 
 	if (!preempt_lower || tctx->class != PRISM_CLASS_CRITICAL)
 		return;
-	cpu = preemption_victim(p, tctx, false, NULL);
+	cpu = preemption_victim(p, tctx, p->scx.dsq_vtime, false, NULL);
 	if (cpu >= 0)
-		kick_preempt(cpu, tctx->class);
-}
-
-/* Is @cpu running a class below critical (so a critical task may take it)? */
-static bool runs_lower_class(s32 cpu)
-{
-	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
-
-	return cctx && cctx->running && prism_class_rank(cctx->class) < 2 && !lower_classes_starving;
+		scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 }
 
 static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
-	if (p->nr_cpus_allowed == 1)
+	if (pinned(p))
 		return scx_bpf_test_and_clear_cpu_idle(prev_cpu) ? prev_cpu : -EBUSY;
 
 	if (!__COMPAT_HAS_scx_bpf_select_cpu_and) {
@@ -423,7 +404,7 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 		s32 cpu;
 
 		if (!wake_flags)
-			return -EBUSY;
+			return scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 		cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 		return is_idle ? cpu : -EBUSY;
 	}
@@ -449,25 +430,25 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	u32 rank;
 
 	/*
-	 * cctx->running: a task of ours other than the user scheduler runs here
-	 * (ops.running sets it, ops.stopping clears it, also when an RT task
-	 * takes the CPU), so current is it. A wakeup in irq context has no
-	 * waker; the kernel does not mark timer wakeups so (measured), and the
-	 * burst test below is what keeps an interrupted hog from counting.
+	 * cctx->running: a task of ours runs here (ops.running sets it,
+	 * ops.stopping clears it, also when an RT task takes the CPU), so
+	 * current is it. A wakeup in irq context has no waker; the kernel does
+	 * not mark timer wakeups so (measured), and the burst test below is
+	 * what keeps an interrupted hog from counting.
 	 */
 	if (!bpf_in_task() || !cctx || !cctx->running || cctx->affine_chain >= AFFINE_CHAIN_MAX ||
-	    (waker->flags & PF_KTHREAD) || bypasses_usersched(p) ||
-	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
+	    (waker->flags & PF_KTHREAD) || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) ||
+	    scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
 		return false;
 	wctx = lookup_task_ctx(waker);
 	if (!wctx || wctx->last_burst_ns >= affine_burst_ns ||
-	    wctx->exec_runtime + scx_bpf_now() - wctx->start_ts >= affine_burst_ns)
+	    wctx->fair.awake_runtime + scx_bpf_now() - wctx->start_ts >= affine_burst_ns)
 		return false;
-	refresh_class(p, tctx);
+	p->scx.dsq_vtime = task_deadline(p, tctx, true);
 	rank = prism_class_rank(tctx->class);
 	if (rank == 0 || rank != prism_class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
 		return false;
-	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, task_slice(tctx), 0);
 	if (waker->scx.slice > affine_burst_ns)
 		scx_bpf_task_set_slice(waker, affine_burst_ns);
 	cctx->affine_chain++;
@@ -476,390 +457,382 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 }
 
 /*
- * A waking task with an idle CPU runs there without asking user space: a
- * round trip would only add latency to a decision that has one answer.
+ * A waking task with an idle CPU runs there at once: nothing to decide. With
+ * none idle, its waker's CPU may take it next (wake_affine); else ops.enqueue
+ * queues it or preempts for it.
  */
 s32 BPF_STRUCT_OPS(prism_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
-	struct task_ctx *tctx;
+	struct task_ctx *tctx = lookup_task_ctx(p);
 	s32 cpu;
 
 	if (!bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr))
 		prev_cpu = bpf_cpumask_first(p->cpus_ptr);
-	if (is_usersched(p))
-		return prev_cpu;
-
 	cpu = pick_idle_cpu(p, prev_cpu, wake_flags);
 	if (cpu >= 0) {
-		if (can_direct_dispatch(cpu)) {
-			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, 0);
-			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
-			tctx = lookup_task_ctx(p);
-			if (tctx && refresh_class(p, tctx) && tctx->class == PRISM_CLASS_CRITICAL)
+		if (tctx) {
+			/* charge and bound it as if it had been queued */
+			p->scx.dsq_vtime = task_deadline(p, tctx, true);
+			if (tctx->class == PRISM_CLASS_CRITICAL)
 				__sync_fetch_and_add(&nr_direct_critical, 1);
 		}
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, task_slice(tctx), 0);
+		__sync_fetch_and_add(&nr_direct_dispatches, 1);
 		return cpu;
 	}
-	if (affine_burst_ns && (wake_flags & SCX_WAKE_TTWU) && (tctx = lookup_task_ctx(p)) &&
-	    wake_affine(p, tctx))
+	if (affine_burst_ns && (wake_flags & SCX_WAKE_TTWU) && tctx && wake_affine(p, tctx))
 		return bpf_get_smp_processor_id();
 	return prev_cpu;
 }
 
-static void fill_record(struct queued_task *t, struct task_struct *p, struct task_ctx *tctx,
-			struct prism_task_info *info, u64 enq_flags, s32 prev_cpu)
-{
-	t->pid = p->pid;
-	t->cpu = prev_cpu;
-	t->nr_cpus_allowed = p->nr_cpus_allowed;
-	t->flags = enq_flags;
-	/* its resumed stints count as one run since its last record */
-	t->start_ts = tctx->start_ts - tctx->carried_ns;
-	tctx->carried_ns = 0;
-	t->stop_ts = tctx->stop_ts;
-	t->exec_runtime = tctx->exec_runtime;
-	t->vruntime = tctx->vruntime;
-	t->enq_cnt = ++tctx->enq_cnt;
-	t->woke = !!(enq_flags & SCX_ENQ_WAKEUP);
-	/* each wait is reported once */
-	t->last_wait_ns = tctx->last_wait_ns;
-	t->last_wait_class = tctx->last_wait_class;
-	tctx->last_wait_ns = 0;
-	t->nice_weight = p->scx.weight;
-	t->cgroup_weight = prism_cgroup_weight(p);
-	if (info) {
-		t->cgroup_id = info->cgroup_id;
-		t->identity = info->identity;
-		t->class = prism_known_class(info->flags);
-		t->bus_weight = prism_weight(info->flags);
-		t->bus_source = info->source;
-	} else {
-		t->cgroup_id = prism_task_cgroup_id(p);
-		t->identity = 0;
-		t->class = PRISM_CLASS_UNSET;
-		t->bus_weight = 0;
-		t->bus_source = BUS_MISS;
-	}
-	bpf_probe_read_kernel_str(t->comm, sizeof(t->comm), p->comm);
-}
-
-/* Hand a task to user space; if its ring buffer is full, to the shared queue. */
-static void queue_to_usersched(struct task_struct *p, struct task_ctx *tctx,
-			       struct prism_task_info *info, s32 prev_cpu, u64 enq_flags)
-{
-	struct queued_task *t;
-
-	/* a task re-queued at the end of its slice waits from now */
-	if (!tctx->enq_ts)
-		tctx->enq_ts = scx_bpf_now();
-
-	t = bpf_ringbuf_reserve(&queued, sizeof(*t), 0);
-	if (!t) {
-		__sync_fetch_and_add(&nr_congested, 1);
-		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
-		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
-		return;
-	}
-	fill_record(t, p, tctx, info, enq_flags, prev_cpu);
-	bpf_ringbuf_submit(t, 0);
-	__sync_fetch_and_add(&nr_queued, 1);
-
-}
-
 /*
- * A normal or batch task a higher class's kick preempted goes back to the
- * shared queue without a round trip, with what was left of its slice,
- * ordered as if user space had placed it after every task it holds now; its
- * next record reports both stints.
- * (The kick zeroes the slice: the preempting side's mark is the only way to
- * tell.) Critical tasks, and tasks user space pinned to a CPU's queue, go
- * through user space again.
+ * Queue a task by class and deadline; a wakeup with no CPU idle first looks
+ * for a CPU to preempt. Tasks that can run on one CPU only wait in that
+ * CPU's queue of their class.
  */
-static bool resume_preempted(struct task_struct *p, struct task_ctx *tctx, s32 cpu,
-			     u64 enq_flags)
-{
-	u64 slice = tctx->resume_slice;
-
-	tctx->resume_slice = 0;
-	if (!slice || (enq_flags & SCX_ENQ_WAKEUP) || tctx->class == PRISM_CLASS_CRITICAL ||
-	    p->nr_cpus_allowed < nr_online_cpus)
-		return false;
-	tctx->carried_ns += tctx->stop_ts - tctx->start_ts;
-	/* its wait from now counts in the wait statistics like any other */
-	if (!tctx->enq_ts)
-		tctx->enq_ts = scx_bpf_now();
-	scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice, last_user_vtime + nr_scheduled + 2,
-				 enq_flags);
-	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
-	__sync_fetch_and_add(&nr_resumed, 1);
-	kick_idle_cpu(p, cpu);
-	return true;
-}
-
 void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
-	struct prism_task_info *info;
-	struct task_ctx *tctx;
-	bool queued_wakeup = !__COMPAT_is_enq_cpu_selected(enq_flags) && !scx_bpf_task_running(p);
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	bool waking = enq_flags & SCX_ENQ_WAKEUP;
+	u64 dl, slice;
+	u32 q;
 
-	if (is_usersched(p)) {
-		scx_bpf_dsq_insert(p, SCHED_DSQ, slice_ns, enq_flags);
+	if (!tctx) {
+		scx_bpf_dsq_insert_vtime(p, shared_dsq(1), slice_ns, prism_vtime_now, enq_flags);
 		return;
 	}
-	if (bypasses_usersched(p)) {
-		/* vtime 0: ahead of everything user space placed */
-		if (p->nr_cpus_allowed == 1)
-			scx_bpf_dsq_insert_vtime(p, cpu_dsq(prev_cpu), slice_ns, 0, enq_flags);
-		else
-			scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
-		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+	if (p->tgid == usersched_pid) {
+		scx_bpf_dsq_insert(p, LOOP_DSQ, slice_ns, enq_flags);
+		scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
+		return;
+	}
+	dl = task_deadline(p, tctx, waking);
+	p->scx.dsq_vtime = dl;
+	slice = task_slice(tctx);
+	q = queue_of(tctx->class);
+
+	if (pinned(p)) {
+		scx_bpf_dsq_insert_vtime(p, cpu_dsq(q, prev_cpu), slice, dl, enq_flags);
+		__sync_fetch_and_add(&nr_queued_dispatches, 1);
 		scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
 		return;
 	}
 
-	/* A wakeup whose select_cpu was skipped still deserves an idle CPU. */
-	if (queued_wakeup) {
+	/* not woken through select_cpu (or its CPU got busy): look again */
+	if (!__COMPAT_is_enq_cpu_selected(enq_flags)) {
 		cpu = pick_idle_cpu(p, prev_cpu, 0);
-		if (cpu >= 0 && can_direct_dispatch(cpu) && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
-			scx_bpf_dsq_insert_vtime(p, cpu_dsq(cpu), slice_ns, 0, enq_flags);
-			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+		if (cpu >= 0) {
+			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice, enq_flags);
+			__sync_fetch_and_add(&nr_direct_dispatches, 1);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
 		}
-		if (cpu >= 0)
-			prev_cpu = cpu;
 	}
 
-	tctx = lookup_task_ctx(p);
-	if (!tctx) {
-		scx_bpf_dsq_insert_vtime(p, SHARED_DSQ, slice_ns, 0, enq_flags);
+	if (preempt_lower && waking && preempt_for(p, tctx, slice, enq_flags))
 		return;
-	}
-	if (resume_preempted(p, tctx, prev_cpu, enq_flags))
-		return;
-	/* one resolution serves both the preemption choice and the record */
-	info = refresh_class(p, tctx);
-	if (preempt_lower && (enq_flags & SCX_ENQ_WAKEUP) && preempt_for(p, tctx, enq_flags))
-		return;
-
-	queue_to_usersched(p, tctx, info, prev_cpu, enq_flags);
+	scx_bpf_dsq_insert_vtime(p, shared_dsq(q), slice, dl, enq_flags);
+	__sync_fetch_and_add(&nr_queued_dispatches, 1);
 	/* a wakeup's victim search just ran in preempt_for: no second scan */
-	if (!kick_idle_cpu(p, prev_cpu) && !(enq_flags & SCX_ENQ_WAKEUP))
+	if (!waking)
 		hurry_critical(p, tctx);
 }
 
-/* Carry out one of user space's decisions. */
-static void dispatch_decision(const struct dispatched_task *d)
+static u64 starve_checked_at;
+
+/*
+ * The bound every queued task is held to: every STARVE_CHECK_NS one CPU
+ * looks through the queues it serves, lowest class first, for a task that
+ * has waited STARVE_NS and runs it next (a class starved by a higher one
+ * whose share guard could not trip: the policy loop stopped, or its
+ * budget was spent by critical work).
+ */
+static bool rescue_starving(s32 cpu)
 {
+	u64 now = scx_bpf_now(), last = starve_checked_at;
 	struct task_struct *p;
-	struct task_ctx *tctx;
-	s32 cpu = d->cpu;
-	u64 dsq;
+	u32 i, n = 0;
 
-	p = bpf_task_from_pid(d->pid);
-	if (!p)
-		return;
+	if (now - last < STARVE_CHECK_NS ||
+	    __sync_val_compare_and_swap(&starve_checked_at, last, now) != last)
+		return false;
+	bpf_for(i, 0, 2 * NR_QUEUES) {
+		u32 q = NR_QUEUES - 1 - i / 2;
+		u64 dsq = i % 2 ? cpu_dsq(q, cpu) : shared_dsq(q);
 
-	tctx = lookup_task_ctx(p);
-	if (!tctx || tctx->enq_cnt != d->enq_cnt) {
-		/* the task was dequeued or re-enqueued since: a newer record follows */
-		__sync_fetch_and_add(&nr_cancel_dispatches, 1);
-		goto out;
+		bpf_for_each(scx_dsq, p, dsq, 0) {
+			struct task_ctx *tctx;
+
+			if (++n > STARVE_SCAN_MAX)
+				return false;
+			tctx = lookup_task_ctx(p);
+			if (!tctx || !tctx->ready_at || (s64)(now - tctx->ready_at) < (s64)STARVE_NS ||
+			    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+				continue;
+			if (scx_bpf_dsq_move(BPF_FOR_EACH_ITER, p, SCX_DSQ_LOCAL, 0)) {
+				__sync_fetch_and_add(&nr_rescued, 1);
+				return true;
+			}
+		}
 	}
-	tctx->vruntime = d->vruntime;
-
-	if (cpu == PRISM_CPU_ANY) {
-		dsq = SHARED_DSQ;
-		cpu = scx_bpf_task_cpu(p);
-	} else if (cpu < 0 || cpu >= MAX_CPUS || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
-		/* affinity changed under us: fall back to the shared queue */
-		dsq = SHARED_DSQ;
-		cpu = scx_bpf_task_cpu(p);
-		__sync_fetch_and_add(&nr_bounce_dispatches, 1);
-	} else {
-		dsq = cpu_dsq(cpu);
-	}
-	scx_bpf_dsq_insert_vtime(p, dsq, d->slice_ns, d->dsq_vtime, d->flags);
-	__sync_fetch_and_add(&nr_user_dispatches, 1);
-	if (d->dsq_vtime > last_user_vtime)
-		last_user_vtime = d->dsq_vtime;
-
-	if (dsq == SHARED_DSQ) {
-		if (!kick_idle_cpu(p, cpu))
-			hurry_critical(p, tctx);
-	} else if (preempt_lower && tctx->class == PRISM_CLASS_CRITICAL && runs_lower_class(cpu)) {
-		kick_preempt(cpu, tctx->class);
-	} else {
-		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-	}
-out:
-	bpf_task_release(p);
+	return false;
 }
 
-static long drain_one(struct bpf_dynptr *dynptr, void *ctx)
+/* Move the earlier deadline of this CPU's queue of class @q and the shared one to local. */
+static bool take_earliest(s32 cpu, u32 q)
 {
-	const struct dispatched_task *d = bpf_dynptr_data(dynptr, 0, sizeof(*d));
+	struct task_struct *mine = __COMPAT_scx_bpf_dsq_peek(cpu_dsq(q, cpu));
+	struct task_struct *shared = __COMPAT_scx_bpf_dsq_peek(shared_dsq(q));
 
-	if (d)
-		dispatch_decision(d);
-	return !!scx_bpf_dispatch_nr_slots();
+	if (mine && (!shared || prism_vtime_before(mine->scx.dsq_vtime, shared->scx.dsq_vtime)) &&
+	    scx_bpf_dsq_move_to_local(cpu_dsq(q, cpu), 0))
+		return true;
+	if (scx_bpf_dsq_move_to_local(shared_dsq(q), 0))
+		return true;
+	return scx_bpf_dsq_move_to_local(cpu_dsq(q, cpu), 0);
 }
 
 /*
- * A CPU needs work: apply user space's decisions, run the user scheduler if
- * it has something to decide, then take this CPU's queue, then the shared
- * one; with nothing else to run, let the previous task go on.
+ * The class queue of @prev if it is out of slice but still runnable (its
+ * class refreshed: a relabel reaches a task that keeps its CPU too), else
+ * NR_QUEUES.
+ */
+static u32 prev_queue(struct task_struct *prev, struct task_ctx **tctxp)
+{
+	struct task_ctx *tctx;
+
+	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED) || !(tctx = lookup_task_ctx(prev)))
+		return NR_QUEUES;
+	refresh_class(prev, tctx);
+	*tctxp = tctx;
+	return queue_of(tctx->class);
+}
+
+/*
+ * Should @prev go on rather than the head of its class's queues (@q)? Yes
+ * if its deadline, charged for the run it is finishing, is still the
+ * earliest: the fair order, not a turn each.
+ */
+static bool prev_goes_on(struct task_struct *prev, struct task_ctx *tctx, s32 cpu, u32 q)
+{
+	struct task_struct *mine, *shared;
+	struct cpu_ctx *cctx;
+	u64 dl;
+
+	dl = prism_fair_deadline(&tctx->fair, scx_bpf_now() - tctx->start_ts, slice_lag_ns,
+				 nr_online_cpus);
+	mine = __COMPAT_scx_bpf_dsq_peek(cpu_dsq(q, cpu));
+	shared = __COMPAT_scx_bpf_dsq_peek(shared_dsq(q));
+	if ((mine && !prism_vtime_before(dl, mine->scx.dsq_vtime)) ||
+	    (shared && !prism_vtime_before(dl, shared->scx.dsq_vtime)))
+		return false;
+	scx_bpf_task_set_slice(prev, task_slice(tctx));
+	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	if (cctx) {
+		cctx->deadline = dl;
+		cctx->class = tctx->class;
+	}
+	return true;
+}
+
+/*
+ * The class queue served @i-th: critical, normal, batch; while normal+batch
+ * are below their minimum share, they come first (batch before normal
+ * while batch is owed its part).
+ */
+static u32 queue_at(u32 i)
+{
+	u32 normal = batch_owed ? 2 : 1, batch = 3 - normal;
+
+	if (lower_classes_starving)
+		return i == 0 ? normal : i == 1 ? batch : 0;
+	return i == 0 ? 0 : i == 1 ? normal : batch;
+}
+
+/*
+ * A CPU needs work: this scheduler's own threads and a starving task first,
+ * then the class queues in the order the policy loop set, the previous task
+ * competing in its class; with nothing queued, the previous task goes on.
  */
 void BPF_STRUCT_OPS(prism_dispatch, s32 cpu, struct task_struct *prev)
 {
 	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	struct task_ctx *prev_tctx = NULL;
+	u32 i, q, prev_q;
 
 	if (cctx)
 		cctx->affine_chain = 0;
-	bpf_user_ringbuf_drain(&dispatched, drain_one, NULL, BPF_RB_NO_WAKEUP);
-
-	if (usersched_has_work() && scx_bpf_dsq_move_to_local(SCHED_DSQ, 0))
+	if (scx_bpf_dsq_move_to_local(LOOP_DSQ, 0) || rescue_starving(cpu))
 		return;
-	if (scx_bpf_dsq_move_to_local(cpu_dsq(cpu), 0))
-		return;
-	if (scx_bpf_dsq_move_to_local(SHARED_DSQ, 0))
-		return;
-	if (prev && (prev->scx.flags & SCX_TASK_QUEUED) &&
-	    (!is_usersched(prev) || usersched_has_work()))
-		scx_bpf_task_set_slice(prev, slice_ns);
+	prev_q = prev_queue(prev, &prev_tctx);
+	bpf_for(i, 0, NR_QUEUES) {
+		q = queue_at(i);
+		if (q == prev_q && prev_tctx && prev_goes_on(prev, prev_tctx, cpu, q))
+			return;
+		if (take_earliest(cpu, q))
+			return;
+	}
+	if (prev_tctx)
+		scx_bpf_task_set_slice(prev, task_slice(prev_tctx));
 }
 
+/* It became runnable: its weight counts in its cgroup's share, a new burst begins. */
 void BPF_STRUCT_OPS(prism_runnable, struct task_struct *p, u64 enq_flags)
 {
-	struct task_ctx *tctx;
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	u64 now = scx_bpf_now();
 
-	if (is_usersched(p) || !(tctx = lookup_task_ctx(p)))
+	if (!tctx)
 		return;
-	tctx->exec_runtime = 0;
-	tctx->enq_ts = scx_bpf_now();
+	tctx->ready_at = now;
+	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
+	prism_fair_woke(&tctx->fair, now);
 }
 
+/* It starts a stint: record its wait, and what this CPU runs for preemption choices. */
 void BPF_STRUCT_OPS(prism_running, struct task_struct *p)
 {
-	struct task_ctx *tctx;
-	struct cpu_ctx *cctx;
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
+	u64 now = scx_bpf_now();
 
-	if (is_usersched(p)) {
-		usersched_last_run_at = scx_bpf_now();
-		return;
-	}
 	__sync_fetch_and_add(&nr_running, 1);
-	tctx = lookup_task_ctx(p);
 	if (tctx) {
-		tctx->start_ts = scx_bpf_now();
-		tctx->stint_slice = p->scx.slice;
-		if (tctx->enq_ts) {
-			tctx->last_wait_ns = tctx->start_ts - tctx->enq_ts;
-			tctx->last_wait_class = tctx->class;
-			tctx->enq_ts = 0;
+		tctx->start_ts = now;
+		if (tctx->ready_at) {
+			prism_wait_record(tctx->class, tctx->ready_at, now);
+			tctx->ready_at = 0;
 		}
 	}
-	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
 		cctx->class = tctx ? tctx->class : PRISM_CLASS_UNSET;
-		cctx->started_at = scx_bpf_now();
+		cctx->deadline = p->scx.dsq_vtime;
+		cctx->started_at = now;
 		cctx->running = 1;
 	}
 }
 
+/* Its stint ends: charge it, and the class's CPU time the share guard reads. */
 void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 {
+	struct task_ctx *tctx = lookup_task_ctx(p);
+	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	u64 now = scx_bpf_now(), ran;
-	struct task_ctx *tctx;
-	struct cpu_ctx *cctx;
 
-	if (is_usersched(p))
-		return;
 	__sync_fetch_and_sub(&nr_running, 1);
-	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
-	tctx = lookup_task_ctx(p);
-	ran = tctx ? now - tctx->start_ts : 0;
-	if (cctx) {
+	if (cctx)
 		cctx->running = 0;
-		if (tctx && runnable && cctx->preempting && tctx->stint_slice > ran + MIN_RESUME_NS)
-			tctx->resume_slice = tctx->stint_slice - ran;
-		cctx->preempting = 0;
-	}
 	if (!tctx)
 		return;
-	tctx->stop_ts = now;
-	tctx->exec_runtime += ran;
-	if (!runnable)
-		tctx->last_burst_ns = tctx->exec_runtime;
-	if (tctx->class < PRISM_NR_CLASSES)
-		__sync_fetch_and_add(&class_runtime_ns[tctx->class], ran);
+	ran = now - tctx->start_ts;
+	prism_fair_charge(&tctx->fair, ran, !runnable);
+	if (runnable)
+		tctx->ready_at = now;	/* preempted or out of slice: waits again */
+	else
+		tctx->last_burst_ns = tctx->fair.awake_runtime;
+	/* the policy loop is critical so that it always runs, but its time is not the class's */
+	if (p->tgid != usersched_pid)
+		__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 }
 
+/* Its weight leaves its cgroup's share and the fair clock's total. */
+static void uncount_weight(struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx)
+		prism_cg_uncount(&tctx->cg);
+}
+
+/* It sleeps: no longer runnable, no longer counted. */
+void BPF_STRUCT_OPS(prism_quiescent, struct task_struct *p, u64 deq_flags)
+{
+	uncount_weight(p);
+}
+
+/* Leaving sched_ext (or exiting) while runnable: no longer counted. */
+void BPF_STRUCT_OPS(prism_disable, struct task_struct *p)
+{
+	uncount_weight(p);
+}
+
+/* It enters sched_ext: it starts at the fair clock. */
 void BPF_STRUCT_OPS(prism_enable, struct task_struct *p)
 {
-	scx_bpf_task_set_dsq_vtime(p, 0);
-	scx_bpf_task_set_slice(p, slice_ns);
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx) {
+		prism_fair_start(&tctx->fair, scx_bpf_now());
+		tctx->own_weight = 100;
+	}
+	p->scx.dsq_vtime = prism_vtime_now;
 }
 
+/* Its context and bus cache, allocated here so that enqueue never allocates. */
 s32 BPF_STRUCT_OPS(prism_init_task, struct task_struct *p, struct scx_init_task_args *args)
 {
 	if (!bpf_task_storage_get(&task_ctx_stor, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
 		return -ENOMEM;
-	/* the bus cache too, so enqueue never allocates */
 	bpf_task_storage_get(&prism_task_cache, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	return 0;
 }
 
+/* A cgroup appears (or exists at load): its cpu.weight, under its parent. */
 s32 BPF_STRUCT_OPS(prism_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
-	return prism_cgw_init(cgrp, args->weight);
+	return prism_cg_init(cgrp, args->weight);
 }
 
+/* A cgroup goes away: its share state with it. */
+void BPF_STRUCT_OPS(prism_cgroup_exit, struct cgroup *cgrp)
+{
+	prism_cg_exit(cgrp);
+}
+
+/* A task moves to another cgroup: its weight counts there from now. */
+void BPF_STRUCT_OPS(prism_cgroup_move, struct task_struct *p, struct cgroup *from,
+		    struct cgroup *to)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx)
+		prism_cg_move(&tctx->cg, to);
+}
+
+/* cpu.weight written: the cgroup's share among its siblings changes. */
 void BPF_STRUCT_OPS(prism_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 {
-	prism_cgw_set(cgrp, weight);
+	prism_cg_set_weight(cgrp, weight);
 }
 
-static int heartbeat_fn(void *map, int *key, struct bpf_timer *timer)
-{
-	struct task_struct *p;
-
-	if (scx_bpf_now() - usersched_last_run_at >= HEARTBEAT_NS) {
-		p = bpf_task_from_pid(usersched_pid);
-		if (p) {
-			__sync_fetch_and_or(&usersched_needed, 1);
-			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_IDLE);
-			bpf_task_release(p);
-		}
-	}
-	if (bpf_timer_start(timer, HEARTBEAT_NS, 0))
-		scx_bpf_error("cannot re-arm the heartbeat");
-	return 0;
-}
-
+/* The queues and the per-CPU preemption timers. */
 s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 {
 	const struct cpumask *online;
-	struct bpf_timer *timer;
 	s32 cpu, err;
+	u32 q;
 
 	nr_cpu_ids = scx_bpf_nr_cpu_ids();
 	online = scx_bpf_get_online_cpumask();
 	nr_online_cpus = bpf_cpumask_weight(online);
 	scx_bpf_put_cpumask(online);
 
-	bpf_for(cpu, 0, nr_cpu_ids) {
-		err = scx_bpf_create_dsq(cpu_dsq(cpu), -1);
+	err = scx_bpf_create_dsq(LOOP_DSQ, -1);
+	if (err)
+		return err;
+	bpf_for(q, 0, NR_QUEUES) {
+		err = scx_bpf_create_dsq(shared_dsq(q), -1);
 		if (err)
 			return err;
+		bpf_for(cpu, 0, nr_cpu_ids) {
+			if (cpu >= MAX_CPUS)
+				break;
+			err = scx_bpf_create_dsq(cpu_dsq(q, cpu), -1);
+			if (err)
+				return err;
+		}
 	}
-	err = scx_bpf_create_dsq(SHARED_DSQ, -1);
-	if (err)
-		return err;
-	err = scx_bpf_create_dsq(SCHED_DSQ, -1);
-	if (err)
-		return err;
 
 	bpf_for(cpu, 0, nr_cpu_ids) {
 		u32 key = cpu;
@@ -870,15 +843,10 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 		bpf_timer_init(&pt->timer, &preempt_timers, CLOCK_BOOTTIME);
 		bpf_timer_set_callback(&pt->timer, preempt_timer_fn);
 	}
-
-	timer = bpf_map_lookup_elem(&heartbeat_stor, &(u32){0});
-	if (!timer)
-		return -ESRCH;
-	bpf_timer_init(timer, &heartbeat_stor, CLOCK_BOOTTIME);
-	bpf_timer_set_callback(timer, heartbeat_fn);
-	return bpf_timer_start(timer, HEARTBEAT_NS, 0);
+	return 0;
 }
 
+/* Unloaded or ejected: say why, for user space to report. */
 void BPF_STRUCT_OPS(prism_exit, struct scx_exit_info *ei)
 {
 	UEI_RECORD(uei, ei);
@@ -891,12 +859,15 @@ SCX_OPS_DEFINE(prism_ops,
 	       .runnable		= (void *)prism_runnable,
 	       .running			= (void *)prism_running,
 	       .stopping		= (void *)prism_stopping,
+	       .quiescent		= (void *)prism_quiescent,
 	       .enable			= (void *)prism_enable,
+	       .disable			= (void *)prism_disable,
 	       .init_task		= (void *)prism_init_task,
 	       .cgroup_init		= (void *)prism_cgroup_init,
+	       .cgroup_exit		= (void *)prism_cgroup_exit,
+	       .cgroup_move		= (void *)prism_cgroup_move,
 	       .cgroup_set_weight	= (void *)prism_cgroup_set_weight,
 	       .init			= (void *)prism_init,
 	       .exit			= (void *)prism_exit,
 	       .timeout_ms		= 5000,
-	       .dispatch_max_batch	= MAX_ENQUEUED_TASKS / 8,
 	       .name			= "scx_prism");

@@ -10,7 +10,6 @@ enum consts {
 	MAX_CPUS	= 1024,
 	MAX_LLCS	= 256,
 	MAX_NODES	= 64,
-	WAIT_BUCKETS	= 256,	/* 4 per power of two, as prism_sched::WaitHistogram */
 };
 
 #endif /* __PRISM_BPFLAND_INTF_H */

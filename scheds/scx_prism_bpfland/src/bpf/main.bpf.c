@@ -3,15 +3,12 @@
  * scx_prism_bpfland: the whole scheduling policy in BPF, in the style of
  * scx_bpfland (written for Prism).
  *
- * Each task has a virtual runtime: its CPU time scaled by its weight, always
- * charged, never reset. The weight is its part of its cgroup's hierarchical
- * cpu.weight share (prism/cgroup_share.bpf.h: group shares as CFS gives
- * them, whatever the thread counts), split within the cgroup by nice and,
- * with --prism, the bus weight and class. It is queued by deadline = vruntime + the weighted CPU time
- * it used since it last woke, so short bursts come before long ones. A
- * sleeping task keeps a bounded credit against the global clock (the lag),
- * up to twice as much when it wakes often (voluntary context switches):
- * interactive work gets early deadlines, CPU hogs late ones.
+ * Tasks are queued by the fair deadline (prism/fair_deadline.bpf.h: vruntime
+ * plus the weighted CPU time since the task woke, with a bounded sleep
+ * credit and debt). The weight is the task's part of its cgroup's
+ * hierarchical cpu.weight share (prism/cgroup_share.bpf.h: group shares as
+ * CFS gives them, whatever the thread counts), split within the cgroup by
+ * nice and, with --prism, the bus weight and class.
  *
  * Queues: one deadline-ordered DSQ per LLC, one per CPU for tasks that can
  * run on that CPU only. Idle CPUs are chosen by topology: the previous CPU
@@ -39,19 +36,17 @@
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_share.bpf.h>
+#include <prism/fair_deadline.bpf.h>
 #include <prism/class_rank.bpf.h>
+#include <prism/wait_hist.bpf.h>
 #include "intf.h"
 
 char _license[] SEC("license") = "GPL";
 
 UEI_DEFINE(uei);
 
-#define NSEC_PER_SEC	1000000000ULL
 /* DSQ ids: CPUs 0..MAX_CPUS-1, then the LLCs */
 #define LLC_DSQ_BASE	MAX_CPUS
-/* voluntary switches per second at which a task counts as fully interactive */
-#define NVCSW_FULL	128
-#define NVCSW_PERIOD_NS	(100ULL * 1000 * 1000)
 
 /* set by user space before load */
 const volatile u64 slice_max_ns = 5000000ULL;
@@ -80,30 +75,16 @@ volatile u64 nr_steals;			/* taken from another LLC's queue */
 volatile u64 nr_rescued;		/* waited starve_ns: run next */
 volatile u64 nr_runs[PRISM_NR_CLASSES];
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
-volatile u64 wait_hist[PRISM_NR_CLASSES][WAIT_BUCKETS];
 volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
 
-/*
- * The fair clock: how far the vruntime of a task of weight 100 would have
- * advanced under fair sharing. Each ns of CPU anybody uses moves it by
- * 100 / (total weight of the runnable tasks: prism_cg_total), so no single
- * task, however light (a nice-19 kthread's vruntime runs 100x faster),
- * drags it along.
- */
-static u64 vtime_now;
 static u32 nr_cpu_ids;
 
 struct task_ctx {
-	u64 vruntime;
-	u64 awake_runtime;	/* CPU time since it last woke */
+	struct prism_fair fair;	/* vruntime, weight, interactivity */
 	u64 last_run_at;
 	u64 ready_at;		/* when it became ready to run, 0 while running */
-	u64 weight;		/* effective weight: its part of its cgroup's share */
 	u64 own_weight;		/* within its cgroup: nice x bus weight x class, 100 = nice 0 */
 	struct prism_cg_task cg;	/* what it adds to its cgroup's share */
-	u64 nvcsw_since;	/* start of the voluntary-switch window */
-	u32 nvcsw;		/* voluntary switches in the window */
-	u32 avg_nvcsw;		/* per second, moving average */
 	u32 class;		/* PRISM_CLASS_*, UNSET without --prism */
 };
 
@@ -148,11 +129,6 @@ struct {
 	__type(value, struct domain);
 } node_domains SEC(".maps");
 
-static inline bool vtime_before(u64 a, u64 b)
-{
-	return (s64)(a - b) < 0;
-}
-
 static struct task_ctx *lookup_task_ctx(const struct task_struct *p)
 {
 	return bpf_task_storage_get(&task_ctx_stor, (struct task_struct *)p, 0, 0);
@@ -194,23 +170,6 @@ static inline bool pinned(const struct task_struct *p)
 	return p->nr_cpus_allowed == 1 || is_migration_disabled(p);
 }
 
-/* Index of @ns in the wait histogram (prism_sched::WaitHistogram::bucket). */
-static u32 wait_bucket(u64 ns)
-{
-	u64 v = ns;
-	u32 log = 0;
-
-	if (ns < 4)
-		return ns;
-	if (v >> 32) { log += 32; v >>= 32; }
-	if (v >> 16) { log += 16; v >>= 16; }
-	if (v >> 8) { log += 8; v >>= 8; }
-	if (v >> 4) { log += 4; v >>= 4; }
-	if (v >> 2) { log += 2; v >>= 2; }
-	if (v >> 1) { log += 1; }
-	return (log * 4 + ((ns >> (log - 2)) & 3)) & (WAIT_BUCKETS - 1);
-}
-
 /* The task's class and bus weight, through the bus's per-task cache. */
 static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 {
@@ -234,39 +193,17 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 }
 
 /*
- * The virtual time the fair clock advances in @ns of wall time with every
- * CPU busy. Every bound below (credit, debt, offsets) is a wall-time bound
- * converted with it: under heavy weights the clock slows down, and a bound
- * fixed in virtual time would become seconds of waiting (past the 5 s
- * watchdog for a light task among heavy ones).
- */
-static u64 wall_to_vtime(u64 ns)
-{
-	u64 busy = 100ULL * nr_cpus;
-	s64 total = prism_cg_total;
-
-	if (total <= (s64)busy)
-		return ns;
-	return ns * busy / total;
-}
-
-/*
- * The task's deadline once it has run @extra_ns more: its vruntime plus the
- * weighted CPU time since it woke (capped after scaling, so a light task's
- * deadline stays near its vruntime), moved by its class.
+ * The task's deadline once it has run @extra_ns more: the fair deadline,
+ * moved by its class.
  */
 static u64 deadline_after(const struct task_ctx *tctx, u64 extra_ns)
 {
-	u64 weight = tctx->weight ?: 1, awake, cap = wall_to_vtime(slice_lag_ns), dl;
+	u64 dl = prism_fair_deadline(&tctx->fair, extra_ns, slice_lag_ns, nr_cpus);
 
-	awake = (tctx->awake_runtime + extra_ns) * 100 / weight;
-	if (awake > cap)
-		awake = cap;
-	dl = tctx->vruntime + extra_ns * 100 / weight + awake;
 	if (tctx->class == PRISM_CLASS_CRITICAL)
-		dl -= wall_to_vtime(class_offset_ns);
+		dl -= prism_wall_to_vtime(class_offset_ns, nr_cpus);
 	else if (tctx->class == PRISM_CLASS_BATCH)
-		dl += wall_to_vtime(class_offset_ns);
+		dl += prism_wall_to_vtime(class_offset_ns, nr_cpus);
 	return dl;
 }
 
@@ -287,7 +224,7 @@ static void refresh_weight(struct task_struct *p, struct task_ctx *tctx)
 	if (tctx->class == PRISM_CLASS_CRITICAL)
 		own *= critical_weight_factor;
 	tctx->own_weight = own ?: 1;
-	tctx->weight = prism_cg_task_weight(p, &tctx->cg, tctx->own_weight);
+	tctx->fair.weight = prism_cg_task_weight(p, &tctx->cg, tctx->own_weight);
 }
 
 /*
@@ -297,38 +234,15 @@ static void refresh_weight(struct task_struct *p, struct task_ctx *tctx)
  */
 static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waking)
 {
-	u64 lag, debt, slice;
+	u64 slice = slice_max_ns * (tctx->class == PRISM_CLASS_BATCH ? batch_slice_factor : 1);
 
 	refresh_weight(p, tctx);
 	/*
-	 * credit: up to twice as much for tasks that wake often; not scaled
-	 * by weight, which already speeds a heavy task's return to the front
+	 * batch work asked for throughput, not wakeup latency: no interactive
+	 * bonus; a debt of at most half the starvation bound
 	 */
-	lag = slice_lag_ns;
-	/* batch work asked for throughput, not wakeup latency: no bonus */
-	if (tctx->class != PRISM_CLASS_BATCH)
-		lag += lag * (tctx->avg_nvcsw < NVCSW_FULL ? tctx->avg_nvcsw : NVCSW_FULL) /
-		       NVCSW_FULL;
-	lag = wall_to_vtime(lag);
-	/*
-	 * and a bounded debt: a very light task (a nice-19 kthread) that ran a
-	 * whole slice must not wait for seconds while heavy tasks catch up. But
-	 * at least one slice at its own weight, or a light task of a
-	 * many-threaded cgroup is forgiven what it ran (the cgroup of 10
-	 * threads at cpu.weight 100 beside 2 at 300 got 1.3x its share), and
-	 * at most half the starvation bound
-	 */
-	slice = slice_max_ns * (tctx->class == PRISM_CLASS_BATCH ? batch_slice_factor : 1);
-	debt = wall_to_vtime(slice_lag_ns + slice);
-	if (debt < slice * 100 / tctx->weight)
-		debt = slice * 100 / tctx->weight;
-	if (debt > wall_to_vtime(starve_ns / 2))
-		debt = wall_to_vtime(starve_ns / 2);
-	if (waking && vtime_before(tctx->vruntime, vtime_now - lag))
-		tctx->vruntime = vtime_now - lag;
-	else if (vtime_before(vtime_now + debt, tctx->vruntime))
-		tctx->vruntime = vtime_now + debt;
-
+	prism_fair_bound(&tctx->fair, waking, slice_lag_ns, tctx->class != PRISM_CLASS_BATCH, slice,
+			 starve_ns / 2, nr_cpus);
 	return deadline_after(tctx, 0);
 }
 
@@ -438,13 +352,13 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 			continue;
 		r = prism_class_rank(cctx->class);
 		if (r > rank || (r == rank && !local && !preempt_same_class) ||
-		    !vtime_before(dl, cctx->deadline))
+		    !prism_vtime_before(dl, cctx->deadline))
 			continue;
 		if (!(rank == 2 && r < rank) && (s64)(now - cctx->started_at) < (s64)preempt_min_ns)
 			continue;
 		if (local)
 			return cpu;
-		if (r < best_rank || (r == best_rank && vtime_before(latest, cctx->deadline))) {
+		if (r < best_rank || (r == best_rank && prism_vtime_before(latest, cctx->deadline))) {
 			victim = cpu;
 			best_rank = r;
 			latest = cctx->deadline;
@@ -476,7 +390,7 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
 	struct task_ctx *tctx = lookup_task_ctx(p);
-	u64 dl = vtime_now, slice;
+	u64 dl = prism_vtime_now, slice;
 
 	if (tctx)
 		dl = task_deadline(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
@@ -559,7 +473,7 @@ static bool take_earliest(s32 cpu)
 	struct task_struct *mine = __COMPAT_scx_bpf_dsq_peek(cpu_dsq(cpu));
 	struct task_struct *shared = __COMPAT_scx_bpf_dsq_peek(llc_dsq(cpu));
 
-	if (mine && (!shared || vtime_before(mine->scx.dsq_vtime, shared->scx.dsq_vtime)) &&
+	if (mine && (!shared || prism_vtime_before(mine->scx.dsq_vtime, shared->scx.dsq_vtime)) &&
 	    scx_bpf_dsq_move_to_local(cpu_dsq(cpu), 0))
 		return true;
 	if (scx_bpf_dsq_move_to_local(llc_dsq(cpu), 0))
@@ -590,7 +504,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 	refresh_weight(prev, tctx);
 	dl = deadline_after(tctx, scx_bpf_now() - tctx->last_run_at);
 	head = __COMPAT_scx_bpf_dsq_peek(llc_dsq(cpu));
-	if (head && !vtime_before(dl, head->scx.dsq_vtime))
+	if (head && !prism_vtime_before(dl, head->scx.dsq_vtime))
 		return false;
 	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
@@ -624,22 +538,13 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
-	u64 now = scx_bpf_now(), elapsed;
+	u64 now = scx_bpf_now();
 
 	if (!tctx)
 		return;
-	tctx->awake_runtime = 0;
 	tctx->ready_at = now;
 	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
-	/* fold the window's voluntary switches into the per-second average */
-	elapsed = now - tctx->nvcsw_since;
-	if (elapsed >= NVCSW_PERIOD_NS) {
-		u64 rate = (u64)tctx->nvcsw * NSEC_PER_SEC / elapsed;
-
-		tctx->avg_nvcsw = (tctx->avg_nvcsw * 3 + rate) / 4;
-		tctx->nvcsw = 0;
-		tctx->nvcsw_since = now;
-	}
+	prism_fair_woke(&tctx->fair, now);
 }
 
 void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
@@ -653,10 +558,7 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 		class = tctx->class & (PRISM_NR_CLASSES - 1);
 		tctx->last_run_at = now;
 		if (tctx->ready_at) {
-			/* ready_at may come from another CPU's clock: never negative */
-			s64 waited = now - tctx->ready_at;
-
-			__sync_fetch_and_add(&wait_hist[class][wait_bucket(waited > 0 ? waited : 0)], 1);
+			prism_wait_record(class, tctx->ready_at, now);
 			tctx->ready_at = 0;
 		}
 	}
@@ -674,23 +576,17 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	u64 now = scx_bpf_now(), ran;
-	s64 total;
 
 	if (cctx)
 		cctx->running = 0;
 	if (!tctx)
 		return;
 	ran = now - tctx->last_run_at;
-	tctx->awake_runtime += ran;
-	tctx->vruntime += ran * 100 / (tctx->weight ?: 1);
-	total = prism_cg_total;
-	runnable_weight_seen = total;
-	__sync_fetch_and_add(&vtime_now, ran * 100 / (total > 100 ? total : 100));
+	prism_fair_charge(&tctx->fair, ran, !runnable);
+	runnable_weight_seen = prism_cg_total;
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
-	else
-		tctx->nvcsw++;
 }
 
 /* Its weight leaves its cgroup's share and the fair clock's total. */
@@ -718,12 +614,10 @@ void BPF_STRUCT_OPS(pbl_enable, struct task_struct *p)
 	struct task_ctx *tctx = lookup_task_ctx(p);
 
 	if (tctx) {
-		tctx->vruntime = vtime_now;
-		tctx->weight = 100;
+		prism_fair_start(&tctx->fair, scx_bpf_now());
 		tctx->own_weight = 100;
-		tctx->nvcsw_since = scx_bpf_now();
 	}
-	p->scx.dsq_vtime = vtime_now;
+	p->scx.dsq_vtime = prism_vtime_now;
 }
 
 s32 BPF_STRUCT_OPS(pbl_init_task, struct task_struct *p, struct scx_init_task_args *args)
