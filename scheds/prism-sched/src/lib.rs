@@ -5,4 +5,4 @@ pub mod kernel;
 pub mod logging;
 pub mod wait_histogram;
 
-pub use wait_histogram::WaitHistogram;
+pub use wait_histogram::{ClassWaits, WaitHistogram};

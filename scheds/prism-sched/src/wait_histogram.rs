@@ -98,6 +98,29 @@ impl WaitHistogram {
     }
 }
 
+/// One interval's waits of the three classes both schedulers report
+/// (unlabelled tasks count as normal), from per-class snapshots indexed by
+/// the bus's class value.
+pub struct ClassWaits {
+    pub critical: WaitHistogram,
+    pub normal: WaitHistogram,
+    pub batch: WaitHistogram,
+}
+
+impl ClassWaits {
+    pub fn between(cur: &[WaitHistogram], prev: &[WaitHistogram]) -> Self {
+        use prism_bus::LatencyClass::{Batch, Critical, Normal, Unset};
+        let since = |c: prism_bus::LatencyClass| cur[c as usize].since(&prev[c as usize]);
+        let mut normal = since(Normal);
+        normal.merge(&since(Unset));
+        ClassWaits {
+            critical: since(Critical),
+            normal,
+            batch: since(Batch),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
+use prism_sched::ClassWaits;
 use scx_stats::prelude::*;
 use scx_stats_derive::{Stats, stat_doc};
 use serde::{Deserialize, Serialize};
@@ -89,14 +90,7 @@ impl Metrics {
     /// The metrics of the interval between two snapshots of the counters.
     pub fn between(prev: &BpfCounters, cur: &BpfCounters, l: &LoopState) -> Metrics {
         let d = |a: u64, b: u64| a.saturating_sub(b);
-        let wait: Vec<_> = cur
-            .wait
-            .iter()
-            .zip(&prev.wait)
-            .map(|(c, p)| c.since(p))
-            .collect();
-        let mut normal_wait = wait[NORMAL].clone();
-        normal_wait.merge(&wait[UNSET]);
+        let wait = ClassWaits::between(&cur.wait, &prev.wait);
         let cpu_ms = |c: usize| d(cur.class_runtime_ns[c], prev.class_runtime_ns[c]) / 1_000_000;
         let direct = d(cur.direct_dispatches, prev.direct_dispatches);
         let queued = d(cur.queued_dispatches, prev.queued_dispatches);
@@ -115,12 +109,12 @@ impl Metrics {
             deferred_preempts: deferred,
             affine,
             rescued: d(cur.rescued, prev.rescued),
-            critical_wait_p50_us: wait[CRITICAL].percentile_us(50.0),
-            critical_wait_p99_us: wait[CRITICAL].percentile_us(99.0),
-            normal_wait_p50_us: normal_wait.percentile_us(50.0),
-            normal_wait_p99_us: normal_wait.percentile_us(99.0),
-            batch_wait_p50_us: wait[BATCH].percentile_us(50.0),
-            batch_wait_p99_us: wait[BATCH].percentile_us(99.0),
+            critical_wait_p50_us: wait.critical.percentile_us(50.0),
+            critical_wait_p99_us: wait.critical.percentile_us(99.0),
+            normal_wait_p50_us: wait.normal.percentile_us(50.0),
+            normal_wait_p99_us: wait.normal.percentile_us(99.0),
+            batch_wait_p50_us: wait.batch.percentile_us(50.0),
+            batch_wait_p99_us: wait.batch.percentile_us(99.0),
             critical_cpu_ms: cpu_ms(CRITICAL),
             normal_cpu_ms: cpu_ms(NORMAL) + cpu_ms(UNSET),
             batch_cpu_ms: cpu_ms(BATCH),
