@@ -11,16 +11,19 @@ use std::time::Duration;
 use prism_bus::testing::TempCgroup;
 
 use crate::lab::{
-    Hogs, SchedProcess, cpu_seconds_over, enable_cpu_controller, nr_cpus, stop_cleanly,
+    Hogs, Probe, SchedProcess, cpu_seconds_over, enable_cpu_controller, nr_cpus, stop_cleanly,
 };
+use crate::latency::Summary;
 
 /// One cgroup of a tree: its path below the tree's root ("a/b/c"), what to
-/// write to its cpu.weight, and how many busy threads run in it (leaves
-/// only: cgroup v2 puts no process beside child cgroups).
+/// write to its cpu.weight and cpu.max, and how many busy threads run in it
+/// (leaves only: cgroup v2 puts no process beside child cgroups).
 #[derive(Debug, Clone)]
 pub struct Group {
     pub path: String,
     pub weight: Option<u32>,
+    /// cpu.max: (quota, period) in microseconds
+    pub max: Option<(u64, u64)>,
     pub hogs: usize,
 }
 
@@ -29,8 +32,23 @@ impl Group {
         Group {
             path: path.to_string(),
             weight,
+            max: None,
             hogs,
         }
+    }
+
+    /// The same, limited to `quota_us` per `period_us` (cpu.max).
+    pub fn limited(self, quota_us: u64, period_us: u64) -> Group {
+        Group {
+            max: Some((quota_us, period_us)),
+            ..self
+        }
+    }
+
+    /// The CPUs its cpu.max allows (infinite without one).
+    pub fn cpu_limit(&self) -> f64 {
+        self.max
+            .map_or(f64::INFINITY, |(q, p)| q as f64 / p as f64)
     }
 }
 
@@ -99,6 +117,9 @@ impl Tree {
             }
             if let Some(w) = g.weight {
                 write(&dir.join("cpu.weight"), &w.to_string());
+            }
+            if let Some((quota, period)) = g.max {
+                write(&dir.join("cpu.max"), &format!("{quota} {period}"));
             }
         }
         Tree {
@@ -259,6 +280,122 @@ pub fn kubelet_tree_shares(tag: &str, start: impl FnOnce() -> SchedProcess) -> (
         max_difference(&eevdf, &ideal),
         max_difference(&ours, &ideal),
     )
+}
+
+/// cpu.max on its own (the machine has CPU to spare): a 4-thread pod
+/// limited to half a CPU, and a parent limited to one CPU over two
+/// unlimited 4-thread children (a limit caps its descendants together).
+pub fn limits_tree() -> Vec<Group> {
+    vec![
+        Group::new("pod", None, 4).limited(50_000, 100_000),
+        Group::new("parent", None, 0).limited(100_000, 100_000),
+        Group::new("parent/a", None, 4),
+        Group::new("parent/b", None, 4),
+    ]
+}
+
+/// The limited groups of `limits_tree`: the CPUs each used under EEVDF and
+/// under the scheduler `start` loads, beside its limit, as (group, limit,
+/// EEVDF, ours); printed as a table.
+pub fn limits_usage(
+    tag: &str,
+    start: impl FnOnce() -> SchedProcess,
+) -> Vec<(Group, f64, f64, f64)> {
+    let tree = Tree::build(tag, &limits_tree());
+    let window = Duration::from_secs(6);
+    assert_eq!(crate::lab::ops(), "", "a scheduler is already loaded");
+    let eevdf = tree.cpus_used(window);
+    let s = start();
+    let ours = tree.cpus_used(window);
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runtime error"), "{log}");
+    let rows: Vec<(Group, f64, f64, f64)> = tree
+        .groups
+        .iter()
+        .zip(eevdf.iter().zip(&ours))
+        .filter(|(g, _)| g.max.is_some())
+        .map(|(g, (&e, &o))| (g.clone(), g.cpu_limit(), e, o))
+        .collect();
+    println!("{:<12} {:>8} {:>8} {:>8}", "cgroup", "cpu.max", "EEVDF", "ours");
+    for (g, limit, e, o) in &rows {
+        println!("{:<12} {limit:>8.2} {e:>8.3} {o:>8.3}", g.path);
+    }
+    rows
+}
+
+/// `n` cgroups, each limited to `quota_us` per `period_us` with 2 busy threads,
+/// for `seconds` (at least 10), beside an unlimited request-mode probe in a
+/// cgroup of its own, under the scheduler `start` loads: the probe's
+/// latency before the limited cgroups exist and over their last 6 s. Panics
+/// if the scheduler dies or is ejected meanwhile.
+pub fn many_limited_cgroups(
+    tag: &str,
+    n: usize,
+    (quota_us, period_us): (u64, u64),
+    seconds: u64,
+    probe_bin: &Path,
+    start: impl FnOnce() -> SchedProcess,
+) -> (Summary, Summary) {
+    enable_cpu_controller(&crate::lab::cgroup2_root());
+    let root = TempCgroup::new(tag);
+    enable_cpu_controller(&root.path);
+    let probe_cg = root.child("probe");
+    let limited = root.child("limited");
+    enable_cpu_controller(&limited.path);
+    let groups: Vec<TempCgroup> = (0..n)
+        .map(|i| {
+            let g = limited.child(&format!("pod{i}"));
+            write(&g.path.join("cpu.max"), &format!("{quota_us} {period_us}"));
+            g
+        })
+        .collect();
+    let mut s = start();
+    let probe_args = "--workers 2 --interval-us 2000 --work-us 300 --duration-s 6";
+    let probe = || Probe::start(probe_bin, &probe_cg.path, "probe", probe_args).finish();
+    let alone = probe();
+    let begun = std::time::Instant::now();
+    let hogs: Vec<Hogs> = groups.iter().map(|g| Hogs::start(&g.path, 2)).collect();
+    println!(
+        "{n} limited cgroups of 2 busy threads started in {:.1} s",
+        begun.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(seconds.max(10) - 6).saturating_sub(begun.elapsed()));
+    let probing = begun.elapsed();
+    let beside = probe();
+    println!(
+        "probed from {:.1} s to {:.1} s",
+        probing.as_secs_f64(),
+        begun.elapsed().as_secs_f64()
+    );
+    let used: f64 = groups
+        .iter()
+        .map(|g| crate::lab::cpu_usage_us(&g.path) as f64 / 1e6)
+        .sum();
+    assert!(s.alive(), "the scheduler died:\n{}", s.log_text());
+    assert_eq!(crate::lab::state(), "enabled", "ejected:\n{}", s.log_text());
+    let measured = begun.elapsed();
+    // all killed at once (cgroup.kill) and unlimited, so they run to their exit now
+    write(&limited.path.join("cgroup.kill"), "1");
+    for g in &groups {
+        write(&g.path.join("cpu.max"), "max");
+    }
+    drop(hogs);
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runtime error"), "{log}");
+    println!(
+        "the limited cgroups used {used:.1} CPU-seconds in {:.0} s (their limits: {:.2} CPUs); \
+         unlimited, killed and unloaded in {:.1} s",
+        measured.as_secs_f64(),
+        n as f64 * quota_us as f64 / period_us as f64,
+        (begun.elapsed() - measured).as_secs_f64()
+    );
+    for (what, r) in [("alone", &alone), ("beside them", &beside)] {
+        println!(
+            "probe {what:>12}: p50 {:>7.0} us  p99 {:>7.0} us  ({} samples)",
+            r.p50_us, r.p99_us, r.samples
+        );
+    }
+    (alone, beside)
 }
 
 /// The largest absolute difference between two lists of shares.

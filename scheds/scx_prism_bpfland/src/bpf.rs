@@ -139,7 +139,10 @@ impl<'obj> BpfScheduler<'obj> {
         let ops = skel.struct_ops.prism_bpfland_ops_mut();
         // Kernels that still gate the cgroup weight callbacks behind a flag
         // (6.15 .. 6.17) want it set; later ones call them always.
-        ops.flags = compat::read_enum("scx_ops_flags", "SCX_OPS_HAS_CGROUP_WEIGHT").unwrap_or(0);
+        // ENQ_LAST: a task out of slice with nothing else to run comes back
+        // through ops.enqueue (where cpu.max holds it), not kept running
+        ops.flags = *compat::SCX_OPS_ENQ_LAST
+            | compat::read_enum("scx_ops_flags", "SCX_OPS_HAS_CGROUP_WEIGHT").unwrap_or(0);
         if cfg.partial {
             ops.flags |= *compat::SCX_OPS_SWITCH_PARTIAL;
         }

@@ -543,3 +543,43 @@ fn the_kubelet_tree_gets_the_shares_its_weights_promise() {
         ours * 100.0
     );
 }
+
+/// cpu.max: a 4-thread pod limited to 0.5 CPU uses 0.5, and a parent
+/// limited to 1 CPU uses 1 over its two unlimited 4-thread children, each
+/// within 10% of the limit (EEVDF's usage printed beside), with --prism.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn cpu_max_caps_a_cgroup_and_its_descendants() {
+    let bus = TempBusDir::new("pbl-limits");
+    for (g, limit, _eevdf, ours) in contract::limits_usage("pbl-limits", || start(&bus, true, &[]))
+    {
+        assert!(
+            (ours - limit).abs() <= 0.1 * limit,
+            "{} used {ours:.3} CPUs under cpu.max {limit}",
+            g.path
+        );
+    }
+}
+
+/// 200 cgroups limited to 0.5% of a CPU each on the lab's 2 CPUs (1% on
+/// 4: the limits add up to half the machine) with 2 busy threads, for 30 s
+/// (scx_prism's test runs 60; CI's time is shared): no ejection, and an
+/// unlimited probe keeps its latency (p50 within 1.5x of before, p99 3x).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
+    let bus = TempBusDir::new("pbl-many");
+    let limit = (1000, 400_000 / lab::nr_cpus() as u64);
+    let (alone, beside) =
+        contract::many_limited_cgroups("pbl-many", 200, limit, 30, &probe_bin(), || {
+            start(&bus, true, &[])
+        });
+    assert!(
+        beside.p50_us <= 1.5 * alone.p50_us && beside.p99_us <= 3.0 * alone.p99_us,
+        "probe p50/p99 {:.0}/{:.0} us beside the throttled cgroups, {:.0}/{:.0} us alone",
+        beside.p50_us,
+        beside.p99_us,
+        alone.p50_us,
+        alone.p99_us
+    );
+}

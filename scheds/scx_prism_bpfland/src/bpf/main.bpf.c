@@ -36,6 +36,7 @@
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_share.bpf.h>
+#include <prism/cgroup_bandwidth.bpf.h>
 #include <prism/fair_deadline.bpf.h>
 #include <prism/class_rank.bpf.h>
 #include <prism/wait_hist.bpf.h>
@@ -85,6 +86,7 @@ struct task_ctx {
 	u64 ready_at;		/* when it became ready to run, 0 while running */
 	u64 own_weight;		/* within its cgroup: nice x bus weight x class, 100 = nice 0 */
 	struct prism_cg_task cg;	/* what it adds to its cgroup's share */
+	struct prism_bw_task bw;	/* its cgroup's cpu.max */
 	u32 class;		/* PRISM_CLASS_*, UNSET without --prism */
 };
 
@@ -132,6 +134,23 @@ struct {
 static struct task_ctx *lookup_task_ctx(const struct task_struct *p)
 {
 	return bpf_task_storage_get(&task_ctx_stor, (struct task_struct *)p, 0, 0);
+}
+
+/* cgroup_bandwidth.bpf.h's part of the task context */
+static struct prism_bw_task *prism_bw_task_of(struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	return tctx ? &tctx->bw : NULL;
+}
+
+/* Released from cpu.max: its weight counts in its cgroup again. */
+static void prism_bw_on_release(struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (tctx)
+		prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
 }
 
 /*
@@ -374,6 +393,9 @@ s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 
 	if (!bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr))
 		prev_cpu = bpf_cpumask_first(p->cpus_ptr);
+	/* out of cpu.max budget: ops.enqueue holds it */
+	if (prism_bw_throttled(prism_cg_task_cgid(p)))
+		return prev_cpu;
 	cpu = pick_idle_cpu(p, prev_cpu);
 	if (cpu < 0)
 		return prev_cpu;
@@ -395,6 +417,20 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 	if (tctx)
 		dl = task_deadline(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
 	slice = task_slice(p, tctx, prev_cpu);
+
+	if (tctx && prism_bw_hold(p, prism_cg_task_cgid(p),
+				  pinned(p) ? cpu_dsq(prev_cpu) : llc_dsq(prev_cpu), dl, slice,
+				  enq_flags)) {
+		/* throttled: it does not compete until released */
+		prism_cg_uncount(&tctx->cg);
+		return;
+	}
+
+	/* the last task of this CPU, within its budget: it goes on */
+	if (enq_flags & SCX_ENQ_LAST) {
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags);
+		return;
+	}
 
 	if (pinned(p)) {
 		scx_bpf_dsq_insert_vtime(p, cpu_dsq(prev_cpu), slice, dl, enq_flags);
@@ -500,6 +536,9 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 		return false;
 	if (scx_bpf_dsq_nr_queued(cpu_dsq(cpu)))
 		return false;
+	prism_bw_charge(&tctx->bw, prism_cg_task_cgid(prev));
+	if (prism_bw_throttled(prism_cg_task_cgid(prev)))
+		return false;
 	/* a relabel reaches a task that keeps its CPU too */
 	refresh_weight(prev, tctx);
 	dl = deadline_after(tctx, scx_bpf_now() - tctx->last_run_at);
@@ -507,6 +546,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 	if (head && !prism_vtime_before(dl, head->scx.dsq_vtime))
 		return false;
 	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
+	prism_bw_start(prev, &tctx->bw, prism_cg_task_cgid(prev));
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
 		cctx->deadline = dl;
@@ -517,8 +557,10 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 
 void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 {
+	struct task_ctx *tctx;
 	u32 llc = llc_of(cpu), i;
 
+	prism_bw_release();
 	if (rescue_starving(cpu) || prev_goes_on(prev, cpu) || take_earliest(cpu))
 		return;
 	/* nothing here: help another LLC */
@@ -530,9 +572,18 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 			return;
 		}
 	}
-	/* nothing waits anywhere: the previous task goes on */
-	if (prev && (prev->scx.flags & SCX_TASK_QUEUED))
-		scx_bpf_task_set_slice(prev, task_slice(prev, lookup_task_ctx(prev), cpu));
+	/* nothing waits anywhere: the previous task goes on, within its cpu.max */
+	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED))
+		return;
+	tctx = lookup_task_ctx(prev);
+	if (tctx) {
+		prism_bw_charge(&tctx->bw, prism_cg_task_cgid(prev));
+		if (prism_bw_throttled(prism_cg_task_cgid(prev)))
+			return;
+	}
+	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
+	if (tctx)
+		prism_bw_start(prev, &tctx->bw, prism_cg_task_cgid(prev));
 }
 
 void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
@@ -557,6 +608,7 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 	if (tctx) {
 		class = tctx->class & (PRISM_NR_CLASSES - 1);
 		tctx->last_run_at = now;
+		prism_bw_start(p, &tctx->bw, prism_cg_task_cgid(p));
 		if (tctx->ready_at) {
 			prism_wait_record(class, tctx->ready_at, now);
 			tctx->ready_at = 0;
@@ -583,6 +635,7 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 		return;
 	ran = now - tctx->last_run_at;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
+	prism_bw_charge(&tctx->bw, prism_cg_task_cgid(p));
 	runnable_weight_seen = prism_cg_total;
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 	if (runnable)
@@ -630,16 +683,26 @@ s32 BPF_STRUCT_OPS(pbl_init_task, struct task_struct *p, struct scx_init_task_ar
 	return 0;
 }
 
-/* A cgroup appears (or exists at load): its cpu.weight, under its parent. */
+/* A cgroup appears (or exists at load): its cpu.weight under its parent, its cpu.max. */
 s32 BPF_STRUCT_OPS(pbl_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
+	if (bpf_core_field_exists(args->bw_quota_us))
+		prism_bw_set(cgrp, args->bw_period_us, args->bw_quota_us, args->bw_burst_us);
 	return prism_cg_init(cgrp, args->weight);
 }
 
-/* A cgroup goes away: its share state with it. */
+/* A cgroup goes away: its share and limit state with it. */
 void BPF_STRUCT_OPS(pbl_cgroup_exit, struct cgroup *cgrp)
 {
+	prism_bw_exit(cgrp);
 	prism_cg_exit(cgrp);
+}
+
+/* cpu.max (or cpu.max.burst) written: the cgroup's limit from now. */
+void BPF_STRUCT_OPS(pbl_cgroup_set_bandwidth, struct cgroup *cgrp, u64 period_us, u64 quota_us,
+		    u64 burst_us)
+{
+	prism_bw_set(cgrp, period_us, quota_us, burst_us);
 }
 
 /* A task moves to another cgroup: its weight counts there from now. */
@@ -719,7 +782,7 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(pbl_init)
 		if (err)
 			return err;
 	}
-	return 0;
+	return prism_bw_init();
 }
 
 void BPF_STRUCT_OPS(pbl_exit, struct scx_exit_info *ei)
@@ -742,6 +805,7 @@ SCX_OPS_DEFINE(prism_bpfland_ops,
 	       .cgroup_exit		= (void *)pbl_cgroup_exit,
 	       .cgroup_move		= (void *)pbl_cgroup_move,
 	       .cgroup_set_weight	= (void *)pbl_cgroup_set_weight,
+	       .cgroup_set_bandwidth	= (void *)pbl_cgroup_set_bandwidth,
 	       .init			= (void *)pbl_init,
 	       .exit			= (void *)pbl_exit,
 	       .timeout_ms		= 5000,

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * cgroup cpu.max for Prism's sched_ext schedulers: a cgroup never runs more
+ * than its quota per period, and a limit caps all its descendants together
+ * (a task's CPU time is charged to every limited cgroup above it).
+ *
+ * Each limited cgroup has a budget for its current period, refilled lazily
+ * (by whoever looks at it after the period ended) with the quota, up to
+ * quota + burst. A task starts with its slice cut to the smallest budget
+ * left above it, so it stops near the end of the budget; the overrun (a
+ * tick at most, per CPU; more than a small quota) is a debt the next
+ * periods pay, so the long-run use is the quota. The debt is capped at
+ * what PRISM_BW_WAIT_MAX_NS of periods pays (at least one quota), so a
+ * throttled task waits at most that, or two periods if longer (cpu.max
+ * periods are at most 1 s; the watchdog allows 5). A task whose cgroup (or an ancestor) has no budget is
+ * throttled: it waits in PRISM_BW_DSQ, outside the run queues, ordered by
+ * the time its budget comes back, and the next ops.dispatch after that time
+ * moves it to the queue and deadline it would have had; a timer wakes an
+ * idle CPU for it. Unlimited cgroups' tasks never meet a throttled one.
+ *
+ * A throttled task may hold a kernel lock (CFS had the same property until
+ * it moved throttling to the return to user space, which sched_ext cannot
+ * see): what needs the lock waits for the throttled task's next budget, at
+ * most two periods.
+ *
+ * Limits come from the kernel (ops.cgroup_init's arguments and
+ * ops.cgroup_set_bandwidth, 6.17 and later). The cgroups' parent links are
+ * cgroup_share.bpf.h's hash, so no walk takes a cgroup reference. Until a
+ * limit is set, nothing here costs more than one test of a global.
+ *
+ * A throttled task does not compete: the scheduler takes it out of its
+ * cgroup's runnable count when it holds it (prism_cg_uncount), so a cgroup
+ * whose tasks are all throttled leaves its siblings its share, as a
+ * throttled group does under CFS, and counts it again in
+ * prism_bw_on_release().
+ *
+ * The scheduler embeds a struct prism_bw_task in its task context and
+ * defines prism_bw_task_of() and prism_bw_on_release(); it calls
+ * prism_bw_set/prism_bw_exit from its cgroup callbacks, prism_bw_hold
+ * where ops.enqueue would queue a task,
+ * prism_bw_start from ops.running, prism_bw_charge where a run ends (or a
+ * slice is extended), and prism_bw_release at the top of ops.dispatch.
+ */
+#ifndef __PRISM_CGROUP_BANDWIDTH_BPF_H
+#define __PRISM_CGROUP_BANDWIDTH_BPF_H
+
+/* the queue of throttled tasks (the schedulers' own DSQ ids are far below) */
+#define PRISM_BW_DSQ		((1ULL << 32) + 1)
+/* quotas at or above it are "max" (the kernel passes U64_MAX) */
+#define PRISM_BW_QUOTA_MAX_US	(1ULL << 40)
+/* throttled tasks moved back per ops.dispatch */
+#define PRISM_BW_RELEASE_MAX	8
+/* the longest wait a debt may cost (unless one period is longer) */
+#define PRISM_BW_WAIT_MAX_NS	(2000ULL * 1000 * 1000)
+/* the shortest slice a task with a nearly spent budget gets */
+#define PRISM_BW_SLICE_MIN_NS	(50ULL * 1000)
+#define PRISM_BW_MAX		PRISM_CG_MAX
+#ifndef PF_EXITING
+#define PF_EXITING		0x00000004
+#endif
+
+struct prism_bw {
+	__u64 quota_ns;		/* per period; 0: the entry is going away */
+	__u64 period_ns;
+	__u64 burst_ns;
+	__s64 budget;		/* ns left in this period (< 0: a debt) */
+	__u64 period_end;
+	__u64 throttled_at;	/* 0 while it has budget */
+	__u64 throttled_ns;	/* statistics: total time throttled */
+	__u64 nr_throttled;	/* statistics: times throttled */
+};
+
+/* limited cgroups by cgroup id (read by user space for --stats) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, PRISM_BW_MAX);
+	__type(key, __u64);
+	__type(value, struct prism_bw);
+} prism_bws SEC(".maps");
+
+/* What the limits keep per task (in the task's context). */
+struct prism_bw_task {
+	__u64 charged_at;	/* run time before it is charged */
+	__u64 held_dsq;		/* while throttled: the queue it goes back to */
+	__u64 held_vtime;	/* and its deadline there */
+};
+
+static struct prism_bw_task *prism_bw_task_of(struct task_struct *p);
+/* the scheduler counts a released task among its cgroup's runnable ones again */
+static void prism_bw_on_release(struct task_struct *p);
+
+/* limited cgroups now */
+volatile __s64 nr_bw_limited;
+/* statistics: tasks throttled, moved back */
+volatile __u64 nr_bw_held, nr_bw_released;
+
+struct prism_bw_timer {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct prism_bw_timer);
+} prism_bw_timer_stor SEC(".maps");
+
+/* when the timer fires next (0: not armed) */
+static __u64 prism_bw_timer_at;
+
+/* Is (@period_us, @quota_us) a limit, as the kernel passes them? */
+static __always_inline bool prism_bw_is_limit(__u64 period_us, __u64 quota_us)
+{
+	return period_us && quota_us && quota_us < PRISM_BW_QUOTA_MAX_US;
+}
+
+/* @cgrp's cpu.max, from ops.cgroup_init's arguments or ops.cgroup_set_bandwidth. */
+static __always_inline void prism_bw_set(struct cgroup *cgrp, __u64 period_us, __u64 quota_us,
+					 __u64 burst_us)
+{
+	__u64 cgid = cgrp->kn->id;
+	struct prism_bw fresh = {}, *bw;
+
+	if (!prism_bw_is_limit(period_us, quota_us)) {
+		if (!bpf_map_delete_elem(&prism_bws, &cgid))
+			__sync_fetch_and_sub(&nr_bw_limited, 1);
+		return;
+	}
+	bw = bpf_map_lookup_elem(&prism_bws, &cgid);
+	if (!bw) {
+		if (bpf_map_update_elem(&prism_bws, &cgid, &fresh, BPF_NOEXIST))
+			return;
+		bw = bpf_map_lookup_elem(&prism_bws, &cgid);
+		if (!bw)
+			return;
+		__sync_fetch_and_add(&nr_bw_limited, 1);
+	}
+	bw->period_ns = period_us * 1000;
+	bw->burst_ns = burst_us * 1000;
+	bw->quota_ns = quota_us * 1000;
+	bw->budget = bw->quota_ns;
+	bw->period_end = scx_bpf_now() + bw->period_ns;
+	bw->throttled_at = 0;
+}
+
+/* A cgroup goes away (it has no tasks left): its limit with it. */
+static __always_inline void prism_bw_exit(struct cgroup *cgrp)
+{
+	__u64 cgid = cgrp->kn->id;
+
+	if (!bpf_map_delete_elem(&prism_bws, &cgid))
+		__sync_fetch_and_sub(&nr_bw_limited, 1);
+}
+
+/* The largest debt @bw carries: what PRISM_BW_WAIT_MAX_NS of periods pays, at least a quota. */
+static __always_inline __s64 prism_bw_max_debt(const struct prism_bw *bw)
+{
+	__u64 periods = PRISM_BW_WAIT_MAX_NS / bw->period_ns;
+
+	return (__s64)((periods ?: 1) * bw->quota_ns);
+}
+
+/*
+ * @bw with its budget refilled for the periods that ended by @now: a debt
+ * (capped) is paid first, savings are kept up to the burst.
+ */
+static __always_inline void prism_bw_refill(struct prism_bw *bw, __u64 now)
+{
+	__u64 end = bw->period_end, period = bw->period_ns, quota = bw->quota_ns, k;
+	__s64 budget, was;
+
+	if (!period || (__s64)(now - end) < 0)
+		return;
+	k = (now - end) / period + 1;
+	if (__sync_val_compare_and_swap(&bw->period_end, end, end + k * period) != end)
+		return;
+	/* as a difference added atomically: charges landing meanwhile are kept */
+	was = budget = bw->budget;
+	if (budget < -prism_bw_max_debt(bw))
+		budget = -prism_bw_max_debt(bw);
+	budget += (k < 4096 ? k : 4096) * quota;
+	if (budget > (__s64)(quota + bw->burst_ns))
+		budget = quota + bw->burst_ns;
+	__sync_fetch_and_add(&bw->budget, budget - was);
+	if (bw->throttled_at && budget > 0) {
+		__sync_fetch_and_add(&bw->throttled_ns, now - bw->throttled_at);
+		bw->throttled_at = 0;
+	}
+}
+
+/*
+ * Walk the limited cgroups from @cgid up: charge each @ran ns; return the
+ * smallest budget left among them (S64_MAX: none is limited) and, in
+ * @until, when the last of the throttled ones has budget again.
+ */
+static __always_inline __s64 prism_bw_walk(__u64 cgid, __u64 ran, __u64 *until)
+{
+	__s64 left = 0x7fffffffffffffffLL, debt;
+	__u64 now = scx_bpf_now(), back;
+	struct prism_bw *bw;
+	struct prism_cg *cg;
+	int i;
+
+	*until = 0;
+	bpf_for(i, 0, PRISM_CG_MAX_DEPTH + 1) {
+		if (!cgid)
+			break;
+		bw = bpf_map_lookup_elem(&prism_bws, &cgid);
+		if (bw && bw->quota_ns) {
+			prism_bw_refill(bw, now);
+			if (ran)
+				__sync_fetch_and_sub(&bw->budget, ran);
+			if (bw->budget < left)
+				left = bw->budget;
+			if (bw->budget <= 0) {
+				/* the refill that pays the (capped) debt */
+				debt = -bw->budget;
+				if (debt > prism_bw_max_debt(bw))
+					debt = prism_bw_max_debt(bw);
+				back = bw->period_end + debt / bw->quota_ns * bw->period_ns;
+				if (!bw->throttled_at) {
+					bw->throttled_at = now;
+					__sync_fetch_and_add(&bw->nr_throttled, 1);
+				}
+				if (back > *until)
+					*until = back;
+			}
+		}
+		cg = prism_cg_lookup(cgid);
+		if (!cg)
+			break;
+		cgid = cg->parent;
+	}
+	return left;
+}
+
+/* The smallest budget left above a task counted in @cgid (S64_MAX: no limit). */
+static __always_inline __s64 prism_bw_left(__u64 cgid, __u64 *until)
+{
+	*until = 0;
+	if (nr_bw_limited <= 0 || !cgid)
+		return 0x7fffffffffffffffLL;
+	return prism_bw_walk(cgid, 0, until);
+}
+
+static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer);
+
+/* Make sure a CPU looks at the throttled queue at @until. */
+static __always_inline void prism_bw_arm(__u64 until)
+{
+	struct prism_bw_timer *t = bpf_map_lookup_elem(&prism_bw_timer_stor, &(__u32){0});
+	__u64 at = prism_bw_timer_at, now = scx_bpf_now();
+
+	if (!t || (at && (__s64)(at - until) <= 0 && (__s64)(at - now) > 0))
+		return;
+	prism_bw_timer_at = until;
+	bpf_timer_start(&t->timer, (__s64)(until - now) > 0 ? until - now : 1000, 0);
+}
+
+/*
+ * From ops.enqueue, where @p would go into @dsq at @vtime: if a cgroup
+ * above it (@cgid: where it is counted) has no budget, hold it instead
+ * and say so. Exiting tasks are never held: they are leaving.
+ */
+static __always_inline bool prism_bw_hold(struct task_struct *p, __u64 cgid, __u64 dsq,
+					  __u64 vtime, __u64 slice, __u64 enq_flags)
+{
+	struct prism_bw_task *bt;
+	__u64 until;
+
+	if (nr_bw_limited <= 0 || (p->flags & PF_EXITING) || prism_bw_left(cgid, &until) > 0 ||
+	    !until || !(bt = prism_bw_task_of(p)))
+		return false;
+	bt->held_dsq = dsq;
+	bt->held_vtime = vtime;
+	scx_bpf_dsq_insert_vtime(p, PRISM_BW_DSQ, slice, until, enq_flags);
+	__sync_fetch_and_add(&nr_bw_held, 1);
+	prism_bw_arm(until);
+	return true;
+}
+
+/* Is a task counted in @cgid out of budget (for paths that skip enqueue)? */
+static __always_inline bool prism_bw_throttled(__u64 cgid)
+{
+	__u64 until;
+
+	return nr_bw_limited > 0 && prism_bw_left(cgid, &until) <= 0;
+}
+
+/*
+ * From ops.running (and where a slice is extended): charging starts now,
+ * and the slice ends within the smallest budget left above the task.
+ */
+static __always_inline void prism_bw_start(struct task_struct *p, struct prism_bw_task *bt,
+					   __u64 cgid)
+{
+	__u64 until;
+	__s64 left;
+
+	bt->charged_at = scx_bpf_now();
+	if (nr_bw_limited <= 0)
+		return;
+	left = prism_bw_left(cgid, &until);
+	if (left < (__s64)PRISM_BW_SLICE_MIN_NS)
+		left = PRISM_BW_SLICE_MIN_NS;
+	if ((__u64)left < p->scx.slice)
+		p->scx.slice = left;
+}
+
+/* Charge the run since the last charge to the limits above @cgid. */
+static __always_inline void prism_bw_charge(struct prism_bw_task *bt, __u64 cgid)
+{
+	__u64 now = scx_bpf_now(), ran = now - bt->charged_at, until;
+
+	/* never started under us (running when the scheduler loaded) */
+	if (!bt->charged_at)
+		ran = 0;
+	bt->charged_at = now;
+	if (nr_bw_limited <= 0 || !cgid || (__s64)ran <= 0)
+		return;
+	prism_bw_walk(cgid, ran, &until);
+}
+
+/*
+ * From ops.dispatch, first: move the throttled tasks whose budget is back
+ * to the queues they were headed for (their deadlines kept), a few per
+ * call; the rest wait for the next dispatch or the timer.
+ */
+static __always_inline void prism_bw_release(void)
+{
+	struct prism_bw_task *bt;
+	struct task_struct *p;
+	__u64 now;
+	u32 n = 0;
+
+	if (!nr_bw_held || !scx_bpf_dsq_nr_queued(PRISM_BW_DSQ))
+		return;
+	now = scx_bpf_now();
+	bpf_for_each(scx_dsq, p, PRISM_BW_DSQ, 0) {
+		if ((__s64)(p->scx.dsq_vtime - now) > 0 || ++n > PRISM_BW_RELEASE_MAX)
+			break;
+		bt = prism_bw_task_of(p);
+		if (!bt)
+			continue;
+		scx_bpf_dsq_move_set_vtime(BPF_FOR_EACH_ITER, bt->held_vtime);
+		prism_bw_on_release(p);
+		if (scx_bpf_dsq_move_vtime(BPF_FOR_EACH_ITER, p, bt->held_dsq, 0)) {
+			__sync_fetch_and_add(&nr_bw_released, 1);
+			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_IDLE);
+		}
+	}
+}
+
+/*
+ * At the first throttled task's release time: wake idle CPUs to move it
+ * back; then sleep until the next one's (at least 1 ms: busy CPUs move
+ * them back from ops.dispatch too).
+ */
+static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
+{
+	struct task_struct *head = __COMPAT_scx_bpf_dsq_peek(PRISM_BW_DSQ);
+	s32 cpu, nr = scx_bpf_nr_cpu_ids();
+	__u64 now = scx_bpf_now(), next = now + 1000000;
+
+	prism_bw_timer_at = 0;
+	if (!head)
+		return 0;
+	if ((__s64)(head->scx.dsq_vtime - now) <= 0) {
+		bpf_for(cpu, 0, nr) {
+			if (cpu >= 1024)
+				break;
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+		}
+	} else if ((__s64)(head->scx.dsq_vtime - next) > 0) {
+		next = head->scx.dsq_vtime;
+	}
+	prism_bw_timer_at = next;
+	bpf_timer_start(timer, next - now, 0);
+	return 0;
+}
+
+/* From ops.init: the throttled queue and its timer. */
+static __always_inline s32 prism_bw_init(void)
+{
+	struct prism_bw_timer *t = bpf_map_lookup_elem(&prism_bw_timer_stor, &(__u32){0});
+	s32 err = scx_bpf_create_dsq(PRISM_BW_DSQ, -1);
+
+	if (err)
+		return err;
+	if (!t)
+		return -ESRCH;
+	bpf_timer_init(&t->timer, &prism_bw_timer_stor, 1 /* CLOCK_MONOTONIC */);
+	bpf_timer_set_callback(&t->timer, prism_bw_timer_fn);
+	return 0;
+}
+
+#endif /* __PRISM_CGROUP_BANDWIDTH_BPF_H */
