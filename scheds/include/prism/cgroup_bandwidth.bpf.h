@@ -15,13 +15,15 @@
  * periods are at most 1 s; the watchdog allows 5). A task whose cgroup (or an ancestor) has no budget is
  * throttled: it waits in PRISM_BW_DSQ, outside the run queues, ordered by
  * the time its budget comes back, and the next ops.dispatch after that time
- * moves it to the queue and deadline it would have had; a timer wakes an
- * idle CPU for it. Unlimited cgroups' tasks never meet a throttled one.
+ * moves it to the queue it would have gone to, with the deadline of a task
+ * waking then (prism_bw_on_release); a timer wakes an idle CPU for it. Unlimited cgroups' tasks never meet a throttled one.
  *
  * A throttled task may hold a kernel lock (CFS had the same property until
  * it moved throttling to the return to user space, which sched_ext cannot
  * see): what needs the lock waits for the throttled task's next budget, at
  * most two periods.
+ *
+ * Needs cgroup_share.bpf.h included first.
  *
  * Limits come from the kernel (ops.cgroup_init's arguments and
  * ops.cgroup_set_bandwidth, 6.17 and later). The cgroups' parent links are
@@ -87,8 +89,13 @@ struct prism_bw_task {
 };
 
 static struct prism_bw_task *prism_bw_task_of(struct task_struct *p);
-/* the scheduler counts a released task among its cgroup's runnable ones again */
-static void prism_bw_on_release(struct task_struct *p);
+/*
+ * The scheduler counts a released task among its cgroup's runnable ones
+ * again and gives its deadline in the queue it goes back to: as if it woke
+ * now (its deadline from before the wait was far behind the clock by then,
+ * and a stream of released tasks went ahead of everything else).
+ */
+static __u64 prism_bw_on_release(struct task_struct *p, __u64 held_vtime);
 
 /* limited cgroups now */
 volatile __s64 nr_bw_limited;
@@ -331,7 +338,7 @@ static __always_inline void prism_bw_release(void)
 {
 	struct prism_bw_task *bt;
 	struct task_struct *p;
-	__u64 now;
+	__u64 now, vtime;
 	u32 n = 0;
 
 	if (!nr_bw_held || !scx_bpf_dsq_nr_queued(PRISM_BW_DSQ))
@@ -343,8 +350,8 @@ static __always_inline void prism_bw_release(void)
 		bt = prism_bw_task_of(p);
 		if (!bt)
 			continue;
-		scx_bpf_dsq_move_set_vtime(BPF_FOR_EACH_ITER, bt->held_vtime);
-		prism_bw_on_release(p);
+		vtime = prism_bw_on_release(p, bt->held_vtime);
+		scx_bpf_dsq_move_set_vtime(BPF_FOR_EACH_ITER, vtime);
 		if (scx_bpf_dsq_move_vtime(BPF_FOR_EACH_ITER, p, bt->held_dsq, 0)) {
 			__sync_fetch_and_add(&nr_bw_released, 1);
 			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_IDLE);

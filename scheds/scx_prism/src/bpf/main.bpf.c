@@ -29,8 +29,8 @@
 #include <prism/bus.bpf.h>
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_share.bpf.h>
-#include <prism/cgroup_bandwidth.bpf.h>
 #include <prism/fair_deadline.bpf.h>
+#include <prism/cgroup_bandwidth.bpf.h>
 #include <prism/class_rank.bpf.h>
 #include <prism/wait_hist.bpf.h>
 #include "intf.h"
@@ -162,14 +162,6 @@ static struct prism_bw_task *prism_bw_task_of(struct task_struct *p)
 	return tctx ? &tctx->bw : NULL;
 }
 
-/* Released from cpu.max: its weight counts in its cgroup again. */
-static void prism_bw_on_release(struct task_struct *p)
-{
-	struct task_ctx *tctx = lookup_task_ctx(p);
-
-	if (tctx)
-		prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
-}
 
 static inline bool pinned(const struct task_struct *p)
 {
@@ -251,6 +243,17 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waki
 	prism_fair_bound(&tctx->fair, waking, slice_lag_ns, tctx->class != PRISM_CLASS_BATCH,
 			 class_slice(tctx->class), STARVE_NS / 2, nr_online_cpus);
 	return prism_fair_deadline(&tctx->fair, 0, slice_lag_ns, nr_online_cpus);
+}
+
+/* Released from cpu.max: its weight counts in its cgroup again; it queues as if it woke now. */
+static u64 prism_bw_on_release(struct task_struct *p, u64 held_vtime)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (!tctx)
+		return held_vtime;
+	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
+	return task_deadline(p, tctx, true);
 }
 
 /* The slice shrinks as tasks wait for the CPUs (slice x CPUs / (CPUs + waiting)). */
