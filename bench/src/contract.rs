@@ -47,8 +47,7 @@ impl Group {
 
     /// The CPUs its cpu.max allows (infinite without one).
     pub fn cpu_limit(&self) -> f64 {
-        self.max
-            .map_or(f64::INFINITY, |(q, p)| q as f64 / p as f64)
+        self.max.map_or(f64::INFINITY, |(q, p)| q as f64 / p as f64)
     }
 }
 
@@ -316,7 +315,10 @@ pub fn limits_usage(
         .filter(|(g, _)| g.max.is_some())
         .map(|(g, (&e, &o))| (g.clone(), g.cpu_limit(), e, o))
         .collect();
-    println!("{:<12} {:>8} {:>8} {:>8}", "cgroup", "cpu.max", "EEVDF", "ours");
+    println!(
+        "{:<12} {:>8} {:>8} {:>8}",
+        "cgroup", "cpu.max", "EEVDF", "ours"
+    );
     for (g, limit, e, o) in &rows {
         println!("{:<12} {limit:>8.2} {e:>8.3} {o:>8.3}", g.path);
     }

@@ -3,6 +3,8 @@
 pub mod cli;
 pub mod kernel;
 pub mod logging;
+pub mod throttling;
 pub mod wait_histogram;
 
+pub use throttling::{Throttling, ThrottlingInterval};
 pub use wait_histogram::{ClassWaits, WaitHistogram};
