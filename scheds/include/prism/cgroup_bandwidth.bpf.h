@@ -40,7 +40,8 @@
  * defines prism_bw_task_of() and prism_bw_on_release(); it calls
  * prism_bw_set/prism_bw_exit from its cgroup callbacks, prism_bw_hold
  * where ops.enqueue would queue a task,
- * prism_bw_start from ops.running, prism_bw_charge where a run ends (or a
+ * prism_bw_start from ops.running, prism_bw_charge (which says whether
+ * the task may go on) where a run ends (or a
  * slice is extended), and prism_bw_release at the top of ops.dispatch.
  */
 #ifndef __PRISM_CGROUP_BANDWIDTH_BPF_H
@@ -267,16 +268,17 @@ static __always_inline void prism_bw_arm(__u64 until)
 
 /*
  * From ops.enqueue, where @p would go into @dsq at @vtime: if a cgroup
- * above it (@cgid: where it is counted) has no budget, hold it instead
+ * above it has no budget, hold it instead
  * and say so. Exiting tasks are never held: they are leaving.
  */
-static __always_inline bool prism_bw_hold(struct task_struct *p, __u64 cgid, __u64 dsq,
-					  __u64 vtime, __u64 slice, __u64 enq_flags)
+static __always_inline bool prism_bw_hold(struct task_struct *p, __u64 dsq, __u64 vtime,
+					  __u64 slice, __u64 enq_flags)
 {
 	struct prism_bw_task *bt;
 	__u64 until;
 
-	if (nr_bw_limited <= 0 || (p->flags & PF_EXITING) || prism_bw_left(cgid, &until) > 0 ||
+	if (nr_bw_limited <= 0 || (p->flags & PF_EXITING) ||
+	    prism_bw_left(prism_cg_task_cgid(p), &until) > 0 ||
 	    !until || !(bt = prism_bw_task_of(p)))
 		return false;
 	bt->held_dsq = dsq;
@@ -287,20 +289,19 @@ static __always_inline bool prism_bw_hold(struct task_struct *p, __u64 cgid, __u
 	return true;
 }
 
-/* Is a task counted in @cgid out of budget (for paths that skip enqueue)? */
-static __always_inline bool prism_bw_throttled(__u64 cgid)
+/* Is @p's cgroup (or an ancestor) out of budget (for paths that skip enqueue)? */
+static __always_inline bool prism_bw_throttled(struct task_struct *p)
 {
 	__u64 until;
 
-	return nr_bw_limited > 0 && prism_bw_left(cgid, &until) <= 0;
+	return nr_bw_limited > 0 && prism_bw_left(prism_cg_task_cgid(p), &until) <= 0;
 }
 
 /*
  * From ops.running (and where a slice is extended): charging starts now,
  * and the slice ends within the smallest budget left above the task.
  */
-static __always_inline void prism_bw_start(struct task_struct *p, struct prism_bw_task *bt,
-					   __u64 cgid)
+static __always_inline void prism_bw_start(struct task_struct *p, struct prism_bw_task *bt)
 {
 	__u64 until;
 	__s64 left;
@@ -308,25 +309,28 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
 	bt->charged_at = scx_bpf_now();
 	if (nr_bw_limited <= 0)
 		return;
-	left = prism_bw_left(cgid, &until);
+	left = prism_bw_left(prism_cg_task_cgid(p), &until);
 	if (left < (__s64)PRISM_BW_SLICE_MIN_NS)
 		left = PRISM_BW_SLICE_MIN_NS;
 	if ((__u64)left < p->scx.slice)
 		p->scx.slice = left;
 }
 
-/* Charge the run since the last charge to the limits above @cgid. */
-static __always_inline void prism_bw_charge(struct prism_bw_task *bt, __u64 cgid)
+/*
+ * Charge @p's run since the last charge to the limits above it: may it go
+ * on (budget left everywhere above it)? One walk does both.
+ */
+static __always_inline bool prism_bw_charge(struct task_struct *p, struct prism_bw_task *bt)
 {
 	__u64 now = scx_bpf_now(), ran = now - bt->charged_at, until;
 
 	/* never started under us (running when the scheduler loaded) */
-	if (!bt->charged_at)
+	if (!bt->charged_at || (__s64)ran < 0)
 		ran = 0;
 	bt->charged_at = now;
-	if (nr_bw_limited <= 0 || !cgid || (__s64)ran <= 0)
-		return;
-	prism_bw_walk(cgid, ran, &until);
+	if (nr_bw_limited <= 0)
+		return true;
+	return prism_bw_walk(prism_cg_task_cgid(p), ran, &until) > 0;
 }
 
 /*

@@ -397,7 +397,7 @@ s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	if (!bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr))
 		prev_cpu = bpf_cpumask_first(p->cpus_ptr);
 	/* out of cpu.max budget: ops.enqueue holds it */
-	if (prism_bw_throttled(prism_cg_task_cgid(p)))
+	if (prism_bw_throttled(p))
 		return prev_cpu;
 	cpu = pick_idle_cpu(p, prev_cpu);
 	if (cpu < 0)
@@ -421,8 +421,7 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 		dl = task_deadline(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
 	slice = task_slice(p, tctx, prev_cpu);
 
-	if (tctx && prism_bw_hold(p, prism_cg_task_cgid(p),
-				  pinned(p) ? cpu_dsq(prev_cpu) : llc_dsq(prev_cpu), dl, slice,
+	if (tctx && prism_bw_hold(p, pinned(p) ? cpu_dsq(prev_cpu) : llc_dsq(prev_cpu), dl, slice,
 				  enq_flags)) {
 		/* throttled: it does not compete until released */
 		prism_cg_uncount(&tctx->cg);
@@ -539,8 +538,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 		return false;
 	if (scx_bpf_dsq_nr_queued(cpu_dsq(cpu)))
 		return false;
-	prism_bw_charge(&tctx->bw, prism_cg_task_cgid(prev));
-	if (prism_bw_throttled(prism_cg_task_cgid(prev)))
+	if (!prism_bw_charge(prev, &tctx->bw))
 		return false;
 	/* a relabel reaches a task that keeps its CPU too */
 	refresh_weight(prev, tctx);
@@ -549,7 +547,7 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 	if (head && !prism_vtime_before(dl, head->scx.dsq_vtime))
 		return false;
 	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
-	prism_bw_start(prev, &tctx->bw, prism_cg_task_cgid(prev));
+	prism_bw_start(prev, &tctx->bw);
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
 		cctx->deadline = dl;
@@ -580,13 +578,12 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 		return;
 	tctx = lookup_task_ctx(prev);
 	if (tctx) {
-		prism_bw_charge(&tctx->bw, prism_cg_task_cgid(prev));
-		if (prism_bw_throttled(prism_cg_task_cgid(prev)))
+		if (!prism_bw_charge(prev, &tctx->bw))
 			return;
 	}
 	scx_bpf_task_set_slice(prev, task_slice(prev, tctx, cpu));
 	if (tctx)
-		prism_bw_start(prev, &tctx->bw, prism_cg_task_cgid(prev));
+		prism_bw_start(prev, &tctx->bw);
 }
 
 void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
@@ -611,7 +608,7 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 	if (tctx) {
 		class = tctx->class & (PRISM_NR_CLASSES - 1);
 		tctx->last_run_at = now;
-		prism_bw_start(p, &tctx->bw, prism_cg_task_cgid(p));
+		prism_bw_start(p, &tctx->bw);
 		if (tctx->ready_at) {
 			prism_wait_record(class, tctx->ready_at, now);
 			tctx->ready_at = 0;
@@ -638,7 +635,7 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 		return;
 	ran = now - tctx->last_run_at;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
-	prism_bw_charge(&tctx->bw, prism_cg_task_cgid(p));
+	prism_bw_charge(p, &tctx->bw);
 	runnable_weight_seen = prism_cg_total;
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 	if (runnable)
