@@ -43,6 +43,10 @@ pub struct Metrics {
         desc = "Tasks run next because they had waited 1 s (the bound every queued task keeps)"
     )]
     pub rescued: u64,
+    #[stat(
+        desc = "Tasks preempted inside an RCU read-side section, queued for a short stint soon"
+    )]
+    pub rcu_readers: u64,
     #[stat(desc = "Wait to run p50 (us), critical")]
     pub critical_wait_p50_us: f64,
     #[stat(desc = "Wait to run p99 (us), critical")]
@@ -109,6 +113,7 @@ impl Metrics {
             deferred_preempts: deferred,
             affine,
             rescued: d(cur.rescued, prev.rescued),
+            rcu_readers: d(cur.rcu_readers, prev.rcu_readers),
             critical_wait_p50_us: wait.critical.percentile_us(50.0),
             critical_wait_p99_us: wait.critical.percentile_us(99.0),
             normal_wait_p50_us: wait.normal.percentile_us(50.0),
@@ -131,7 +136,7 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism] run {}/{} bus {} | cpu ms c/n/b {}/{}/{} non-crit {:.0}%{} | direct {} (crit {}) queued {} preempt {} deferred {} affine {} rescued {}",
+            "[scx_prism] run {}/{} bus {} | cpu ms c/n/b {}/{}/{} non-crit {:.0}%{} | direct {} (crit {}) queued {} preempt {} deferred {} affine {} rescued {} rcu {}",
             self.nr_running,
             self.nr_cpus,
             if self.bus_attached == 1 { "on" } else { "off" },
@@ -151,6 +156,7 @@ impl Metrics {
             self.deferred_preempts,
             self.affine,
             self.rescued,
+            self.rcu_readers,
         )?;
         writeln!(
             w,

@@ -211,17 +211,19 @@ fn critical_beats_normal_beats_batch() {
         "too few samples"
     );
     // Critical and normal both preempt the batch hogs (critical at once,
-    // normal once a hog has run --preempt-min-run-us), so both can sit at
-    // the machine's timer-wakeup floor: no worse than the class below, with
-    // 10% for noise, and critical clearly ahead of batch.
+    // normal once a hog has run --preempt-min-run-us), so both sit at the
+    // machine's wakeup floor: no worse than the class below, with 25% for
+    // noise (the p99 of a 6 s probe side by side with two others moved
+    // 0.9-1.11x between identical runs under TCG), and critical clearly
+    // ahead of batch.
     assert!(
-        c.p99_us <= n.p99_us * 1.1,
+        c.p99_us <= n.p99_us * 1.25,
         "critical p99 {} worse than normal {}\n{log}",
         c.p99_us,
         n.p99_us
     );
     assert!(
-        n.p99_us <= b.p99_us * 1.1,
+        n.p99_us <= b.p99_us * 1.25,
         "normal p99 {} worse than batch {}",
         n.p99_us,
         b.p99_us

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub steals: u64,
     #[stat(desc = "Tasks run next because they had waited 1 s (a wall-time bound)")]
     pub rescued: u64,
+    #[stat(
+        desc = "Tasks preempted inside an RCU read-side section, queued for a short stint soon"
+    )]
+    pub rcu_readers: u64,
     #[stat(desc = "Dispatches (runs started), critical class (and kernel threads, with --prism)")]
     pub critical_runs: u64,
     #[stat(desc = "Dispatches, normal class and unlabelled tasks")]
@@ -100,6 +104,7 @@ impl Metrics {
             preempted: d(cur.preemptions, prev.preemptions),
             steals: d(cur.steals, prev.steals),
             rescued: d(cur.rescued, prev.rescued),
+            rcu_readers: d(cur.rcu_readers, prev.rcu_readers),
             critical_runs: runs(CRITICAL),
             normal_runs: runs(NORMAL) + runs(UNSET),
             batch_runs: runs(BATCH),
@@ -130,7 +135,7 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {}",
+            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {} rcu {}",
             match self.bus {
                 -1 => "off",
                 0 => "waiting",
@@ -148,6 +153,7 @@ impl Metrics {
             self.preempted,
             self.steals,
             self.rescued,
+            self.rcu_readers,
         )?;
         writeln!(
             w,

@@ -30,6 +30,7 @@
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_share.bpf.h>
 #include <prism/fair_deadline.bpf.h>
+#include <prism/rcu_reader.bpf.h>
 #include <prism/class_rank.bpf.h>
 #include <prism/wait_hist.bpf.h>
 #include "intf.h"
@@ -91,7 +92,8 @@ volatile bool batch_owed;		/* batch below its share of normal+batch */
 /* statistics, read by user space */
 volatile u64 nr_running, nr_online_cpus;
 volatile u64 nr_direct_dispatches, nr_queued_dispatches, nr_direct_critical,
-	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued;
+	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued,
+	     nr_rcu_readers;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
@@ -508,8 +510,14 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	dl = task_deadline(p, tctx, waking);
-	p->scx.dsq_vtime = dl;
 	slice = task_slice(tctx);
+	if (prism_rcu_reader_preempted(p)) {
+		/* it holds up RCU for everyone: one short stint soon (prism/rcu_reader.bpf.h) */
+		dl = prism_rcu_reader_deadline(dl);
+		slice = slice_min_ns;
+		__sync_fetch_and_add(&nr_rcu_readers, 1);
+	}
+	p->scx.dsq_vtime = dl;
 	q = queue_of(tctx->class);
 
 	if (pinned(p)) {
