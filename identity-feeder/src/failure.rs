@@ -43,10 +43,15 @@ pub enum Failure {
     SourceUnavailable,
     /// Reading the cgroup tree failed (a directory vanished mid-walk is not one).
     CgroupWatch,
+    /// A pod carrying the mirror annotation that is no mirror pod the
+    /// kubelet made (pod.rs, `mirror_uid`): it gets no identity.
+    ForgedMirror,
+    /// A pod naming a workload key another pod object holds (claims.rs).
+    ClaimConflict,
 }
 
 impl Failure {
-    pub const ALL: [Failure; 19] = [
+    pub const ALL: [Failure; 21] = [
         Failure::MalformedPod,
         Failure::IncompletePod,
         Failure::BadLabelKey,
@@ -66,6 +71,8 @@ impl Failure {
         Failure::BusWrite,
         Failure::SourceUnavailable,
         Failure::CgroupWatch,
+        Failure::ForgedMirror,
+        Failure::ClaimConflict,
     ];
 
     /// The `reason` label of the failure metric.
@@ -90,6 +97,8 @@ impl Failure {
             Failure::BusWrite => "bus_write",
             Failure::SourceUnavailable => "source_unavailable",
             Failure::CgroupWatch => "cgroup_watch",
+            Failure::ForgedMirror => "forged_mirror",
+            Failure::ClaimConflict => "claim_conflict",
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod allocator;
 pub mod canonical;
 pub mod cgroup_tree;
+pub mod claims;
 pub mod failure;
 pub mod health;
 pub mod http;

@@ -22,16 +22,60 @@ pub enum PodState {
     Finished(WorkloadKey),
 }
 
-/// Interpret one pod. `issues` gets the policy labels that were dropped.
+/// Whether a source's pods can be mirror pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mirrors {
+    /// The API server's: a static pod appears as its mirror pod, whose
+    /// annotation names the static pod's uid (believed as [`mirror_uid`] does).
+    Believe,
+    /// The kubelet's `/pods`: it lists the pods it runs, static pods under
+    /// their own uid, mirror pods never; the annotation is ignored.
+    Ignore,
+}
+
+/// The uid a mirror pod's annotation names (the static pod's, which names
+/// its cgroup), if the pod is a mirror pod the kubelet made; `Ok(None)` for
+/// a pod without the annotation.
+///
+/// Any user allowed to create pods can set the annotation. What only the
+/// kubelet's mirror pods have: the kubelet makes each one controlled by its
+/// Node (an owner reference, kind Node, `controller: true`, the Node's uid,
+/// which the garbage collector checks; the NodeRestriction admission plugin
+/// lets a kubelet create only mirror pods that name its own Node), bound to
+/// that node (the API server requires `spec.nodeName` with the annotation
+/// and keeps the annotation immutable, kubernetes/kubernetes#45775), and
+/// naming no service account (the ServiceAccount admission plugin refuses
+/// mirror pods that do). A pod with the annotation but not all of that is
+/// refused ([`Failure::ForgedMirror`]); a forger that passes still cannot
+/// take a key a mirror pod holds (claims.rs).
+pub fn mirror_uid(pod: &PodView) -> Result<Option<&str>, Failure> {
+    let Some(uid) = pod.mirror.as_deref() else {
+        return Ok(None);
+    };
+    let node = pod.node_name.as_deref().filter(|n| !n.is_empty());
+    let made_by_its_kubelet = node.is_some() && pod.controlling_node.as_deref() == node;
+    let no_service_account = pod.service_account.as_deref().is_none_or(str::is_empty);
+    if made_by_its_kubelet && no_service_account {
+        Ok(Some(uid))
+    } else {
+        Err(Failure::ForgedMirror)
+    }
+}
+
+/// Interpret one pod from a source whose pods are `mirrors`. `issues` gets
+/// the policy labels that were dropped.
 pub fn pod_state(
     pod: &PodView,
+    mirrors: Mirrors,
     policy: &NamespacePolicy,
     issues: &mut Vec<Failure>,
 ) -> Result<PodState, Failure> {
     let meta = &pod.meta;
-    let uid = pod
-        .mirror
-        .as_deref()
+    let mirror = match mirrors {
+        Mirrors::Believe => mirror_uid(pod)?,
+        Mirrors::Ignore => None,
+    };
+    let uid = mirror
         .or(meta.uid.as_deref())
         .ok_or(Failure::IncompletePod)?;
     let key = WorkloadKey::Pod(PodUid::parse(uid)?);
@@ -105,7 +149,9 @@ mod tests {
         }));
         assert_eq!(p.mirror, None);
         let mut issues = vec![];
-        let PodState::Live(w) = pod_state(&p, &allow(&["shop"]), &mut issues).unwrap() else {
+        let PodState::Live(w) =
+            pod_state(&p, Mirrors::Believe, &allow(&["shop"]), &mut issues).unwrap()
+        else {
             panic!("live")
         };
         assert_eq!(
@@ -117,7 +163,8 @@ mod tests {
         assert_eq!(w.policy.class, LatencyClass::Critical);
         assert!(issues.is_empty());
         let mut issues = vec![];
-        let PodState::Live(w) = pod_state(&p, &allow(&[]), &mut issues).unwrap() else {
+        let PodState::Live(w) = pod_state(&p, Mirrors::Believe, &allow(&[]), &mut issues).unwrap()
+        else {
             panic!("live")
         };
         assert_eq!(w.policy.class, LatencyClass::Unset);
@@ -128,10 +175,12 @@ mod tests {
     fn default_service_account_mirror_uid_and_finished_pods() {
         let p = pod(json!({
             "metadata": {"name": "etcd-node1", "namespace": "kube-system", "uid": "11111111-2222-3333-4444-555555555555",
-                "annotations": {"kubernetes.io/config.mirror": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}},
-            "spec": {"containers": []}
+                "annotations": {"kubernetes.io/config.mirror": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": "n1", "controller": true}]},
+            "spec": {"nodeName": "node1", "containers": []}
         }));
-        let PodState::Live(w) = pod_state(&p, &allow(&[]), &mut vec![]).unwrap() else {
+        let PodState::Live(w) = pod_state(&p, Mirrors::Believe, &allow(&[]), &mut vec![]).unwrap()
+        else {
             panic!("live")
         };
         assert_eq!(
@@ -146,21 +195,75 @@ mod tests {
             "status": {"phase": "Succeeded"}
         }));
         assert!(matches!(
-            pod_state(&done, &allow(&[]), &mut vec![]),
+            pod_state(&done, Mirrors::Believe, &allow(&[]), &mut vec![]),
             Ok(PodState::Finished(_))
         ));
+    }
+
+    #[test]
+    fn a_mirror_annotation_counts_only_on_a_mirror_pod_its_kubelet_made() {
+        let mirror = json!({
+            "metadata": {"name": "kube-apiserver-node1", "namespace": "kube-system", "uid": "6a7b8c9d-0e1f-4a2b-83c4-d5e6f7a8b9c0",
+                "annotations": {"kubernetes.io/config.mirror": "8c1b9f3a2d4e5f60718293a4b5c6d7e8"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": "n1", "controller": true}]},
+            "spec": {"nodeName": "node1"}
+        });
+        let static_pod =
+            WorkloadKey::Pod(PodUid::parse("8c1b9f3a2d4e5f60718293a4b5c6d7e8").unwrap());
+        let state =
+            |v: &serde_json::Value, m| pod_state(&pod(v.clone()), m, &allow(&[]), &mut vec![]);
+        let Ok(PodState::Live(w)) = state(&mirror, Mirrors::Believe) else {
+            panic!("a real mirror pod")
+        };
+        assert_eq!(w.key, static_pod);
+        // The kubelet's /pods never lists mirror pods: its uid is the pod's own.
+        let Ok(PodState::Live(w)) = state(&mirror, Mirrors::Ignore) else {
+            panic!("live")
+        };
+        assert_eq!(
+            w.key,
+            WorkloadKey::Pod(PodUid::parse("6a7b8c9d-0e1f-4a2b-83c4-d5e6f7a8b9c0").unwrap())
+        );
+        // Forgeries: each lacks one thing only the kubelet's mirror pods have.
+        let forged = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = mirror.clone();
+            edit(&mut v);
+            state(&v, Mirrors::Believe)
+        };
+        for (what, edit) in [
+            (
+                "no owner",
+                &(|v: &mut serde_json::Value| v["metadata"]["ownerReferences"] = json!([]))
+                    as &dyn Fn(&mut serde_json::Value),
+            ),
+            ("another node owns it", &|v| {
+                v["metadata"]["ownerReferences"][0]["name"] = json!("node2")
+            }),
+            ("owned, not controlled", &|v| {
+                v["metadata"]["ownerReferences"][0]["controller"] = json!(false)
+            }),
+            ("a ReplicaSet controls it", &|v| {
+                v["metadata"]["ownerReferences"][0]["kind"] = json!("ReplicaSet")
+            }),
+            ("not bound", &|v| v["spec"] = json!({})),
+            ("a service account", &|v| {
+                v["spec"]["serviceAccountName"] = json!("admin")
+            }),
+        ] {
+            assert_eq!(forged(edit), Err(Failure::ForgedMirror), "{what}");
+        }
     }
 
     #[test]
     fn refuses_incomplete_and_invalid_pods() {
         let no_uid = pod(json!({"metadata": {"name": "x", "namespace": "a"}}));
         assert_eq!(
-            pod_state(&no_uid, &allow(&[]), &mut vec![]),
+            pod_state(&no_uid, Mirrors::Believe, &allow(&[]), &mut vec![]),
             Err(Failure::IncompletePod)
         );
         let bad_uid = pod(json!({"metadata": {"name": "x", "namespace": "a", "uid": "../../etc"}}));
         assert_eq!(
-            pod_state(&bad_uid, &allow(&[]), &mut vec![]),
+            pod_state(&bad_uid, Mirrors::Believe, &allow(&[]), &mut vec![]),
             Err(Failure::BadUid)
         );
         let bad_label = pod(
@@ -168,7 +271,7 @@ mod tests {
             "labels": {"app": "x\u{1b}[2J"}}}),
         );
         assert_eq!(
-            pod_state(&bad_label, &allow(&[]), &mut vec![]),
+            pod_state(&bad_label, Mirrors::Believe, &allow(&[]), &mut vec![]),
             Err(Failure::BadLabelValue)
         );
     }

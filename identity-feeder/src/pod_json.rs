@@ -17,8 +17,6 @@ use serde::{Deserialize, Deserializer};
 
 use crate::failure::Failure;
 use crate::labels::Labels;
-use crate::pod_cgroup::PodUid;
-use crate::workload::WorkloadKey;
 
 /// On a mirror pod (the API's view of a static pod) the kubelet's own uid
 /// for it, which names its cgroup.
@@ -29,10 +27,25 @@ pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 pub struct PodView {
     /// name, namespace, uid, resourceVersion and labels; nothing else.
     pub meta: ObjectMeta,
-    /// The mirror annotation, if any.
+    /// The mirror annotation, if any (believe it only as
+    /// [`mirror_uid`](crate::pod::mirror_uid) does).
     pub mirror: Option<String>,
+    /// The name of the Node that controls it (`ownerReferences`, kind Node,
+    /// `controller: true`): what the kubelet sets on the mirror pods it makes.
+    pub controlling_node: Option<String>,
+    /// `spec.nodeName`: the node it is bound to.
+    pub node_name: Option<String>,
     pub service_account: Option<String>,
     pub phase: Option<String>,
+}
+
+/// An owner reference, of which the feeder reads kind, name and controller.
+#[derive(Debug, Clone, Deserialize)]
+struct OwnerReference {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    controller: Option<bool>,
 }
 
 /// A pod as a list or a watch delivers it.
@@ -49,15 +62,6 @@ impl LenientPod {
             LenientPod::Parsed(p) => Ok(p),
             LenientPod::Malformed(_) => Err(Failure::MalformedPod),
         }
-    }
-
-    /// Which workload it is, even if otherwise refused (to withdraw it).
-    pub fn key(&self) -> Option<WorkloadKey> {
-        let uid = match self {
-            LenientPod::Parsed(p) => p.mirror.as_deref().or(p.meta.uid.as_deref()),
-            LenientPod::Malformed(m) => m.uid.as_deref(),
-        };
-        PodUid::parse(uid?).ok().map(WorkloadKey::Pod)
     }
 }
 
@@ -188,6 +192,7 @@ struct Meta {
     resource_version: Option<String>,
     labels: Option<Labels>,
     mirror: Option<String>,
+    owners: Option<Vec<OwnerReference>>,
     bad: bool,
 }
 
@@ -199,6 +204,7 @@ impl Fields for Meta {
             "uid" => take(map, &mut self.uid)?,
             "resourceVersion" => take(map, &mut self.resource_version)?,
             "labels" => take(map, &mut self.labels)?,
+            "ownerReferences" => take(map, &mut self.owners)?,
             "annotations" => {
                 let a: Annotations = map.next_value_seed(ObjectSeed(PhantomData))?;
                 self.mirror = a.mirror;
@@ -240,6 +246,7 @@ impl Fields for Annotations {
 struct Spec {
     service_account_name: Option<String>,
     service_account: Option<String>,
+    node_name: Option<String>,
     bad: bool,
 }
 
@@ -248,6 +255,7 @@ impl Fields for Spec {
         let ok = match key {
             "serviceAccountName" => take(map, &mut self.service_account_name)?,
             "serviceAccount" => take(map, &mut self.service_account)?,
+            "nodeName" => take(map, &mut self.node_name)?,
             _ => return Ok(false),
         };
         self.bad |= !ok;
@@ -353,9 +361,17 @@ impl<'de> Deserialize<'de> for LenientPod {
                 ..meta
             })));
         }
+        let controlling_node = m
+            .owners
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.kind == "Node" && o.controller == Some(true))
+            .map(|o| o.name);
         Ok(LenientPod::Parsed(Box::new(PodView {
             meta,
             mirror: m.mirror,
+            controlling_node,
+            node_name: w.spec.node_name,
             service_account: w.spec.service_account_name.or(w.spec.service_account),
             phase: w.status.phase,
         })))
@@ -497,10 +513,6 @@ mod tests {
             Some("b2"),
             "still known by its uid"
         );
-        assert_eq!(
-            pods[1].key(),
-            Some(WorkloadKey::Pod(PodUid::parse("b2").unwrap()))
-        );
         assert_eq!(pods[2].pod().err(), Some(Failure::MalformedPod));
         assert_eq!(pods[3].pod().err(), Some(Failure::MalformedPod));
         assert!(pods[4].pod().is_ok());
@@ -527,6 +539,8 @@ mod tests {
             json!({"metadata": 3}),
             json!({"metadata": {"uid": "u"}, "spec": {"serviceAccountName": {}}}),
             json!({"metadata": {"uid": "u"}, "status": {"phase": 1}}),
+            json!({"metadata": {"uid": "u", "ownerReferences": [{"kind": "Node"}]}}),
+            json!({"metadata": {"uid": "u"}, "spec": {"nodeName": 7}}),
         ] {
             assert!(read(bad.clone()).pod().is_err(), "{bad}");
         }
@@ -564,7 +578,14 @@ mod tests {
                         .clone()
                         .and_then(|a| a.get(MIRROR_ANNOTATION).cloned())
                 );
+                let node_controller = full.metadata.owner_references.clone().and_then(|o| {
+                    o.into_iter()
+                        .find(|o| o.kind == "Node" && o.controller == Some(true))
+                        .map(|o| o.name)
+                });
+                assert_eq!(view.controlling_node, node_controller);
                 let spec = full.spec.clone().unwrap();
+                assert_eq!(view.node_name, spec.node_name);
                 assert_eq!(
                     view.service_account,
                     spec.service_account_name.or(spec.service_account)

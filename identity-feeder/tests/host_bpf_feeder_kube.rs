@@ -4,8 +4,9 @@
 //! in both cgroup driver layouts, init containers, a terminating pod, a
 //! finished job, a static pod known by its mirror, policy labels honoured
 //! only where allowed; then watch events (relabel, add before its cgroup
-//! exists, delete, delete before the cgroup ever came, a malformed pod), and
-//! a BPF consumer resolving a container's process to its pod in one lookup.
+//! exists, delete, delete before the cgroup ever came, a malformed pod), a
+//! BPF consumer resolving a container's process to its pod in one lookup, and
+//! a tenant forging the mirror annotation to take a static pod's cgroups.
 
 mod support;
 
@@ -231,4 +232,91 @@ fn cgroupfs_driver_every_qos_class() {
     check_listed_node(&bus, &node, &f);
     assert_eq!(bus.get(root.id("kubepods")), None);
     assert_eq!(bus.get(root.id("kubepods/burstable")), None);
+}
+
+/// A tenant forging the mirror annotation to name kube-apiserver's static
+/// pod: a plain forgery is refused (`forged_mirror`), one that copies every
+/// mark of a mirror pod finds the key held (`claim_conflict`), and deleting
+/// it leaves the real entry alone.
+#[test]
+fn a_tenant_forging_the_mirror_annotation_takes_over_nothing() {
+    let root = CgroupRoot::new("feeder-kube-forge");
+    let bus = TestBus::new("feeder-kube-forge");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let api = FakeApi::start(list.clone());
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    check_listed_node(&bus, &node, &f);
+    let (mirror, apiserver_cg, apiserver_containers) = node
+        .iter()
+        .find(|(p, _, _)| p.name == "kube-system/kube-apiserver-node-1")
+        .unwrap()
+        .clone();
+    let real = bus.get(apiserver_cg).unwrap();
+    api.wait_watching();
+
+    let hash = mirror.json["metadata"]["annotations"]["kubernetes.io/config.mirror"].clone();
+    let forged = |uid: &str, rv: &str, mimic: bool| {
+        let mut p = json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": format!("forged-{rv}"), "namespace": "tenant-a", "uid": uid,
+                "resourceVersion": rv,
+                "labels": {"app": "forged", "prism.io/latency-class": "batch", "prism.io/weight": "1"},
+                "annotations": {"kubernetes.io/config.mirror": hash}},
+            "spec": {"nodeName": "node-1", "serviceAccountName": "forger", "containers": [{"name": "x", "image": "x"}]},
+            "status": {"phase": "Running", "qosClass": "BestEffort"}
+        });
+        if mimic {
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node",
+                "name": "node-1", "uid": "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9", "controller": true}]);
+            p["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("serviceAccountName");
+        }
+        p
+    };
+    let metric = |reason: &str| {
+        f.metric(&format!(
+            "prism_feeder_failures_total{{reason=\"{reason}\"}}"
+        ))
+    };
+
+    // A pod that only carries the annotation.
+    api.event(
+        "ADDED",
+        &forged("f0f0f0f0-0000-4000-8000-000000000001", "7001", false),
+    );
+    wait_for("the forgery counted", Duration::from_secs(10), || {
+        (metric("forged_mirror") >= 1.0).then_some(())
+    });
+    // One with every mark a mirror pod has: the real mirror pod holds the key.
+    let mimic = forged("f0f0f0f0-0000-4000-8000-000000000002", "7002", true);
+    api.event("ADDED", &mimic);
+    wait_for(
+        "the conflicting claim counted",
+        Duration::from_secs(10),
+        || (metric("claim_conflict") >= 1.0).then_some(()),
+    );
+    // Deleting the forger deletes nothing of the real pod's.
+    let mut gone = mimic.clone();
+    gone["metadata"]["resourceVersion"] = json!("7003");
+    api.event("DELETED", &gone);
+    // an event after it, to know the delete was processed
+    let mut marker = forged("f0f0f0f0-0000-4000-8000-000000000003", "7004", false);
+    marker["metadata"]["name"] = json!("marker");
+    api.event("ADDED", &marker);
+    wait_for("the events processed", Duration::from_secs(10), || {
+        (metric("forged_mirror") >= 2.0).then_some(())
+    });
+    for cg in std::iter::once(apiserver_cg).chain(apiserver_containers.iter().copied()) {
+        let e = bus
+            .get(cg)
+            .expect("kube-apiserver's cgroups keep their entries");
+        assert!(
+            same(&e, &real),
+            "kube-apiserver's entry changed: {e:?} vs {real:?}"
+        );
+    }
+    f.assert_running();
 }

@@ -14,8 +14,9 @@ use kube::{Api, Resource};
 use tracing::{info, warn};
 
 use super::{Feed, Source};
+use crate::claims::{Claims, ObjectUid};
 use crate::failure::Failure;
-use crate::pod::{LenientPod, PodState};
+use crate::pod::{LenientPod, Mirrors, PodState};
 use crate::policy::NamespacePolicy;
 
 /// Pods per page of a listing.
@@ -26,6 +27,8 @@ pub struct KubeSource {
     node: String,
     policy: NamespacePolicy,
     resync: Duration,
+    /// Which pod object holds each key: a mirror pod and a forger can name one.
+    claims: Claims,
 }
 
 impl KubeSource {
@@ -40,11 +43,12 @@ impl KubeSource {
             node,
             policy,
             resync,
+            claims: Claims::default(),
         }
     }
 
     /// One watch, until `resync` is due.
-    async fn watch_once(&self, feed: &Feed) {
+    async fn watch_once(&mut self, feed: &Feed) {
         let api: Api<LenientPod> = Api::all(self.client.clone());
         let config = watcher::Config::default()
             .fields(&format!("spec.nodeName={}", self.node))
@@ -62,27 +66,41 @@ impl KubeSource {
                 Some(Ok(Event::Init)) => listing = Some(vec![]),
                 Some(Ok(Event::InitApply(pod))) => {
                     if let Some(PodState::Live(w)) = self.interpret(feed, &pod) {
-                        listing.get_or_insert_default().push(w);
+                        listing.get_or_insert_default().push((object_uid(&pod), w));
                     }
                 }
                 Some(Ok(Event::InitDone)) => {
-                    let pods = listing.take().unwrap_or_default();
+                    let (pods, refused) = self.claims.relist(listing.take().unwrap_or_default());
+                    for (object, w) in &refused {
+                        feed.conflict(object, w, None);
+                    }
                     info!(source = "kube", node = %self.node, pods = pods.len(), "pods listed");
                     feed.replace(pods);
                     feed.up(true);
                 }
-                Some(Ok(Event::Apply(pod))) => match self.interpret(feed, &pod) {
-                    Some(PodState::Live(w)) => feed.apply(w),
-                    Some(PodState::Finished(key)) => feed.delete(key),
-                    // Refused now: whatever it had before is withdrawn.
-                    None => {
-                        if let Some(key) = pod.key() {
-                            feed.delete(key);
+                Some(Ok(Event::Apply(pod))) => {
+                    let object = object_uid(&pod);
+                    match self.interpret(feed, &pod) {
+                        Some(PodState::Live(w)) => match self.claims.claim(&object, &w.key) {
+                            Ok(withdrawn) => {
+                                if let Some(key) = withdrawn {
+                                    feed.delete(key);
+                                }
+                                feed.apply(w);
+                            }
+                            Err(c) => feed.conflict(&object, &w, Some(&c.holder)),
+                        },
+                        // Finished or refused now: what it held is withdrawn.
+                        _ => {
+                            if let Some(key) = self.claims.release(&object) {
+                                feed.delete(key);
+                            }
                         }
                     }
-                },
+                }
                 Some(Ok(Event::Delete(pod))) => {
-                    if let Some(key) = pod.key() {
+                    // only what this pod object held: never another pod's entry
+                    if let Some(key) = self.claims.release(&object_uid(&pod)) {
                         feed.delete(key);
                     }
                 }
@@ -97,10 +115,15 @@ impl KubeSource {
     }
 }
 
+/// The pod object's own uid (not the key it names).
+fn object_uid(pod: &LenientPod) -> ObjectUid {
+    pod.meta().uid.as_deref().unwrap_or("").into()
+}
+
 impl KubeSource {
     fn interpret(&self, feed: &Feed, pod: &LenientPod) -> Option<PodState> {
         match pod.pod() {
-            Ok(p) => feed.interpret_pod(p, &self.policy),
+            Ok(p) => feed.interpret_pod(p, Mirrors::Believe, &self.policy),
             Err(f) => {
                 warn!(source = "kube", uid = ?pod.meta().uid, reason = %f, "a pod does not parse; it gets no identity");
                 feed.failure(f);
@@ -115,7 +138,7 @@ impl Source for KubeSource {
         "kube"
     }
 
-    async fn run(self, feed: Feed) {
+    async fn run(mut self, feed: Feed) {
         loop {
             self.watch_once(&feed).await;
         }

@@ -15,8 +15,9 @@ use kube::runtime::watcher::DefaultBackoff;
 use tracing::{info, warn};
 
 use super::{Feed, Source};
+use crate::claims::Claims;
 use crate::failure::Failure;
-use crate::pod::{PodState, read_pod_list};
+use crate::pod::{Mirrors, PodState, read_pod_list};
 use crate::policy::NamespacePolicy;
 
 /// Largest `/pods` answer read (about 20k pods); more is refused.
@@ -80,23 +81,31 @@ impl Source for KubeletSource {
     async fn run(self, feed: Feed) {
         let mut backoff = DefaultBackoff::default();
         let mut listed = false;
+        let mut claims = Claims::default();
         loop {
             let wait = match self.poll().await {
                 Ok(body) => {
                     let mut live = vec![];
                     let read = read_pod_list(&body, |pod| match pod.pod() {
                         Ok(p) => {
-                            if let Some(PodState::Live(w)) = feed.interpret_pod(p, &self.policy) {
-                                live.push(w);
+                            if let Some(PodState::Live(w)) =
+                                feed.interpret_pod(p, Mirrors::Ignore, &self.policy)
+                            {
+                                live.push((p.meta.uid.as_deref().unwrap_or("").into(), w));
                             }
                         }
                         Err(f) => {
-                            warn!(source = "kubelet", uid = ?pod.key(), reason = %f, "a pod in /pods does not parse; skipped");
+                            warn!(source = "kubelet", uid = ?kube::Resource::meta(&pod).uid, reason = %f, "a pod in /pods does not parse; skipped");
                             feed.failure(f);
                         }
                     });
                     match read {
                         Ok(()) => {
+                            // a pod listed twice gets its identity from neither
+                            let (live, refused) = claims.relist(live);
+                            for (object, w) in &refused {
+                                feed.conflict(object, w, None);
+                            }
                             if !listed {
                                 info!(source = "kubelet", pods = live.len(), "kubelet listed");
                                 listed = true;

@@ -16,9 +16,10 @@ use crossbeam_channel::Sender;
 use tracing::warn;
 
 use crate::cgroup_tree::TreeEvent;
+use crate::claims::ObjectUid;
 use crate::failure::{Failure, shown};
 use crate::metrics::{Metrics, SourceEventKind};
-use crate::pod::{PodState, PodView, pod_state};
+use crate::pod::{Mirrors, PodState, PodView, pod_state};
 use crate::policy::NamespacePolicy;
 use crate::workload::{Workload, WorkloadKey};
 
@@ -131,7 +132,12 @@ impl Feed {
 
     /// A pod as the bus should see it, or `None` (logged and counted) if it
     /// is refused. Dropped policy labels are logged and counted too.
-    pub fn interpret_pod(&self, pod: &PodView, policy: &NamespacePolicy) -> Option<PodState> {
+    pub fn interpret_pod(
+        &self,
+        pod: &PodView,
+        mirrors: Mirrors,
+        policy: &NamespacePolicy,
+    ) -> Option<PodState> {
         let mut issues = vec![];
         let name = || {
             let m = &pod.meta;
@@ -144,7 +150,7 @@ impl Feed {
         // A pod listed again (every kubelet poll, every update) with the
         // same fault is logged and counted once.
         let uid = pod.meta.uid.as_deref().unwrap_or("");
-        let state = match pod_state(pod, policy, &mut issues) {
+        let state = match pod_state(pod, mirrors, policy, &mut issues) {
             Ok(s) => Some(s),
             Err(f) => {
                 if self.first_time(uid, f) {
@@ -161,6 +167,22 @@ impl Feed {
             }
         }
         state
+    }
+
+    /// A pod refused because another pod object holds the key it names
+    /// (claims.rs): logged and counted once per pod.
+    pub fn conflict(&self, object: &str, w: &Workload, holder: Option<&ObjectUid>) {
+        if self.first_time(object, Failure::ClaimConflict) {
+            warn!(
+                source = self.name,
+                pod = %shown(&w.name),
+                uid = %shown(object),
+                key = ?w.key,
+                holder = holder.map(|h| shown(h)),
+                "pod refused: another pod holds the cgroups it names"
+            );
+            self.failure(Failure::ClaimConflict);
+        }
     }
 
     /// Whether this pod's fault is new (a bounded memory of recent ones).
