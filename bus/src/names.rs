@@ -25,13 +25,47 @@ pub const DEFAULT_NAMES_PATH: &str = "/run/prism/identities.json";
 
 /// Largest file a reader accepts.
 const MAX_FILE: u64 = 64 << 20;
-/// Longest name a reader accepts.
+/// Longest name, in bytes, writer and readers agree on.
 pub const MAX_NAME: usize = 253;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamedIdentity {
     pub identity: u32,
     pub name: String,
+}
+
+impl NamedIdentity {
+    /// `name` as every reader takes it: control characters escaped, and
+    /// cut to [`MAX_NAME`] bytes (ending in `...`) if longer; an empty
+    /// name becomes `?`. A long service account, label or unit name must
+    /// not cost the file its readers.
+    pub fn new(identity: u32, name: &str) -> NamedIdentity {
+        let mut shown: String = name.chars().flat_map(char::escape_debug).collect();
+        if shown.is_empty() {
+            shown.push('?');
+        }
+        if shown.len() > MAX_NAME {
+            let mut end = MAX_NAME - 3;
+            while !shown.is_char_boundary(end) {
+                end -= 1;
+            }
+            shown.truncate(end);
+            shown.push_str("...");
+        }
+        NamedIdentity {
+            identity,
+            name: shown,
+        }
+    }
+
+    /// Whether a reader takes it: a 24-bit identity and a name
+    /// [`NamedIdentity::new`] could have written.
+    pub fn is_valid(&self) -> bool {
+        self.identity & !IDENTITY_MASK == 0
+            && !self.name.is_empty()
+            && self.name.len() <= MAX_NAME
+            && !self.name.chars().any(char::is_control)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +102,9 @@ pub fn write(path: &Path, names: &NamesFile) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// Read and check the file: ABI version, 24-bit identities, bounded
-/// printable names. Anything else is an error (`InvalidData`).
+/// Read and check the file: its ABI version (else `InvalidData`), and each
+/// entry ([`NamedIdentity::is_valid`]): one that is not valid is left out,
+/// never the whole file.
 pub fn read(path: &Path) -> io::Result<NamesFile> {
     let len = fs::metadata(path)?.len();
     if len > MAX_FILE {
@@ -78,7 +113,7 @@ pub fn read(path: &Path) -> io::Result<NamesFile> {
             path.display()
         )));
     }
-    let names: NamesFile = serde_json::from_slice(&fs::read(path)?)
+    let mut names: NamesFile = serde_json::from_slice(&fs::read(path)?)
         .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     if names.abi_version != ABI_VERSION {
         return Err(invalid(format!(
@@ -87,19 +122,7 @@ pub fn read(path: &Path) -> io::Result<NamesFile> {
             names.abi_version
         )));
     }
-    for n in &names.identities {
-        if n.identity & !IDENTITY_MASK != 0
-            || n.name.is_empty()
-            || n.name.len() > MAX_NAME
-            || n.name.chars().any(char::is_control)
-        {
-            return Err(invalid(format!(
-                "{}: identity {} has an invalid name",
-                path.display(),
-                n.identity
-            )));
-        }
-    }
+    names.identities.retain(NamedIdentity::is_valid);
     Ok(names)
 }
 
@@ -170,11 +193,30 @@ mod tests {
         }]);
         write(&path, &names).unwrap();
         assert_eq!(read(&path).unwrap(), names);
+        // An entry no writer makes costs only itself.
+        for bad_entry in [
+            r#"{"identity":16777216,"name":"x"}"#,
+            r#"{"identity":300,"name":"a\u001bb"}"#,
+            r#"{"identity":300,"name":""}"#,
+            &format!(
+                r#"{{"identity":300,"name":"{}"}}"#,
+                "x".repeat(MAX_NAME + 1)
+            ),
+        ] {
+            let text = format!(
+                r#"{{"abi_version":1,"identities":[{bad_entry},{{"identity":301,"name":"shop/db"}}]}}"#
+            );
+            fs::write(&path, text).unwrap();
+            let read = read(&path).unwrap();
+            assert_eq!(
+                read.identities,
+                [NamedIdentity::new(301, "shop/db")],
+                "{bad_entry}"
+            );
+        }
         for bad in [
             r#"{"abi_version":2,"identities":[]}"#,
-            r#"{"abi_version":1,"identities":[{"identity":16777216,"name":"x"}]}"#,
-            r#"{"abi_version":1,"identities":[{"identity":300,"name":"a\u001bb"}]}"#,
-            r#"{"abi_version":1,"identities":[{"identity":300,"name":""}]}"#,
+            r#"{"abi_version":1,"identities":[{"identity":"x","name":"x"}]}"#,
             r#"{"abi_version":1}"#,
         ] {
             fs::write(&path, bad).unwrap();
@@ -185,6 +227,21 @@ mod tests {
             );
         }
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn any_name_is_written_as_one_every_reader_takes() {
+        let long_unit = format!("system.slice/{}.scope", "é".repeat(200));
+        for name in ["shop/web", "", "a\u{1b}[2Jb", &"s".repeat(300), &long_unit] {
+            let n = NamedIdentity::new(300, name);
+            assert!(n.is_valid(), "{name:?} -> {:?}", n.name);
+            if name.len() <= MAX_NAME && !name.is_empty() && !name.contains('\u{1b}') {
+                assert_eq!(n.name, name);
+            }
+        }
+        assert_eq!(NamedIdentity::new(1, "a\nb").name, "a\\nb");
+        let cut = NamedIdentity::new(1, &long_unit).name;
+        assert!(cut.ends_with("...") && cut.len() <= MAX_NAME, "{cut}");
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl Bus {
         if !identity_path.exists() {
             return Err(BusError::NotPinned(identity_path));
         }
+        check_private_dir(&paths.dir)?;
         let identity = open_pinned(&identity_path, file_flags)?;
         let max_entries = check_shape(&identity, &identity_path, &IDENTITY_SHAPE)?;
         let meta_path = paths.meta();
@@ -502,8 +503,19 @@ fn mount_bpffs() -> Result<()> {
     let target = Path::new(BPFFS_MOUNT);
     let c = CString::new(BPFFS_MOUNT).expect("no NUL");
     let bpf = CString::new("bpf").expect("no NUL");
-    // SAFETY: all pointers are valid C strings; data is null.
-    let rc = unsafe { libc::mount(bpf.as_ptr(), c.as_ptr(), bpf.as_ptr(), 0, std::ptr::null()) };
+    // Not the kernel's default 1777: a user could make the pin directory
+    // first, and the feeder would refuse to start.
+    let data = CString::new("mode=0755").expect("no NUL");
+    // SAFETY: all pointers are valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            bpf.as_ptr(),
+            c.as_ptr(),
+            bpf.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
     if rc != 0 {
         return Err(io_err("mounting bpffs on", target)(
             std::io::Error::last_os_error(),
@@ -529,6 +541,33 @@ fn ensure_private_dir(dir: &Path) -> Result<()> {
     if md.permissions().mode() & 0o777 != 0o700 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(io_err("restricting to 0700", dir))?;
+    }
+    check_private_dir(dir)
+}
+
+/// What every reader checks before it trusts the maps in `dir`: root's, and
+/// nobody else's to write, list or enter (0700 or stricter), so the maps in
+/// it are the ones the feeder pinned.
+fn check_private_dir(dir: &Path) -> Result<()> {
+    let md = fs::symlink_metadata(dir).map_err(io_err("reading", dir))?;
+    let unsafe_dir = |reason: String| BusError::UnsafeDir {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if !md.is_dir() {
+        return Err(unsafe_dir("is not a directory".into()));
+    }
+    if md.uid() != 0 {
+        return Err(unsafe_dir(format!(
+            "is owned by uid {}, not root",
+            md.uid()
+        )));
+    }
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_dir(format!(
+            "has mode {mode:04o}: others could replace the maps (it must be 0700)"
+        )));
     }
     Ok(())
 }

@@ -171,3 +171,27 @@ fn a_pin_of_another_shape_is_refused() {
     let e = refused("type", MapType::LruHash, 8, 24, BPF_F_RDONLY_PROG);
     assert!(e.to_string().contains("type is LruHash"), "{e}");
 }
+
+/// A reader trusts the maps only in a directory that is root's alone; the
+/// writer refuses a directory someone else made first.
+#[test]
+fn readers_and_the_writer_refuse_a_pin_directory_others_can_touch() {
+    let tmp = TempBusDir::new("unsafe-dir");
+    drop(BusWriter::create_or_open(&tmp.paths, 64).expect("create"));
+    let dir = &tmp.paths.dir;
+    let set_mode = |m| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m)).unwrap();
+    set_mode(0o777);
+    let err = Bus::open(&tmp.paths).unwrap_err();
+    assert!(matches!(err, BusError::UnsafeDir { .. }), "{err}");
+    assert!(err.to_string().contains("0777"), "{err}");
+    set_mode(0o700);
+    Bus::open(&tmp.paths).expect("root's alone again");
+
+    // Owned by another user: readers refuse it, and the writer will not take it.
+    std::os::unix::fs::chown(dir, Some(65534), None).unwrap();
+    let err = Bus::open(&tmp.paths).unwrap_err();
+    assert!(err.to_string().contains("uid 65534"), "{err}");
+    let err = BusWriter::create_or_open(&tmp.paths, 64).expect_err("refused");
+    assert!(err.to_string().contains("uid 65534"), "{err}");
+    std::os::unix::fs::chown(dir, Some(0), None).unwrap();
+}

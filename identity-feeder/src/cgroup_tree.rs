@@ -70,13 +70,6 @@ pub fn spawn(
     Ok(rescan)
 }
 
-/// Read the tree once, without watching (tests, tools).
-pub fn scan(root: &Path) -> Vec<Cgroup> {
-    let mut out = vec![];
-    walk(root, "", 0, &mut out, &mut |_, _| {});
-    out
-}
-
 struct Watcher {
     root: PathBuf,
     inotify: Inotify,
@@ -84,6 +77,9 @@ struct Watcher {
     paths: HashMap<WatchDescriptor, String>,
     subscribers: Vec<Subscriber>,
     metrics: Arc<Metrics>,
+    /// The last snapshot could not read the whole tree: none was sent, and
+    /// one is tried again each second.
+    snapshot_failed: bool,
 }
 
 const MASK: WatchMask = WatchMask::CREATE
@@ -101,6 +97,7 @@ impl Watcher {
             paths: HashMap::new(),
             subscribers,
             metrics,
+            snapshot_failed: false,
         })
     }
 
@@ -112,6 +109,9 @@ impl Watcher {
                 self.snapshot();
             }
             if !self.wait_readable() {
+                if self.snapshot_failed {
+                    self.snapshot();
+                }
                 continue;
             }
             let events: Vec<_> = match self.inotify.read_events(&mut buf) {
@@ -169,9 +169,15 @@ impl Watcher {
             let dir = self.root.join(&path);
             let mut found = vec![];
             let (inotify, paths, metrics) = (&mut self.inotify, &mut self.paths, &self.metrics);
-            walk(&dir, &path, depth, &mut found, &mut |dir, rel| {
+            let read = walk(&dir, &path, depth, &mut found, &mut |dir, rel| {
                 add_watch(inotify, paths, metrics, dir, rel)
             });
+            if let Err(e) = read {
+                // what was read is sent; a snapshot catches up on the rest
+                warn!(cgroup = %path, error = %e, "reading a new cgroup failed; rescanning");
+                self.metrics.failure(Failure::CgroupWatch);
+                self.snapshot_failed = true;
+            }
             if !found.is_empty() {
                 debug!(cgroup = %path, count = found.len(), "cgroup created");
                 self.send(TreeEvent::Created(found));
@@ -189,10 +195,29 @@ impl Watcher {
         let mut found = vec![];
         let (inotify, paths, metrics) = (&mut self.inotify, &mut self.paths, &self.metrics);
         add_watch(inotify, paths, metrics, &self.root, "");
-        walk(&self.root, "", 0, &mut found, &mut |dir, rel| {
+        let read = walk(&self.root, "", 0, &mut found, &mut |dir, rel| {
             add_watch(inotify, paths, metrics, dir, rel)
         });
-        self.send(TreeEvent::Snapshot(found));
+        match read {
+            Ok(()) => {
+                if self.snapshot_failed {
+                    warn!(cgroups = found.len(), "the cgroup tree reads again");
+                }
+                self.snapshot_failed = false;
+                self.send(TreeEvent::Snapshot(found));
+            }
+            // A snapshot stands for the whole tree: a part of it would delete
+            // the entries of every cgroup it missed (descriptors exhausted
+            // once took a bus from 21 entries to 0).
+            Err(e) => {
+                if !self.snapshot_failed {
+                    warn!(error = %e, read = found.len(),
+                        "reading the cgroup tree failed; keeping every entry, retrying each second");
+                }
+                self.metrics.failure(Failure::CgroupWatch);
+                self.snapshot_failed = true;
+            }
+        }
     }
 
     fn send(&mut self, event: TreeEvent) {
@@ -232,32 +257,146 @@ fn join(parent: &str, name: &str) -> String {
 
 /// Collect `dir` (unless it is the root, `rel` empty) and its subdirectories
 /// depth first, parents before children; `on_dir` sees each directory
-/// collected before it is read.
+/// collected before it is read. A directory that vanished meanwhile is
+/// skipped; any other failure to read one (descriptors exhausted, ...) is
+/// an error, never "no children".
 fn walk(
     dir: &Path,
     rel: &str,
     depth: usize,
     out: &mut Vec<Cgroup>,
     on_dir: &mut dyn FnMut(&Path, &str),
-) {
+) -> io::Result<()> {
     if !rel.is_empty() {
-        // Vanished between the event and now: nothing to report.
-        let Ok(md) = fs::metadata(dir) else { return };
+        let md = match fs::metadata(dir) {
+            Ok(md) => md,
+            Err(e) if vanished(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         out.push((rel.to_string(), md.ino()));
         on_dir(dir, rel);
     }
     if depth >= MAX_DEPTH {
-        return;
+        return Ok(());
     }
-    let Ok(children) = fs::read_dir(dir) else {
-        return;
+    let children = match fs::read_dir(dir) {
+        Ok(children) => children,
+        Err(e) if vanished(&e) => return Ok(()),
+        Err(e) => return Err(e),
     };
-    for child in children.flatten() {
-        if !child.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
+    for child in children {
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if vanished(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match child.file_type() {
+            Ok(t) if t.is_dir() => {}
+            Ok(_) => continue,
+            Err(e) if vanished(&e) => continue,
+            Err(e) => return Err(e),
         }
         let name = child.file_name();
         let Some(name) = name.to_str() else { continue };
-        walk(&child.path(), &join(rel, name), depth + 1, out, on_dir);
+        walk(&child.path(), &join(rel, name), depth + 1, out, on_dir)?;
+    }
+    Ok(())
+}
+
+/// A cgroup removed while it was read: its removal event follows.
+fn vanished(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a/b/c", "a/d", "e"] {
+            fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        fs::write(t.path().join("a/cpu.weight"), "100").unwrap();
+        t
+    }
+
+    fn paths(found: &[Cgroup]) -> Vec<&str> {
+        let mut p: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        p.sort_unstable();
+        p
+    }
+
+    #[test]
+    fn walks_directories_parents_first_and_skips_files() {
+        let t = tree();
+        let mut found = vec![];
+        walk(t.path(), "", 0, &mut found, &mut |_, _| {}).unwrap();
+        assert_eq!(paths(&found), ["a", "a/b", "a/b/c", "a/d", "e"]);
+        let at = |p: &str| found.iter().position(|(q, _)| q == p).unwrap();
+        assert!(at("a") < at("a/b") && at("a/b") < at("a/b/c"));
+        let mut below = vec![];
+        walk(&t.path().join("a/b"), "a/b", 2, &mut below, &mut |_, _| {}).unwrap();
+        assert_eq!(paths(&below), ["a/b", "a/b/c"]);
+    }
+
+    #[test]
+    fn a_vanished_directory_is_nothing_and_a_failed_read_an_error() {
+        let t = tree();
+        let mut found = vec![];
+        walk(
+            &t.path().join("gone"),
+            "gone",
+            1,
+            &mut found,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(found.is_empty());
+        // A directory that cannot be read (here: not a directory at all;
+        // in the field: no descriptor left) is no empty directory.
+        let e = walk(
+            &t.path().join("a/cpu.weight"),
+            "",
+            0,
+            &mut found,
+            &mut |_, _| {},
+        );
+        assert_eq!(e.unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
+    }
+
+    #[test]
+    fn running_out_of_descriptors_fails_the_walk() {
+        // A child process, so the lowered limit touches no other test.
+        let t = tree();
+        // SAFETY: fork in a test; the child only calls async-signal-safe
+        // functions and walks, then exits without unwinding.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: plain syscalls in the child.
+            let code = unsafe {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                match walk(t.path(), "", 0, &mut vec![], &mut |_, _| {}) {
+                    Err(e) if e.raw_os_error() == Some(libc::EMFILE) => 0,
+                    Err(_) => 2,
+                    Ok(()) => 1,
+                }
+            };
+            // SAFETY: leave the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: read as empty, 2: another error"
+        );
     }
 }

@@ -76,17 +76,25 @@ fn is_qualified_name(s: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// Kubernetes' `IsDNS1123Label` (k8s.io/apimachinery, util/validation):
+/// 1..=63 of `[a-z0-9-]`, alphanumeric at both ends.
 fn is_dns_label(s: &str) -> bool {
+    s.len() <= MAX_NAME && is_dns_label_format(s)
+}
+
+/// Kubernetes' `IsDNS1123Subdomain`: at most 253 characters of dot-separated
+/// parts in the label format; the parts themselves are not held to 63 (a
+/// 100-character service account is valid).
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_SUBDOMAIN && s.split('.').all(is_dns_label_format)
+}
+
+fn is_dns_label_format(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= MAX_NAME
         && is_lower_alnum(b[0])
         && is_lower_alnum(b[b.len() - 1])
         && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_SUBDOMAIN && s.split('.').all(is_dns_label)
 }
 
 fn is_lower_alnum(c: u8) -> bool {
@@ -105,6 +113,7 @@ mod tests {
             "a",
             "A_b.c-9",
             "prism.io/latency-class",
+            &format!("{}.example.com/name", "p".repeat(100)),
         ] {
             assert!(is_label_key(ok), "{ok}");
         }
@@ -124,6 +133,26 @@ mod tests {
         ] {
             assert!(!is_label_key(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_as_kubernetes_validates_them() {
+        // DNS-1123 subdomains (service accounts, label key prefixes): 253 in
+        // all, parts of any length; labels (namespaces): 63.
+        for ok in [
+            "default",
+            "a.b-c",
+            &"s".repeat(253),
+            &format!("{}.x", "s".repeat(100)),
+        ] {
+            assert!(is_service_account(ok), "{ok}");
+        }
+        for bad in ["", &"s".repeat(254), "a..b", "-a", "a-", "A", "a_b", ".a"] {
+            assert!(!is_service_account(bad), "{bad:?}");
+        }
+        assert!(is_namespace(&"n".repeat(63)));
+        assert!(!is_namespace(&"n".repeat(64)));
+        assert!(!is_namespace("a.b"));
     }
 
     #[test]

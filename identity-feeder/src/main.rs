@@ -175,8 +175,10 @@ struct Opts {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     etcd_timeout: Duration,
 
-    /// /metrics, /healthz and /readyz; "off" serves nothing.
-    #[arg(long, default_value = "0.0.0.0:9464", value_parser = parse_listen)]
+    /// /metrics, /healthz and /readyz; "off" serves nothing. Loopback by
+    /// default: the port has no authentication (the DaemonSet listens on
+    /// the pod's address for its probes and Prometheus).
+    #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_listen)]
     listen: Listen,
 
     /// Log format on stderr.

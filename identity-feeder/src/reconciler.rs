@@ -455,21 +455,26 @@ impl Reconciler {
             .map(|e| e.identity)
     }
 
-    /// The workload whose cgroup is `path` or its nearest ancestor.
+    /// The workload of `path`: the pod whose cgroup is `path` or one of its
+    /// ancestors, else the cgroup workload nearest above it. A pod's
+    /// cgroups are the pod's, whatever unit or rule also matches them (the
+    /// `.scope` of each container is a unit too).
     fn owner(&self, path: &str) -> Option<&Tracked> {
         let mut p = path;
+        let mut nearest_cgroup = None;
         loop {
-            if self.cgroup_workloads > 0
-                && let Some(t) = self.workloads.get(&WorkloadKey::Cgroup(Arc::from(p)))
-            {
-                return Some(t);
+            if nearest_cgroup.is_none() && self.cgroup_workloads > 0 {
+                nearest_cgroup = self.workloads.get(&WorkloadKey::Cgroup(Arc::from(p)));
             }
             if let Some(uid) = self.config.layout.pod_of(p)
                 && let Some(t) = self.workloads.get(&WorkloadKey::Pod(uid))
             {
                 return Some(t);
             }
-            p = &p[..p.rfind('/')?];
+            match p.rfind('/') {
+                Some(parent) => p = &p[..parent],
+                None => return nearest_cgroup,
+            }
         }
     }
 
@@ -581,10 +586,7 @@ impl Reconciler {
         let file = NamesFile::new(
             names
                 .iter()
-                .map(|(&identity, name)| NamedIdentity {
-                    identity,
-                    name: name.to_string(),
-                })
+                .map(|(&identity, name)| NamedIdentity::new(identity, name))
                 .collect(),
         );
         match prism_bus::names::write(path, &file) {

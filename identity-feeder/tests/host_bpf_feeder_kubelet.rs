@@ -194,3 +194,87 @@ fn a_hundred_thousand_distinct_label_sets_are_all_served() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+/// `--source kubelet,cgroup`: a pod's identity wins over the unit identities
+/// the cgroup source gives the `.scope`s and slices inside the pod, and the
+/// host's own units keep theirs. A list naming one uid twice gives it to
+/// neither pod (counted), then to the one listed alone again.
+#[test]
+fn with_cgroup_rules_beside_it_pods_keep_their_cgroups_and_a_duplicate_uid_takes_none() {
+    let root = CgroupRoot::new("feeder-kubelet-both");
+    let bus = TestBus::new("feeder-kubelet-both");
+    let list = fixture("kubelet-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    root.mkdir("system.slice/sshd.service");
+    let kubelet = FakeKubelet::start(list.to_string());
+    let f = Feeder::start(&[
+        "--source",
+        "kubelet,cgroup",
+        "--kubelet-url",
+        &kubelet.url(),
+        "--kubelet-ca-file",
+        kubelet.ca_file.to_str().unwrap(),
+        "--kubelet-token-file",
+        kubelet.token_file.to_str().unwrap(),
+        "--kubelet-interval",
+        "200ms",
+        "--cgroup-root",
+        root.arg(),
+        "--bus-dir",
+        bus.arg(),
+        "--promote-namespace",
+        "shop,kube-system",
+    ]);
+    f.wait_ready(Duration::from_secs(30));
+    pods_own_their_cgroups(&bus, &node);
+    let sshd = bus
+        .get(root.id("system.slice/sshd.service"))
+        .expect("a host unit keeps its own identity");
+    let (web, web_cg, _) = node
+        .iter()
+        .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
+        .unwrap()
+        .clone();
+    let web_identity = bus.get(web_cg).unwrap().identity;
+    assert_ne!(web_identity, sshd.identity);
+
+    // The same pod listed twice (another name, same uid): neither is believed.
+    let mut twin = web.json.clone();
+    twin["metadata"]["name"] = json!("twin");
+    twin["metadata"]["labels"] = json!({"app": "twin", "prism.io/latency-class": "batch"});
+    let mut items = list["items"].as_array().unwrap().clone();
+    items.push(twin);
+    kubelet.answer(200, with_items(&list, items));
+    wait_for("the duplicate counted", Duration::from_secs(10), || {
+        (f.metric("prism_feeder_failures_total{reason=\"claim_conflict\"}") >= 1.0).then_some(())
+    });
+    // (its pod slice is a unit: the cgroup source's identity, not the pod's)
+    bus.wait_entry("the contested pod's identity withdrawn", web_cg, |e| {
+        e.is_none_or(|e| e.identity != web_identity)
+    });
+    kubelet.answer(200, list.to_string());
+    bus.wait_entry("the pod's identity back", web_cg, |e| {
+        e.is_some_and(|e| e.flags.class == LatencyClass::Critical)
+    });
+    pods_own_their_cgroups(&bus, &node);
+    f.assert_running();
+}
+
+/// Every running pod's containers carry its entry, and shop's web pod its
+/// critical class: the pods' identities, not the units'. (A finished pod's
+/// slice left on disk is just a unit here.)
+fn pods_own_their_cgroups(bus: &TestBus, node: &[(FixturePod, u64, Vec<u64>)]) {
+    for (p, pod, containers) in node.iter().filter(|(p, _, _)| p.phase != "Succeeded") {
+        let pe = bus.wait_entry(&p.name, *pod, |e| e.is_some()).unwrap();
+        for c in containers {
+            bus.wait_entry(
+                &format!("{}: a container carries its pod's entry", p.name),
+                *c,
+                |e| e.is_some_and(|e| support::same(&e, &pe)),
+            );
+        }
+        if p.name == "shop/web-7d9f8b6c5d-x2k4p" {
+            assert_eq!(pe.flags.class, LatencyClass::Critical, "{}", p.name);
+        }
+    }
+}
