@@ -66,6 +66,12 @@ struct Opts {
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
 
+    /// How long a workload no source names any more keeps its entries while
+    /// its cgroup still exists (an empty or partial listing from a source
+    /// that is restarting deletes nothing this long); 0s: at once.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    delete_grace: Duration,
+
     /// Start the pod watch over (a full relist) this often, and rescan the
     /// cgroup tree: a safety net for anything an event could have missed.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
@@ -330,6 +336,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
         }),
         sources: names.clone(),
         names_file: (opts.names_file.as_os_str() != "off").then(|| opts.names_file.clone()),
+        delete_grace: opts.delete_grace,
     };
     let reconciler = Reconciler::new(bus, allocator, config, metrics.clone(), health.clone());
     let worker = thread::Builder::new()

@@ -56,6 +56,7 @@ pub struct Metrics {
     bus_entries: Gauge,
     bus_generation: Gauge<u64, AtomicU64>,
     cgroups: Gauge,
+    leaving: Gauge,
     source_up: Family<SourceLabels, Gauge>,
 }
 
@@ -78,6 +79,7 @@ impl Metrics {
             bus_entries: Gauge::default(),
             bus_generation: Gauge::default(),
             cgroups: Gauge::default(),
+            leaving: Gauge::default(),
             source_up: Family::default(),
         };
         for f in Failure::ALL {
@@ -125,6 +127,11 @@ impl Metrics {
             "prism_feeder_cgroups",
             "Cgroups in the watched tree",
             m.cgroups.clone(),
+        );
+        r.register(
+            "prism_feeder_workloads_leaving",
+            "Workloads no source names any more whose cgroups still exist: kept for --delete-grace",
+            m.leaving.clone(),
         );
         r.register(
             "prism_feeder_source_up",
@@ -175,6 +182,10 @@ impl Metrics {
         self.bus_entries.set(entries as i64);
         self.bus_generation.set(generation);
         self.cgroups.set(cgroups as i64);
+    }
+
+    pub fn set_leaving(&self, workloads: usize) {
+        self.leaving.set(workloads as i64);
     }
 
     pub fn source_up(&self, source: &'static str, up: bool) {

@@ -7,7 +7,11 @@
 //! One thread does it all, so what it deletes can only be what it knows is
 //! gone: a cgroup the tree lost, or, once every source has listed its
 //! workloads, a cgroup no workload claims. Before that, nothing on the bus
-//! is deleted except cgroups that no longer exist. Changes are applied in
+//! is deleted except cgroups that no longer exist. A workload its source
+//! stops naming (a delete, or a listing without it) while its cgroup still
+//! exists leaves only when the cgroup goes or `delete_grace` has passed
+//! without its source naming it again: an empty listing from a restarting
+//! kubelet deletes nothing and renumbers nothing. Changes are applied in
 //! batches (everything queued when the thread wakes), each committed with
 //! one generation bump.
 
@@ -48,6 +52,9 @@ pub struct Config {
     pub sources: Vec<&'static str>,
     /// Where the identity names file goes (`None`: nowhere).
     pub names_file: Option<PathBuf>,
+    /// How long a workload its source stopped naming keeps its entries
+    /// while its cgroup still exists.
+    pub delete_grace: Duration,
 }
 
 /// The names file is rewritten at most this often.
@@ -82,6 +89,9 @@ pub struct Reconciler {
     written: HashMap<u64, Entry>,
     dirty: HashSet<String>,
     gone: Vec<u64>,
+    /// Workloads their source stopped naming while their cgroup exists,
+    /// and when their grace ends.
+    leaving: HashMap<WorkloadKey, Instant>,
     /// Workloads whose allocation failed, to try again.
     retry: HashMap<WorkloadKey, (SourceId, Workload)>,
     /// Cgroups whose write failed (a full map), to try again.
@@ -138,6 +148,7 @@ impl Reconciler {
             written,
             dirty: HashSet::new(),
             gone: malformed,
+            leaving: HashMap::new(),
             retry: HashMap::new(),
             blocked: HashSet::new(),
             last_retry: Instant::now(),
@@ -168,6 +179,7 @@ impl Reconciler {
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
             self.reacquire_lost();
+            self.collect_left();
             if self.last_retry.elapsed() >= RETRY_EVERY {
                 self.retry_failed();
             }
@@ -194,7 +206,7 @@ impl Reconciler {
                 match change {
                     Change::Replace(list) => self.replace(source, list),
                     Change::Apply(w) => self.apply(source, w),
-                    Change::Delete(key) => self.delete(source, &key),
+                    Change::Delete(key) => self.leave(source, &key),
                 }
             }
             Input::Tree(event) => self.tree_event(event),
@@ -213,7 +225,7 @@ impl Reconciler {
         self.retry
             .retain(|k, (s, _)| *s != source || listed.contains(k));
         for key in stale {
-            self.delete(source, &key);
+            self.leave(source, &key);
         }
         for w in list {
             self.apply(source, w);
@@ -229,6 +241,7 @@ impl Reconciler {
     }
 
     fn apply(&mut self, source: SourceId, w: Workload) {
+        self.leaving.remove(&w.key);
         if let Some(t) = self.workloads.get_mut(&w.key)
             && t.identity.is_some()
             && t.workload.canonical == w.canonical
@@ -290,6 +303,43 @@ impl Reconciler {
                     self.mark_subtree(&key);
                 }
                 self.retry.insert(key, (source, w));
+            }
+        }
+    }
+
+    /// `source` no longer names `key`: it goes now if its cgroup is gone
+    /// (or there is no grace), else when the cgroup goes or the grace ends.
+    fn leave(&mut self, source: SourceId, key: &WorkloadKey) {
+        self.retry.remove(key);
+        if self.workloads.get(key).is_none_or(|t| t.source != source) {
+            return;
+        }
+        if self.config.delete_grace.is_zero() || self.anchor_path(key).is_none() {
+            self.leaving.remove(key);
+            self.delete(source, key);
+        } else if !self.leaving.contains_key(key) {
+            debug!(workload = ?key, "no longer named while its cgroup exists: kept for the grace");
+            self.leaving
+                .insert(key.clone(), Instant::now() + self.config.delete_grace);
+        }
+    }
+
+    /// Delete the leaving workloads whose cgroup went or whose grace ended.
+    fn collect_left(&mut self) {
+        if self.leaving.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let left: Vec<WorkloadKey> = self
+            .leaving
+            .iter()
+            .filter(|(k, until)| now >= **until || self.anchor_path(k).is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in left {
+            self.leaving.remove(&key);
+            if let Some(source) = self.workloads.get(&key).map(|t| t.source) {
+                self.delete(source, &key);
             }
         }
     }
@@ -550,6 +600,7 @@ impl Reconciler {
             self.bus.generation(),
             self.tree.len(),
         );
+        self.metrics.set_leaving(self.leaving.len());
         if self.synced {
             self.write_names();
         }

@@ -270,11 +270,101 @@ fn pods_own_their_cgroups(bus: &TestBus, node: &[(FixturePod, u64, Vec<u64>)]) {
             bus.wait_entry(
                 &format!("{}: a container carries its pod's entry", p.name),
                 *c,
-                |e| e.is_some_and(|e| support::same(&e, &pe)),
+                |e| e.is_some_and(|e| support::same(e, &pe)),
             );
         }
         if p.name == "shop/web-7d9f8b6c5d-x2k4p" {
             assert_eq!(pe.flags.class, LatencyClass::Critical, "{}", p.name);
         }
     }
+}
+
+/// A restarting kubelet answers an empty list: nothing is deleted within
+/// the grace and nothing renumbered when the pods come back; a pod whose
+/// cgroup is gone leaves at once; one still on disk but no longer listed
+/// leaves when the grace ends.
+#[test]
+fn an_empty_list_deletes_nothing_within_the_grace_and_renumbers_nothing() {
+    let root = CgroupRoot::new("feeder-kubelet-grace");
+    let bus = TestBus::new("feeder-kubelet-grace");
+    let list = fixture("kubelet-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let kubelet = FakeKubelet::start(list.to_string());
+    let f = Feeder::start(&[
+        "--source",
+        "kubelet",
+        "--kubelet-url",
+        &kubelet.url(),
+        "--kubelet-ca-file",
+        kubelet.ca_file.to_str().unwrap(),
+        "--kubelet-token-file",
+        kubelet.token_file.to_str().unwrap(),
+        "--kubelet-interval",
+        "200ms",
+        "--cgroup-root",
+        root.arg(),
+        "--bus-dir",
+        bus.arg(),
+        "--promote-namespace",
+        "shop,kube-system",
+        "--delete-grace",
+        "4s",
+    ]);
+    f.wait_ready(Duration::from_secs(30));
+    check_listed_node(&bus, &node, &f);
+    let ids = || -> Vec<(u64, u32)> {
+        bus.all()
+            .into_iter()
+            .map(|(k, e)| (k, e.identity.get()))
+            .collect()
+    };
+    let before = ids();
+
+    kubelet.answer(200, with_items(&list, vec![]));
+    kubelet.wait_polls(5);
+    assert_eq!(ids(), before, "an empty list deleted or renumbered entries");
+    assert!(f.metric("prism_feeder_workloads_leaving") >= 1.0);
+    kubelet.answer(200, list.to_string());
+    kubelet.wait_polls(3);
+    assert_eq!(ids(), before, "the pods came back with other ids");
+    assert_eq!(f.metric("prism_feeder_workloads_leaving"), 0.0);
+
+    // Two pods dropped from the list: one whose cgroups are gone leaves at
+    // once, one still on disk keeps its entry until the grace ends.
+    let pod = |name: &str| {
+        node.iter()
+            .find(|(p, _, _)| p.name == name)
+            .unwrap()
+            .clone()
+    };
+    let (gone, gone_cg, _) = pod("shop/web-5c6b7a8d9e-m4n7q");
+    let (kept, kept_cg, _) = pod("shop/cache-0");
+    let items: Vec<Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            let uid = i["metadata"]["uid"].as_str();
+            uid != gone.json["metadata"]["uid"].as_str()
+                && uid != kept.json["metadata"]["uid"].as_str()
+        })
+        .cloned()
+        .collect();
+    for dir in gone.container_dirs(Layout::Systemd) {
+        root.rmdir(&dir);
+    }
+    root.rmdir(&gone.dir(Layout::Systemd));
+    let dropped = Instant::now();
+    kubelet.answer(200, with_items(&list, items));
+    bus.wait_entry("the pod whose cgroup went", gone_cg, |e| e.is_none());
+    assert!(bus.get(kept_cg).is_some(), "deleted within the grace");
+    bus.wait_entry("the pod still on disk, after the grace", kept_cg, |e| {
+        e.is_none()
+    });
+    let waited = dropped.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4),
+        "left after {waited:?}, within the grace"
+    );
+    f.assert_running();
 }

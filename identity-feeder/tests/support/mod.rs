@@ -61,6 +61,9 @@ impl Feeder {
         Feeder::start_env(args, &[])
     }
 
+    /// Unless `args` set `--delete-grace`, it is 0s here (a workload leaves
+    /// the moment its source stops naming it): the tests of the grace
+    /// itself set their own.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Feeder {
         let port = free_port();
         let log = std::env::temp_dir().join(format!(
@@ -71,6 +74,11 @@ impl Feeder {
         let names_file = log.with_extension("names.json");
         let child = Command::new(env!("CARGO_BIN_EXE_prism-feeder"))
             .args(args)
+            .args(if args.contains(&"--delete-grace") {
+                &[][..]
+            } else {
+                &["--delete-grace", "0s"][..]
+            })
             .args(["--listen", &format!("127.0.0.1:{port}"), "-v"])
             .arg("--names-file")
             .arg(&names_file)
