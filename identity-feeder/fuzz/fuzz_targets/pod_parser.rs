@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prism_feeder::pod::{LenientPod, pod_state, read_pod_list};
+use prism_feeder::pod::{LenientPod, Mirrors, mirror_uid, pod_state, read_pod_list};
 use prism_feeder::policy::NamespacePolicy;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,13 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let mut issues = vec![];
     let _ = read_pod_list(data, |pod| {
         if let Ok(p) = pod.pod() {
-            let _ = pod_state(p, &policy, &mut issues);
+            let _ = pod_state(p, Mirrors::Ignore, &policy, &mut issues);
         }
     });
     if let Ok(pod) = serde_json::from_slice::<LenientPod>(data) {
-        let _ = pod.key();
         if let Ok(p) = pod.pod() {
-            let _ = pod_state(p, &policy, &mut issues);
+            let _ = mirror_uid(p);
+            let _ = pod_state(p, Mirrors::Believe, &policy, &mut issues);
         }
     }
 });

@@ -21,7 +21,9 @@
  * A throttled task may hold a kernel lock (CFS had the same property until
  * it moved throttling to the return to user space, which sched_ext cannot
  * see): what needs the lock waits for the throttled task's next budget, at
- * most two periods.
+ * most two periods. The schedulers never hold a task preempted inside an
+ * RCU read-side section (prism/rcu_reader.bpf.h): that one would hold up
+ * every grace period of the machine.
  *
  * Needs cgroup_share.bpf.h included first.
  *

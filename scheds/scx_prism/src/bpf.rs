@@ -5,10 +5,10 @@
 use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
-use libbpf_rs::OpenObject;
+use libbpf_rs::{MapCore, MapFlags, OpenObject};
 use prism_bus::BusPaths;
 use prism_bus::consumer::{SlotChange, SlotKeeper};
-use prism_sched::WaitHistogram;
+use prism_sched::{Throttling, WaitHistogram};
 use scx_utils::{
     UserExitInfo, compat, scx_ops_attach, scx_ops_load, scx_ops_open, uei_exited, uei_report,
 };
@@ -51,6 +51,7 @@ pub struct BpfCounters {
     pub bus_own: u64,
     pub bus_ancestor: u64,
     pub bus_miss: u64,
+    pub throttling: Throttling,
 }
 
 pub struct BpfScheduler<'obj> {
@@ -160,7 +161,17 @@ impl<'obj> BpfScheduler<'obj> {
             bus_own: b.nr_bus_own,
             bus_ancestor: b.nr_bus_ancestor,
             bus_miss: b.nr_bus_miss,
+            throttling: self.throttling(),
         }
+    }
+
+    /// Every limited cgroup's throttling so far (cpu.max).
+    fn throttling(&self) -> Throttling {
+        let map = &self.skel.maps.prism_bws;
+        Throttling::decode(map.keys().filter_map(|k| {
+            let v = map.lookup(&k, MapFlags::ANY).ok().flatten()?;
+            Some((k, v))
+        }))
     }
 
     /// True once the kernel has ejected or stopped the scheduler.

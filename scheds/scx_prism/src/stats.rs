@@ -79,6 +79,18 @@ pub struct Metrics {
     pub bus_fallback: u64,
     #[stat(desc = "Bus resolutions that found nothing")]
     pub bus_miss: u64,
+    #[stat(desc = "cgroups with a cpu.max limit")]
+    pub limited_cgroups: u64,
+    #[stat(desc = "Times limited cgroups ran out of budget")]
+    pub throttles: u64,
+    #[stat(desc = "Time limited cgroups spent out of budget (ms, summed)")]
+    pub throttled_ms: u64,
+    #[stat(desc = "The cgroup throttled longest in the interval (cgroup id, 0: none)")]
+    pub most_throttled_cgroup: u64,
+    #[stat(desc = "Its times out of budget")]
+    pub most_throttled_times: u64,
+    #[stat(desc = "Its time out of budget (ms)")]
+    pub most_throttled_ms: u64,
 }
 
 /// What the policy loop adds to BPF's counters for one interval.
@@ -95,6 +107,7 @@ impl Metrics {
     pub fn between(prev: &BpfCounters, cur: &BpfCounters, l: &LoopState) -> Metrics {
         let d = |a: u64, b: u64| a.saturating_sub(b);
         let wait = ClassWaits::between(&cur.wait, &prev.wait);
+        let throttling = cur.throttling.since(&prev.throttling);
         let cpu_ms = |c: usize| d(cur.class_runtime_ns[c], prev.class_runtime_ns[c]) / 1_000_000;
         let direct = d(cur.direct_dispatches, prev.direct_dispatches);
         let queued = d(cur.queued_dispatches, prev.queued_dispatches);
@@ -130,6 +143,14 @@ impl Metrics {
             bus_hit: d(cur.bus_own, prev.bus_own),
             bus_fallback: d(cur.bus_ancestor, prev.bus_ancestor),
             bus_miss: d(cur.bus_miss, prev.bus_miss),
+            limited_cgroups: throttling.limited as u64,
+            throttles: throttling.throttles,
+            throttled_ms: throttling.throttled_ns / 1_000_000,
+            most_throttled_cgroup: throttling.most.map_or(0, |(id, _)| id),
+            most_throttled_times: throttling.most.map_or(0, |(_, m)| m.nr_throttled),
+            most_throttled_ms: throttling
+                .most
+                .map_or(0, |(_, m)| m.throttled_ns / 1_000_000),
         }
     }
 
@@ -173,6 +194,19 @@ impl Metrics {
             self.bus_fallback,
             self.bus_miss,
         )?;
+        let most = (self.most_throttled_cgroup != 0).then_some((
+            self.most_throttled_cgroup,
+            self.most_throttled_times,
+            self.most_throttled_ms,
+        ));
+        if let Some(line) = prism_sched::throttling::stats_line(
+            self.limited_cgroups,
+            self.throttles,
+            self.throttled_ms,
+            most,
+        ) {
+            writeln!(w, "            {line}")?;
+        }
         Ok(())
     }
 }

@@ -500,3 +500,70 @@ fn the_kubelet_tree_gets_the_shares_its_weights_promise() {
         ours * 100.0
     );
 }
+
+/// cpu.max: a 4-thread pod limited to 0.5 CPU uses 0.5, and a parent
+/// limited to 1 CPU uses 1 over its two unlimited 4-thread children, each
+/// within 10% of the limit (EEVDF's usage printed beside). (Hundreds of
+/// throttled cgroups are scx_prism_bpfland's test: the same header,
+/// prism/cgroup_bandwidth.bpf.h, and CI's time is shared.)
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn cpu_max_caps_a_cgroup_and_its_descendants() {
+    let bus = TempBusDir::new("prism-limits");
+    for (g, limit, _eevdf, ours) in contract::limits_usage("prism-limits", || start(&bus, &[])) {
+        assert!(
+            (ours - limit).abs() <= 0.1 * limit,
+            "{} used {ours:.3} CPUs under cpu.max {limit}",
+            g.path
+        );
+    }
+}
+
+/// The class decides who runs first, the limit caps: a critical pod
+/// limited to 0.2 CPU (cpu.max 20000 100000) keeps its requests' latency
+/// under batch hogs while it stays under the limit (p50 within 1.5x, p99
+/// within 2x of the same pod unlimited), and critical hogs inside it use
+/// no more than the limit (5% over at most).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn a_limited_critical_pod_keeps_its_latency_and_no_more_than_its_limit() {
+    lab::enable_cpu_controller(&cgroup2_root());
+    let bus = TempBusDir::new("limcrit");
+    let (crit, batch) = (
+        TempCgroup::new("limcrit-crit"),
+        TempCgroup::new("limcrit-batch"),
+    );
+    lab::label(
+        &bus,
+        &[
+            (&crit, entry(322, LatencyClass::Critical)),
+            (&batch, entry(323, LatencyClass::Batch)),
+        ],
+    );
+    let s = start(&bus, &[]);
+    // a request every 4 ms, 300 us of work each: under a fifth of a CPU
+    let args = "--workers 2 --interval-us 4000 --work-us 300 --duration-s 5";
+    let (unlimited, _) = probe_under_hogs(&crit, &batch, "critical", args);
+    std::fs::write(crit.path.join("cpu.max"), "20000 100000").unwrap();
+    let (limited, _) = probe_under_hogs(&crit, &batch, "critical", args);
+    let hogs = Hogs::start(&crit.path, 2);
+    let used = lab::cpu_seconds_over(
+        &[&crit.path],
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )[0] / 5.0;
+    drop(hogs);
+    stop_cleanly(s);
+    println!(
+        "critical requests p50/p99: unlimited {:.0}/{:.0} us, limited to 0.2 CPU {:.0}/{:.0} us; 2 critical hogs in it used {used:.3} CPUs",
+        unlimited.p50_us, unlimited.p99_us, limited.p50_us, limited.p99_us
+    );
+    assert!(
+        limited.p50_us <= 1.5 * unlimited.p50_us && limited.p99_us <= 2.0 * unlimited.p99_us,
+        "the limit cost the critical requests their latency"
+    );
+    assert!(
+        used <= 0.21,
+        "critical hogs used {used:.3} CPUs under a 0.2 limit"
+    );
+}

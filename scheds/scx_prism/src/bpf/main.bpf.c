@@ -30,6 +30,7 @@
 #include <prism/bus_resolve.bpf.h>
 #include <prism/cgroup_share.bpf.h>
 #include <prism/fair_deadline.bpf.h>
+#include <prism/cgroup_bandwidth.bpf.h>
 #include <prism/rcu_reader.bpf.h>
 #include <prism/class_rank.bpf.h>
 #include <prism/wait_hist.bpf.h>
@@ -102,6 +103,7 @@ static u32 nr_cpu_ids;
 struct task_ctx {
 	struct prism_fair fair;	/* vruntime, weight, interactivity */
 	struct prism_cg_task cg;	/* what it adds to its cgroup's share */
+	struct prism_bw_task bw;	/* its cgroups' cpu.max */
 	u64 own_weight;		/* within its cgroup: nice x bus weight, 100 = nice 0 */
 	u64 start_ts;		/* when it last started running */
 	u64 ready_at;		/* when it became ready to run, 0 while running */
@@ -152,6 +154,14 @@ struct {
 static struct task_ctx *lookup_task_ctx(const struct task_struct *p)
 {
 	return bpf_task_storage_get(&task_ctx_stor, (struct task_struct *)p, 0, 0);
+}
+
+/* cgroup_bandwidth.bpf.h's part of the task context */
+static struct prism_bw_task *prism_bw_task_of(struct task_struct *p)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	return tctx ? &tctx->bw : NULL;
 }
 
 static inline bool pinned(const struct task_struct *p)
@@ -234,6 +244,26 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waki
 	prism_fair_bound(&tctx->fair, waking, slice_lag_ns, tctx->class != PRISM_CLASS_BATCH,
 			 class_slice(tctx->class), STARVE_NS / 2, nr_online_cpus);
 	return prism_fair_deadline(&tctx->fair, 0, slice_lag_ns, nr_online_cpus);
+}
+
+/* Released from cpu.max: its weight counts in its cgroup again; it queues as if it woke now. */
+static u64 prism_bw_on_release(struct task_struct *p, u64 held_vtime)
+{
+	struct task_ctx *tctx = lookup_task_ctx(p);
+
+	if (!tctx)
+		return held_vtime;
+	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
+	return task_deadline(p, tctx, true);
+}
+
+/*
+ * Charge @p's run so far to its cgroups' cpu.max: may it go on? This
+ * scheduler's own threads always may (the loop must run to keep policy).
+ */
+static bool within_budget(struct task_struct *p, struct task_ctx *tctx)
+{
+	return prism_bw_charge(p, &tctx->bw) || p->tgid == usersched_pid;
 }
 
 /* The slice shrinks as tasks wait for the CPUs (slice x CPUs / (CPUs + waiting)). */
@@ -470,6 +500,9 @@ s32 BPF_STRUCT_OPS(prism_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 
 	if (!bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr))
 		prev_cpu = bpf_cpumask_first(p->cpus_ptr);
+	/* out of cpu.max budget: ops.enqueue holds it */
+	if (p->tgid != usersched_pid && prism_bw_throttled(p))
+		return prev_cpu;
 	cpu = pick_idle_cpu(p, prev_cpu, wake_flags);
 	if (cpu >= 0) {
 		if (tctx) {
@@ -496,7 +529,7 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
 	struct task_ctx *tctx = lookup_task_ctx(p);
-	bool waking = enq_flags & SCX_ENQ_WAKEUP;
+	bool waking = enq_flags & SCX_ENQ_WAKEUP, rcu_reader;
 	u64 dl, slice;
 	u32 q;
 
@@ -511,7 +544,8 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 	dl = task_deadline(p, tctx, waking);
 	slice = task_slice(tctx);
-	if (prism_rcu_reader_preempted(p)) {
+	rcu_reader = prism_rcu_reader_preempted(p);
+	if (rcu_reader) {
 		/* it holds up RCU for everyone: one short stint soon (prism/rcu_reader.bpf.h) */
 		dl = prism_rcu_reader_deadline(dl);
 		slice = slice_min_ns;
@@ -519,6 +553,13 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 	p->scx.dsq_vtime = dl;
 	q = queue_of(tctx->class);
+
+	if (!rcu_reader && prism_bw_hold(p, pinned(p) ? cpu_dsq(q, prev_cpu) : shared_dsq(q), dl,
+					 slice, enq_flags)) {
+		/* throttled: it does not compete until released */
+		prism_cg_uncount(&tctx->cg);
+		return;
+	}
 
 	if (pinned(p)) {
 		scx_bpf_dsq_insert_vtime(p, cpu_dsq(q, prev_cpu), slice, dl, enq_flags);
@@ -633,9 +674,10 @@ static bool prev_goes_on(struct task_struct *prev, struct task_ctx *tctx, s32 cp
 	mine = __COMPAT_scx_bpf_dsq_peek(cpu_dsq(q, cpu));
 	shared = __COMPAT_scx_bpf_dsq_peek(shared_dsq(q));
 	if ((mine && !prism_vtime_before(dl, mine->scx.dsq_vtime)) ||
-	    (shared && !prism_vtime_before(dl, shared->scx.dsq_vtime)))
+	    (shared && !prism_vtime_before(dl, shared->scx.dsq_vtime)) || !within_budget(prev, tctx))
 		return false;
 	scx_bpf_task_set_slice(prev, task_slice(tctx));
+	prism_bw_start(prev, &tctx->bw);
 	cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	if (cctx) {
 		cctx->deadline = dl;
@@ -671,6 +713,7 @@ void BPF_STRUCT_OPS(prism_dispatch, s32 cpu, struct task_struct *prev)
 
 	if (cctx)
 		cctx->affine_chain = 0;
+	prism_bw_release();
 	if (scx_bpf_dsq_move_to_local(LOOP_DSQ, 0) || rescue_starving(cpu))
 		return;
 	prev_q = prev_queue(prev, &prev_tctx);
@@ -681,8 +724,11 @@ void BPF_STRUCT_OPS(prism_dispatch, s32 cpu, struct task_struct *prev)
 		if (take_earliest(cpu, q))
 			return;
 	}
-	if (prev_tctx)
+	/* nothing queued: the previous task goes on, within its cpu.max */
+	if (prev_tctx && within_budget(prev, prev_tctx)) {
 		scx_bpf_task_set_slice(prev, task_slice(prev_tctx));
+		prism_bw_start(prev, &prev_tctx->bw);
+	}
 }
 
 /* It became runnable: its weight counts in its cgroup's share, a new burst begins. */
@@ -708,6 +754,7 @@ void BPF_STRUCT_OPS(prism_running, struct task_struct *p)
 	__sync_fetch_and_add(&nr_running, 1);
 	if (tctx) {
 		tctx->start_ts = now;
+		prism_bw_start(p, &tctx->bw);
 		if (tctx->ready_at) {
 			prism_wait_record(tctx->class, tctx->ready_at, now);
 			tctx->ready_at = 0;
@@ -735,6 +782,7 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 		return;
 	ran = now - tctx->start_ts;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
+	prism_bw_charge(p, &tctx->bw);
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
 	else
@@ -786,16 +834,26 @@ s32 BPF_STRUCT_OPS(prism_init_task, struct task_struct *p, struct scx_init_task_
 	return 0;
 }
 
-/* A cgroup appears (or exists at load): its cpu.weight, under its parent. */
+/* A cgroup appears (or exists at load): its cpu.weight under its parent, its cpu.max. */
 s32 BPF_STRUCT_OPS(prism_cgroup_init, struct cgroup *cgrp, struct scx_cgroup_init_args *args)
 {
+	if (bpf_core_field_exists(args->bw_quota_us))
+		prism_bw_set(cgrp, args->bw_period_us, args->bw_quota_us, args->bw_burst_us);
 	return prism_cg_init(cgrp, args->weight);
 }
 
-/* A cgroup goes away: its share state with it. */
+/* A cgroup goes away: its share and limit state with it. */
 void BPF_STRUCT_OPS(prism_cgroup_exit, struct cgroup *cgrp)
 {
+	prism_bw_exit(cgrp);
 	prism_cg_exit(cgrp);
+}
+
+/* cpu.max (or cpu.max.burst) written: the cgroup's limit from now. */
+void BPF_STRUCT_OPS(prism_cgroup_set_bandwidth, struct cgroup *cgrp, u64 period_us, u64 quota_us,
+		    u64 burst_us)
+{
+	prism_bw_set(cgrp, period_us, quota_us, burst_us);
 }
 
 /* A task moves to another cgroup: its weight counts there from now. */
@@ -814,7 +872,7 @@ void BPF_STRUCT_OPS(prism_cgroup_set_weight, struct cgroup *cgrp, u32 weight)
 	prism_cg_set_weight(cgrp, weight);
 }
 
-/* The queues and the per-CPU preemption timers. */
+/* The queues, the per-CPU preemption timers, and cpu.max's queue and timer. */
 s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 {
 	const struct cpumask *online;
@@ -851,7 +909,7 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 		bpf_timer_init(&pt->timer, &preempt_timers, CLOCK_BOOTTIME);
 		bpf_timer_set_callback(&pt->timer, preempt_timer_fn);
 	}
-	return 0;
+	return prism_bw_init();
 }
 
 /* Unloaded or ejected: say why, for user space to report. */
@@ -875,6 +933,7 @@ SCX_OPS_DEFINE(prism_ops,
 	       .cgroup_exit		= (void *)prism_cgroup_exit,
 	       .cgroup_move		= (void *)prism_cgroup_move,
 	       .cgroup_set_weight	= (void *)prism_cgroup_set_weight,
+	       .cgroup_set_bandwidth	= (void *)prism_cgroup_set_bandwidth,
 	       .init			= (void *)prism_init,
 	       .exit			= (void *)prism_exit,
 	       .timeout_ms		= 5000,
