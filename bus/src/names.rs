@@ -113,12 +113,17 @@ pub fn read(path: &Path) -> io::Result<NamesFile> {
             path.display()
         )));
     }
-    let mut names: NamesFile = serde_json::from_slice(&fs::read(path)?)
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    parse(&fs::read(path)?, path)
+}
+
+/// [`read`]'s checks on a names file's bytes; `origin` names it in errors.
+pub fn parse(bytes: &[u8], origin: &Path) -> io::Result<NamesFile> {
+    let mut names: NamesFile =
+        serde_json::from_slice(bytes).map_err(|e| invalid(format!("{}: {e}", origin.display())))?;
     if names.abi_version != ABI_VERSION {
         return Err(invalid(format!(
             "{} is for bus ABI v{}, this build speaks v{ABI_VERSION}",
-            path.display(),
+            origin.display(),
             names.abi_version
         )));
     }

@@ -415,8 +415,18 @@ impl kube::Resource for LenientPod {
 
 /// Read a pod list (the kubelet's `/pods`), handing each pod to `each` as
 /// it is read, so a big list is never held whole: `Err` if the document is
-/// malformed (after the pods before the fault were handed over).
+/// malformed (after the pods before the fault were handed over). Bytes
+/// that are not UTF-8 (JSON allows none) become U+FFFD first, which no
+/// name, label or uid accepts: they cost the pod that holds them, not the
+/// list.
 pub fn read_pod_list(body: &[u8], each: impl FnMut(LenientPod)) -> Result<(), Failure> {
+    match std::str::from_utf8(body) {
+        Ok(_) => read_utf8_pod_list(body, each),
+        Err(_) => read_utf8_pod_list(String::from_utf8_lossy(body).as_bytes(), each),
+    }
+}
+
+fn read_utf8_pod_list(body: &[u8], each: impl FnMut(LenientPod)) -> Result<(), Failure> {
     let mut de = serde_json::Deserializer::from_slice(body);
     PodListSeed(each)
         .deserialize(&mut de)
@@ -528,6 +538,23 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_cost_only_their_pod() {
+        let mut body =
+            br#"{"items":[{"metadata":{"name":"a","namespace":"n","uid":"a1","labels":{"app":"x"#
+                .to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(br#""}}},{"metadata":{"name":"b","namespace":"n","uid":"b2"}}]}"#);
+        let mut pods = vec![];
+        read_pod_list(&body, |p| pods.push(p)).unwrap();
+        assert_eq!(pods.len(), 2);
+        let bad = pods[0].pod().unwrap();
+        assert!(!crate::labels::is_label_value(
+            &bad.meta.labels.as_ref().unwrap()["app"]
+        ));
+        assert_eq!(pods[1].pod().unwrap().meta.uid.as_deref(), Some("b2"));
     }
 
     #[test]
