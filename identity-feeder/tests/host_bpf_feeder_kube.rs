@@ -320,3 +320,51 @@ fn a_tenant_forging_the_mirror_annotation_takes_over_nothing() {
     }
     f.assert_running();
 }
+
+/// The watch answers `410 Expired` (the server compacted past the client's
+/// resource version), as a real API server does: the feeder lists again,
+/// and nothing is deleted or renumbered meanwhile.
+#[test]
+fn an_expired_watch_relists_and_changes_nothing() {
+    let root = CgroupRoot::new("feeder-kube-410");
+    let bus = TestBus::new("feeder-kube-410");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let api = FakeApi::start(list.clone());
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    check_listed_node(&bus, &node, &f);
+    let ids = || -> Vec<(u64, u32)> {
+        bus.all()
+            .into_iter()
+            .map(|(k, e)| (k, e.identity.get()))
+            .collect()
+    };
+    let before = ids();
+    api.wait_watching();
+    let lists = api.queries().len() - api.watches();
+    api.raw_event(
+        r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5000 (6000)","reason":"Expired","code":410}}"#,
+    );
+    wait_for("a relist after 410", Duration::from_secs(30), || {
+        (api.queries().len() - api.watches() > lists).then_some(())
+    });
+    api.wait_watching();
+    // one event after the relist, to know the listing was applied
+    let (web, web_cg, _) = node
+        .iter()
+        .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
+        .unwrap()
+        .clone();
+    let mut relabelled = web.json.clone();
+    relabelled["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("prism.io/latency-class");
+    relabelled["metadata"]["resourceVersion"] = json!("6100");
+    api.event("MODIFIED", &relabelled);
+    bus.wait_entry("the event after the relist", web_cg, |e| {
+        e.is_some_and(|e| e.flags.class == LatencyClass::Unset)
+    });
+    assert_eq!(ids(), before, "the relist deleted or renumbered entries");
+    f.assert_running();
+}
