@@ -316,3 +316,51 @@ fn an_etcd_outage_delays_only_new_identities() {
     );
     assert!(etcd_ids(&etcd).keys().any(|c| c.contains("old.service")));
 }
+
+/// 2,500 ids no node uses, each with a 2 KiB canonical string: 5 MiB, more
+/// than one gRPC answer may carry (4 MiB). The collector reads them a page
+/// at a time and collects every one.
+#[test]
+fn ids_past_one_answers_size_are_all_collected() {
+    use etcd_client::{Client, GetOptions};
+    const IDS: u32 = 2500;
+    let etcd = Etcd::start();
+    support::etcd::rt().block_on(async {
+        let mut c = Client::connect([&etcd.endpoint], None).await.unwrap();
+        for i in 0..IDS {
+            let id = 0x1000 + i;
+            let canonical = format!(
+                "io.prism/namespace=ns;io.prism/serviceaccount=default;app=a{i}-{};",
+                "x".repeat(2048)
+            );
+            c.put(format!("{PREFIX}id/{id:06x}"), canonical.clone(), None)
+                .await
+                .unwrap();
+            c.put(
+                format!("{PREFIX}canonical/{canonical}"),
+                id.to_string(),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let count = |what: &str| -> i64 {
+        support::etcd::rt().block_on(async {
+            let mut c = Client::connect([&etcd.endpoint], None).await.unwrap();
+            c.get(
+                format!("{PREFIX}{what}/"),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+            .unwrap()
+            .count()
+        })
+    };
+    assert_eq!(count("id"), IDS as i64);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _node = EtcdAllocator::connect(rt.handle(), config(&etcd, "node-a")).unwrap();
+    wait_for("every unused id collected", Duration::from_secs(60), || {
+        (count("id") == 0 && count("canonical") == 0).then_some(())
+    });
+}

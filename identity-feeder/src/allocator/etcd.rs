@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
+    Txn, TxnOp,
 };
 use prism_bus::Identity;
 use prism_bus::abi::{IDENTITY_MASK, MIN_DYNAMIC_IDENTITY};
@@ -183,44 +184,65 @@ impl Store {
         kv.delete(self.use_key(id), None).await.map(drop)
     }
 
+    /// Every key under `prefix`, a page at a time (`keys_only`: without
+    /// values), handed to `each` in key order: no answer grows with the
+    /// number of ids (one answer for all of them failed past gRPC's 4 MiB).
+    async fn for_each_under(
+        &self,
+        prefix: &str,
+        keys_only: bool,
+        mut each: impl FnMut(&KeyValue),
+    ) -> EtcdResult<()> {
+        let mut kv = self.client.clone();
+        let end = prefix_end(prefix.as_bytes());
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if keys_only {
+                opts = opts.with_keys_only();
+            }
+            let page = kv.get(from.clone(), Some(opts)).await?;
+            page.kvs().iter().for_each(&mut each);
+            match page.kvs().last() {
+                Some(last) if page.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// Delete every id no node uses; how many.
     async fn collect(&self) -> EtcdResult<usize> {
         let mut kv = self.client.clone();
-        let ids = kv
-            .get(
-                format!("{}id/", self.prefix),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await?;
-        let uses = kv
-            .get(
-                format!("{}uses/", self.prefix),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
-            .await?;
-        let used: BTreeSet<u32> = uses
-            .kvs()
-            .iter()
-            .filter_map(|k| {
-                let rest = k
-                    .key()
-                    .strip_prefix(format!("{}uses/", self.prefix).as_bytes())?;
-                u32::from_str_radix(std::str::from_utf8(rest.get(..6)?).ok()?, 16).ok()
-            })
-            .collect();
-        let mut collected = 0;
-        for k in ids.kvs() {
-            let Some(id) = parse_id_key(k.key()) else {
-                continue;
-            };
-            if used.contains(&id) {
-                continue;
+        let uses_prefix = format!("{}uses/", self.prefix);
+        let mut used = BTreeSet::new();
+        self.for_each_under(&uses_prefix, true, |k| {
+            let id = k
+                .key()
+                .strip_prefix(uses_prefix.as_bytes())
+                .and_then(|rest| std::str::from_utf8(rest.get(..6)?).ok())
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+            used.extend(id);
+        })
+        .await?;
+        let mut unused = vec![];
+        self.for_each_under(&format!("{}id/", self.prefix), false, |k| {
+            if let Some(id) = parse_id_key(k.key())
+                && !used.contains(&id)
+            {
+                unused.push((id, k.mod_revision(), k.value().to_vec()));
             }
-            let ck = self.canonical_key(std::str::from_utf8(k.value()).unwrap_or_default());
+        })
+        .await?;
+        let mut collected = 0;
+        for (id, revision, canonical) in unused {
+            let ck = self.canonical_key(std::str::from_utf8(&canonical).unwrap_or_default());
             let gc = Txn::new()
                 .when([
                     Compare::version(self.uses_prefix(id), CompareOp::Equal, 0).with_prefix(),
-                    Compare::mod_revision(self.id_key(id), CompareOp::Equal, k.mod_revision()),
+                    Compare::mod_revision(self.id_key(id), CompareOp::Equal, revision),
                     Compare::value(ck.clone(), CompareOp::Equal, id.to_string()),
                 ])
                 .and_then([
@@ -247,6 +269,18 @@ impl Store {
             .and_then([TxnOp::put(self.use_key(id), "", self.with_lease())]);
         Ok(kv.txn(again).await?.succeeded())
     }
+}
+
+/// The first key after every key that starts with `prefix` (etcd's range end).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
 }
 
 fn parse_id(value: &[u8]) -> Result<u32, AllocError> {
@@ -520,5 +554,17 @@ async fn collect_unused(store: Store, every: Duration) {
             Ok(n) => info!(collected = n, "ids no node uses were collected"),
             Err(e) => warn!(error = %e, "collecting unused ids failed; next time"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_ends_at_its_next_key() {
+        assert_eq!(prefix_end(b"/prism/id/"), b"/prism/id0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
     }
 }
