@@ -93,6 +93,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+/// The kube source on `api`, as node-1, onto `root` and `bus`.
+fn kube_args<'a>(api: &'a FakeApi, root: &'a CgroupRoot, bus: &'a TestBus) -> Vec<&'a str> {
+    vec![
+        "--source",
+        "kube",
+        "--kubeconfig",
+        api.kubeconfig(),
+        "--node-name",
+        "node-1",
+        "--cgroup-root",
+        root.arg(),
+        "--bus-dir",
+        bus.arg(),
+        "--promote-namespace",
+        "team-*",
+    ]
+}
+
 /// Start the feeder and time how long until the bus holds `want` entries.
 fn cold_start(args: &[&str], bus: &TestBus, want: u64) -> (Feeder, Duration) {
     let t0 = Instant::now();
@@ -122,20 +140,7 @@ fn main() {
     for run in 0..3 {
         // An empty bus each time: a first start on the node.
         let bus = TestBus::new("feeder-bench");
-        let args = [
-            "--source",
-            "kube",
-            "--kubeconfig",
-            api.kubeconfig(),
-            "--node-name",
-            "node-1",
-            "--cgroup-root",
-            node.root.arg(),
-            "--bus-dir",
-            bus.arg(),
-            "--promote-namespace",
-            "team-*",
-        ];
+        let args = kube_args(&api, &node.root, &bus);
         let (mut f, took) = cold_start(&args, &bus, want);
         cold.push(took);
         println!(
@@ -207,20 +212,7 @@ fn main() {
     let want = support::cgroup_count(big.root.path()) as u64 - 3;
     let api = FakeApi::start(big.list.clone());
     let bus = TestBus::new("feeder-bench-big");
-    let args = [
-        "--source",
-        "kube",
-        "--kubeconfig",
-        api.kubeconfig(),
-        "--node-name",
-        "node-1",
-        "--cgroup-root",
-        big.root.arg(),
-        "--bus-dir",
-        bus.arg(),
-        "--promote-namespace",
-        "team-*",
-    ];
+    let args = kube_args(&api, &big.root, &bus);
     let (f, took) = cold_start(&args, &bus, want);
     println!(
         "kube cold start ({BIG_PODS} pods, {want} cgroups): {:.3} s (target <= 5 s); RSS {} KiB (peak {} KiB; target <= 100 MiB)",

@@ -30,14 +30,6 @@ fn feeder(root: &CgroupRoot, bus: &TestBus) -> Feeder {
     f
 }
 
-/// cgroup id -> identity, of every entry.
-fn ids(bus: &TestBus) -> BTreeMap<u64, u32> {
-    bus.all()
-        .into_iter()
-        .map(|(k, e)| (k, e.identity.get()))
-        .collect()
-}
-
 fn fds(pid: u32) -> Vec<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -76,7 +68,7 @@ fn out_of_descriptors_the_feeder_keeps_every_entry() {
     let root = CgroupRoot::new("feeder-nofile");
     let bus = TestBus::new("feeder-nofile");
     let f = feeder(&root, &bus);
-    let before = ids(&bus);
+    let before = bus.ids();
     let failures = f.metric("prism_feeder_failures_total{reason=\"cgroup_watch\"}");
 
     // No descriptor left: every rescan (each second) fails to read the tree.
@@ -84,7 +76,7 @@ fn out_of_descriptors_the_feeder_keeps_every_entry() {
     root.mkdir("system.slice/late.service/sub");
     sleep(Duration::from_secs(4));
     f.assert_running();
-    kept_every_entry(&before, &ids(&bus), "without descriptors");
+    kept_every_entry(&before, &bus.ids(), "without descriptors");
 
     // Descriptors back: the failures were counted, and the tree catches up.
     set_nofile(f.pid(), 1024);
@@ -92,7 +84,7 @@ fn out_of_descriptors_the_feeder_keeps_every_entry() {
     wait_for("the unit made meanwhile on the bus", READY, || {
         bus.get(late).map(|_| ())
     });
-    kept_every_entry(&before, &ids(&bus), "after the descriptors came back");
+    kept_every_entry(&before, &bus.ids(), "after the descriptors came back");
     assert!(
         f.metric("prism_feeder_failures_total{reason=\"cgroup_watch\"}") > failures,
         "the failed reads are counted"
@@ -105,7 +97,7 @@ fn hundreds_of_idle_connections_neither_exhaust_nor_block_the_server() {
     let root = CgroupRoot::new("feeder-idle-http");
     let bus = TestBus::new("feeder-idle-http");
     let f = feeder(&root, &bus);
-    let before = ids(&bus);
+    let before = bus.ids();
     let fds = open_fds(f.pid());
 
     // 300 connections that never send a byte.
@@ -130,6 +122,6 @@ fn hundreds_of_idle_connections_neither_exhaust_nor_block_the_server() {
         asked.elapsed().as_secs_f64()
     );
     drop(idle);
-    kept_every_entry(&before, &ids(&bus), "beside idle connections");
+    kept_every_entry(&before, &bus.ids(), "beside idle connections");
     f.assert_running();
 }

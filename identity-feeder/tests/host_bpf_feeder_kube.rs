@@ -333,13 +333,7 @@ fn an_expired_watch_relists_and_changes_nothing() {
     let api = FakeApi::start(list.clone());
     let f = start(&api, &root, &bus, Layout::Systemd);
     check_listed_node(&bus, &node, &f);
-    let ids = || -> Vec<(u64, u32)> {
-        bus.all()
-            .into_iter()
-            .map(|(k, e)| (k, e.identity.get()))
-            .collect()
-    };
-    let before = ids();
+    let before = bus.ids();
     api.wait_watching();
     let lists = api.queries().len() - api.watches();
     api.raw_event(
@@ -365,6 +359,10 @@ fn an_expired_watch_relists_and_changes_nothing() {
     bus.wait_entry("the event after the relist", web_cg, |e| {
         e.is_some_and(|e| e.flags.class == LatencyClass::Unset)
     });
-    assert_eq!(ids(), before, "the relist deleted or renumbered entries");
+    assert_eq!(
+        bus.ids(),
+        before,
+        "the relist deleted or renumbered entries"
+    );
     f.assert_running();
 }

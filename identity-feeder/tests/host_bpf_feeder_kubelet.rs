@@ -15,11 +15,24 @@ use support::pods::{FixturePod, Layout, check_listed_node, fixture, make_node};
 use support::{CgroupRoot, Feeder, TestBus, wait_for};
 
 fn start(kubelet: &FakeKubelet, root: &CgroupRoot, bus: &TestBus, interval: &str) -> Feeder {
-    let f = Feeder::start(&[
+    start_with(kubelet, root, bus, interval, "kubelet", &[])
+}
+
+/// The kubelet source (`sources`: `kubelet` or with others) with `extra` flags.
+fn start_with(
+    kubelet: &FakeKubelet,
+    root: &CgroupRoot,
+    bus: &TestBus,
+    interval: &str,
+    sources: &str,
+    extra: &[&str],
+) -> Feeder {
+    let url = kubelet.url();
+    let mut args = vec![
         "--source",
-        "kubelet",
+        sources,
         "--kubelet-url",
-        &kubelet.url(),
+        &url,
         "--kubelet-ca-file",
         kubelet.ca_file.to_str().unwrap(),
         "--kubelet-token-file",
@@ -32,7 +45,9 @@ fn start(kubelet: &FakeKubelet, root: &CgroupRoot, bus: &TestBus, interval: &str
         bus.arg(),
         "--promote-namespace",
         "shop,kube-system",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let f = Feeder::start(&args);
     f.wait_ready(Duration::from_secs(30));
     f
 }
@@ -207,25 +222,7 @@ fn with_cgroup_rules_beside_it_pods_keep_their_cgroups_and_a_duplicate_uid_takes
     let node = make_node(&root, &list, Layout::Systemd);
     root.mkdir("system.slice/sshd.service");
     let kubelet = FakeKubelet::start(list.to_string());
-    let f = Feeder::start(&[
-        "--source",
-        "kubelet,cgroup",
-        "--kubelet-url",
-        &kubelet.url(),
-        "--kubelet-ca-file",
-        kubelet.ca_file.to_str().unwrap(),
-        "--kubelet-token-file",
-        kubelet.token_file.to_str().unwrap(),
-        "--kubelet-interval",
-        "200ms",
-        "--cgroup-root",
-        root.arg(),
-        "--bus-dir",
-        bus.arg(),
-        "--promote-namespace",
-        "shop,kube-system",
-    ]);
-    f.wait_ready(Duration::from_secs(30));
+    let f = start_with(&kubelet, &root, &bus, "200ms", "kubelet,cgroup", &[]);
     pods_own_their_cgroups(&bus, &node);
     let sshd = bus
         .get(root.id("system.slice/sshd.service"))
@@ -290,43 +287,28 @@ fn an_empty_list_deletes_nothing_within_the_grace_and_renumbers_nothing() {
     let list = fixture("kubelet-pods-node-1.json");
     let node = make_node(&root, &list, Layout::Systemd);
     let kubelet = FakeKubelet::start(list.to_string());
-    let f = Feeder::start(&[
-        "--source",
-        "kubelet",
-        "--kubelet-url",
-        &kubelet.url(),
-        "--kubelet-ca-file",
-        kubelet.ca_file.to_str().unwrap(),
-        "--kubelet-token-file",
-        kubelet.token_file.to_str().unwrap(),
-        "--kubelet-interval",
+    let f = start_with(
+        &kubelet,
+        &root,
+        &bus,
         "200ms",
-        "--cgroup-root",
-        root.arg(),
-        "--bus-dir",
-        bus.arg(),
-        "--promote-namespace",
-        "shop,kube-system",
-        "--delete-grace",
-        "4s",
-    ]);
-    f.wait_ready(Duration::from_secs(30));
+        "kubelet",
+        &["--delete-grace", "4s"],
+    );
     check_listed_node(&bus, &node, &f);
-    let ids = || -> Vec<(u64, u32)> {
-        bus.all()
-            .into_iter()
-            .map(|(k, e)| (k, e.identity.get()))
-            .collect()
-    };
-    let before = ids();
+    let before = bus.ids();
 
     kubelet.answer(200, with_items(&list, vec![]));
     kubelet.wait_polls(5);
-    assert_eq!(ids(), before, "an empty list deleted or renumbered entries");
+    assert_eq!(
+        bus.ids(),
+        before,
+        "an empty list deleted or renumbered entries"
+    );
     assert!(f.metric("prism_feeder_workloads_leaving") >= 1.0);
     kubelet.answer(200, list.to_string());
     kubelet.wait_polls(3);
-    assert_eq!(ids(), before, "the pods came back with other ids");
+    assert_eq!(bus.ids(), before, "the pods came back with other ids");
     assert_eq!(f.metric("prism_feeder_workloads_leaving"), 0.0);
 
     // Two pods dropped from the list: one whose cgroups are gone leaves at

@@ -269,6 +269,15 @@ impl TestBus {
     }
 
     /// Every entry, by cgroup id.
+    /// cgroup id -> identity, of every entry (what "nothing deleted or
+    /// renumbered" compares).
+    pub fn ids(&self) -> std::collections::BTreeMap<u64, u32> {
+        self.all()
+            .into_iter()
+            .map(|(k, e)| (k, e.identity.get()))
+            .collect()
+    }
+
     pub fn all(&self) -> Vec<(u64, Entry)> {
         let bus = Bus::open(self.paths()).expect("bus pinned");
         let mut v: Vec<_> = bus
