@@ -22,6 +22,9 @@
 
 #include <prism/fair_deadline.bpf.h>
 
+/* preempted readers queued for a short stint (statistics, read by user space) */
+volatile __u64 nr_rcu_readers;
+
 /* Was @p switched out inside an RCU read-side critical section it has not left? */
 static __always_inline bool prism_rcu_reader_preempted(const struct task_struct *p)
 {
@@ -30,10 +33,21 @@ static __always_inline bool prism_rcu_reader_preempted(const struct task_struct 
 	return p->rcu_read_unlock_special.b.blocked;
 }
 
-/* The deadline of a preempted reader's next stint: no later than the fair clock. */
-static __always_inline __u64 prism_rcu_reader_deadline(__u64 dl)
+/*
+ * From ops.enqueue, with the @dl and @slice @p would queue with: if it is a
+ * preempted reader, its next stint comes no later than the fair clock and
+ * lasts @slice_min (counted); true if so (cpu.max must not hold it).
+ */
+static __always_inline bool prism_rcu_reader_stint(const struct task_struct *p, __u64 *dl,
+						   __u64 *slice, __u64 slice_min)
 {
-	return prism_vtime_before(dl, prism_vtime_now) ? dl : prism_vtime_now;
+	if (!prism_rcu_reader_preempted(p))
+		return false;
+	if (!prism_vtime_before(*dl, prism_vtime_now))
+		*dl = prism_vtime_now;
+	*slice = slice_min;
+	__sync_fetch_and_add(&nr_rcu_readers, 1);
+	return true;
 }
 
 #endif /* __PRISM_RCU_READER_BPF_H */

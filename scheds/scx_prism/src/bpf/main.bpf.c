@@ -93,8 +93,7 @@ volatile bool batch_owed;		/* batch below its share of normal+batch */
 /* statistics, read by user space */
 volatile u64 nr_running, nr_online_cpus;
 volatile u64 nr_direct_dispatches, nr_queued_dispatches, nr_direct_critical,
-	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued,
-	     nr_rcu_readers;
+	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued;
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
@@ -544,13 +543,8 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 	dl = task_deadline(p, tctx, waking);
 	slice = task_slice(tctx);
-	rcu_reader = prism_rcu_reader_preempted(p);
-	if (rcu_reader) {
-		/* it holds up RCU for everyone: one short stint soon (prism/rcu_reader.bpf.h) */
-		dl = prism_rcu_reader_deadline(dl);
-		slice = slice_min_ns;
-		__sync_fetch_and_add(&nr_rcu_readers, 1);
-	}
+	/* a preempted RCU reader holds up RCU for everyone: one short stint soon */
+	rcu_reader = prism_rcu_reader_stint(p, &dl, &slice, slice_min_ns);
 	p->scx.dsq_vtime = dl;
 	q = queue_of(tctx->class);
 

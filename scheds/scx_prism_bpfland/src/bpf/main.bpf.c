@@ -75,7 +75,6 @@ volatile u64 nr_queued_dispatches;	/* went through a DSQ */
 volatile u64 nr_preemptions;
 volatile u64 nr_steals;			/* taken from another LLC's queue */
 volatile u64 nr_rescued;		/* waited starve_ns: run next */
-volatile u64 nr_rcu_readers;		/* preempted in an RCU reader: run soon */
 volatile u64 nr_runs[PRISM_NR_CLASSES];
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
@@ -417,18 +416,14 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
 	struct task_ctx *tctx = lookup_task_ctx(p);
-	bool rcu_reader = prism_rcu_reader_preempted(p);
 	u64 dl = prism_vtime_now, slice;
+	bool rcu_reader;
 
 	if (tctx)
 		dl = task_deadline(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
 	slice = task_slice(p, tctx, prev_cpu);
-	if (rcu_reader) {
-		/* it holds up RCU for everyone: one short stint soon (prism/rcu_reader.bpf.h) */
-		dl = prism_rcu_reader_deadline(dl);
-		slice = slice_min_ns;
-		__sync_fetch_and_add(&nr_rcu_readers, 1);
-	}
+	/* a preempted RCU reader holds up RCU for everyone: one short stint soon */
+	rcu_reader = prism_rcu_reader_stint(p, &dl, &slice, slice_min_ns);
 
 	if (tctx && !rcu_reader && prism_bw_hold(p, pinned(p) ? cpu_dsq(prev_cpu) : llc_dsq(prev_cpu), dl, slice,
 				  enq_flags)) {
