@@ -325,6 +325,31 @@ pub fn limits_usage(
     rows
 }
 
+/// cpu.max written while the scheduler `start` loads runs: a new cgroup of
+/// 4 busy threads limited to 0.5 CPU (`50000 100000`) after it was
+/// created, then its limit lifted (`max`). The CPUs it used over 5 s in each
+/// state, after 2 s to settle: a limit or its removal must reach a running
+/// scheduler (through the kernel's callback, or where the kernel has none,
+/// user space following cgroupfs).
+pub fn limit_changes_while_running(tag: &str, start: impl FnOnce() -> SchedProcess) -> (f64, f64) {
+    enable_cpu_controller(&crate::lab::cgroup2_root());
+    let s = start();
+    let pod = TempCgroup::new(tag);
+    let hogs = Hogs::start(&pod.path, 4);
+    write(&pod.path.join("cpu.max"), "50000 100000");
+    let (warmup, window) = (Duration::from_secs(2), Duration::from_secs(5));
+    let limited = cpu_seconds_over(&[&pod.path], warmup, window)[0] / window.as_secs_f64();
+    write(&pod.path.join("cpu.max"), "max 100000");
+    let lifted = cpu_seconds_over(&[&pod.path], warmup, window)[0] / window.as_secs_f64();
+    drop(hogs);
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runtime error"), "{log}");
+    println!(
+        "cpu.max 50000 100000 written while running: {limited:.3} CPUs; lifted: {lifted:.3} CPUs"
+    );
+    (limited, lifted)
+}
+
 /// `n` cgroups, each limited to `quota_us` per `period_us` with 2 busy threads,
 /// for `seconds` (at least 10), beside an unlimited request-mode probe in a
 /// cgroup of its own, under the scheduler `start` loads: the probe's

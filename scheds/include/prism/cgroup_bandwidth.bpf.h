@@ -28,7 +28,8 @@
  * Needs cgroup_share.bpf.h included first.
  *
  * Limits come from the kernel (ops.cgroup_init's arguments and
- * ops.cgroup_set_bandwidth, 6.17 and later). The cgroups' parent links are
+ * ops.cgroup_set_bandwidth, 6.17 and later) or, on older kernels, from
+ * user space reading cgroupfs (prism_bw_publish). The cgroups' parent links are
  * cgroup_share.bpf.h's hash, so no walk takes a cgroup reference. Until a
  * limit is set, nothing here costs more than one test of a global.
  *
@@ -125,33 +126,75 @@ static __always_inline bool prism_bw_is_limit(__u64 period_us, __u64 quota_us)
 	return period_us && quota_us && quota_us < PRISM_BW_QUOTA_MAX_US;
 }
 
-/* @cgrp's cpu.max, from ops.cgroup_init's arguments or ops.cgroup_set_bandwidth. */
-static __always_inline void prism_bw_set(struct cgroup *cgrp, __u64 period_us, __u64 quota_us,
-					 __u64 burst_us)
+/*
+ * cgroup @cgid's cpu.max is (@period_us, @quota_us, @burst_us) from @now on
+ * (0: its first period ends when it is next looked at); the same limit
+ * again changes nothing (its budget and debt are kept).
+ */
+static __always_inline s32 prism_bw_set_id(__u64 cgid, __u64 period_us, __u64 quota_us,
+					   __u64 burst_us, __u64 now)
 {
-	__u64 cgid = cgrp->kn->id;
 	struct prism_bw fresh = {}, *bw;
 
 	if (!prism_bw_is_limit(period_us, quota_us)) {
 		if (!bpf_map_delete_elem(&prism_bws, &cgid))
 			__sync_fetch_and_sub(&nr_bw_limited, 1);
-		return;
+		return 0;
 	}
 	bw = bpf_map_lookup_elem(&prism_bws, &cgid);
 	if (!bw) {
 		if (bpf_map_update_elem(&prism_bws, &cgid, &fresh, BPF_NOEXIST))
-			return;
+			return -ENOMEM;
 		bw = bpf_map_lookup_elem(&prism_bws, &cgid);
 		if (!bw)
-			return;
+			return -ENOENT;
 		__sync_fetch_and_add(&nr_bw_limited, 1);
+	} else if (bw->period_ns == period_us * 1000 && bw->quota_ns == quota_us * 1000 &&
+		   bw->burst_ns == burst_us * 1000) {
+		return 0;
 	}
 	bw->period_ns = period_us * 1000;
 	bw->burst_ns = burst_us * 1000;
 	bw->quota_ns = quota_us * 1000;
 	bw->budget = bw->quota_ns;
-	bw->period_end = scx_bpf_now() + bw->period_ns;
+	bw->period_end = now ? now + bw->period_ns : 0;
 	bw->throttled_at = 0;
+	return 0;
+}
+
+/* @cgrp's cpu.max, from ops.cgroup_init's arguments or ops.cgroup_set_bandwidth. */
+static __always_inline void prism_bw_set(struct cgroup *cgrp, __u64 period_us, __u64 quota_us,
+					 __u64 burst_us)
+{
+	prism_bw_set_id(cgrp->kn->id, period_us, quota_us, burst_us, scx_bpf_now());
+}
+
+/* One cgroup's cpu.max, as user space publishes it (prism_bw_publish). */
+struct prism_bw_limit {
+	__u64 cgid;
+	__u64 period_us;
+	__u64 quota_us;	/* 0 or >= PRISM_BW_QUOTA_MAX_US: no limit */
+	__u64 burst_us;
+};
+
+/*
+ * Kernels before 6.17 (6.12 LTS) pass the scheduler no cpu.max: user space
+ * reads cgroupfs and publishes each change here (BPF_PROG_RUN; prism_sched's
+ * cpu_max.rs), into the same state ops.cgroup_set_bandwidth fills on newer
+ * kernels. A limit for a cgroup this scheduler has not seen initialised
+ * is refused (-ENOENT), so a limit cannot outlive its cgroup's
+ * ops.cgroup_exit; user space publishes it again at its next poll. Lifting
+ * a limit always succeeds (the cgroup may be gone already).
+ */
+SEC("syscall")
+int prism_bw_publish(struct prism_bw_limit *lim)
+{
+	__u64 cgid = lim->cgid;
+
+	if (prism_bw_is_limit(lim->period_us, lim->quota_us) && !prism_cg_lookup(cgid))
+		return -ENOENT;
+	/* the first period ends at the first look (this program has not the scheduler's clock) */
+	return prism_bw_set_id(cgid, lim->period_us, lim->quota_us, lim->burst_us, 0);
 }
 
 /* A cgroup goes away (it has no tasks left): its limit with it. */
@@ -372,21 +415,27 @@ static __always_inline void prism_bw_release(void)
  */
 static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
-	struct task_struct *head = __COMPAT_scx_bpf_dsq_peek(PRISM_BW_DSQ);
 	s32 cpu, nr = scx_bpf_nr_cpu_ids();
-	__u64 now = scx_bpf_now(), next = now + 1000000;
+	__u64 now = scx_bpf_now(), next = now + 1000000, head_at = 0;
+	struct task_struct *head;
 
+	/* before 6.13 the peek is an iterator, which wants RCU here */
+	bpf_rcu_read_lock();
+	head = __COMPAT_scx_bpf_dsq_peek(PRISM_BW_DSQ);
+	if (head)
+		head_at = head->scx.dsq_vtime;
+	bpf_rcu_read_unlock();
 	prism_bw_timer_at = 0;
 	if (!head)
 		return 0;
-	if ((__s64)(head->scx.dsq_vtime - now) <= 0) {
+	if ((__s64)(head_at - now) <= 0) {
 		bpf_for(cpu, 0, nr) {
 			if (cpu >= 1024)
 				break;
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 		}
-	} else if ((__s64)(head->scx.dsq_vtime - next) > 0) {
-		next = head->scx.dsq_vtime;
+	} else if ((__s64)(head_at - next) > 0) {
+		next = head_at;
 	}
 	prism_bw_timer_at = next;
 	bpf_timer_start(timer, next - now, 0);

@@ -1,6 +1,7 @@
 //! What scx_prism and scx_prism_bpfland share on the Rust side.
 
 pub mod cli;
+pub mod cpu_max;
 pub mod kernel;
 pub mod logging;
 pub mod throttling;

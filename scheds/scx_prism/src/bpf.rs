@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, OpenObject};
 use prism_bus::BusPaths;
 use prism_bus::consumer::{SlotChange, SlotKeeper};
+use prism_sched::cpu_max::{self, CpuMaxPoller};
 use prism_sched::{Throttling, WaitHistogram};
 use scx_utils::{
     UserExitInfo, compat, scx_ops_attach, scx_ops_load, scx_ops_open, uei_exited, uei_report,
@@ -57,6 +58,8 @@ pub struct BpfCounters {
 pub struct BpfScheduler<'obj> {
     skel: BpfSkel<'obj>,
     struct_ops: Option<libbpf_rs::Link>,
+    /// where the kernel passes no cpu.max: user space follows cgroupfs
+    cpu_max: Option<CpuMaxPoller>,
     bus: SlotKeeper,
 }
 
@@ -106,9 +109,16 @@ impl<'obj> BpfScheduler<'obj> {
         let mut bus = SlotKeeper::new(cfg.bus.clone());
         bus.poll(&skel.maps.prism_bus_identity, &skel.maps.prism_bus_meta)?;
         let struct_ops = Some(scx_ops_attach!(skel, prism_ops)?);
+        let mut cpu_max = cpu_max::fallback(
+            compat::struct_has_field("sched_ext_ops", "cgroup_set_bandwidth").unwrap_or(false),
+        );
+        if let Some(poller) = &mut cpu_max {
+            poller.poll(|id, l| cpu_max::publish(&mut skel.progs.prism_bw_publish, id, l))?;
+        }
         Ok(BpfScheduler {
             skel,
             struct_ops,
+            cpu_max,
             bus,
         })
     }
@@ -140,6 +150,15 @@ impl<'obj> BpfScheduler<'obj> {
             .as_ref()
             .expect("bss")
             .class_runtime_ns
+    }
+
+    /// Where the kernel passes no cpu.max: publish what changed in cgroupfs.
+    pub fn poll_cpu_max(&mut self) -> Result<()> {
+        if let Some(poller) = &mut self.cpu_max {
+            let prog = &mut self.skel.progs.prism_bw_publish;
+            poller.poll(|id, l| cpu_max::publish(prog, id, l))?;
+        }
+        Ok(())
     }
 
     pub fn counters(&self) -> BpfCounters {

@@ -166,13 +166,16 @@ fn kill_9_falls_back_to_the_fair_class() {
     drop(hogs);
 }
 
-/// p99 of three identical request probes labelled critical / normal /
-/// batch, under 2 x nCPU batch hogs. All are children of one cgroup without
-/// the cpu controller: one cpu.weight group, so the classes are compared at
-/// equal shares (a light cgroup's wakeups go first within its class: the
-/// group-share tests compare cgroups). Request mode measures wakeup-to-run,
-/// without the timer's own delivery delay, which under TCG is milliseconds
-/// and the same for all.
+/// One timer-mode probe per class, each alone under 2 x nCPU batch hogs: a
+/// waking critical task preempts a hog at once, a normal one once the hog
+/// has run --preempt-min-run-us, a batch one waits for a hog's slice to end
+/// (batch slices are --batch-slice-factor base slices). Each runs alone:
+/// side by side, the critical and normal probes' preemptions end hog
+/// slices early for the batch probe too, and in request mode a batch worker
+/// runs where its own dispatcher just slept, so neither shows the policy
+/// (CI saw critical's p99 at 0.96x batch's so). The medians carry the
+/// policy; the tails also carry TCG's timer delivery, milliseconds for
+/// every class.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn critical_beats_normal_beats_batch() {
@@ -194,15 +197,11 @@ fn critical_beats_normal_beats_batch() {
         ],
     );
     let s = start(&bus, &["--stats", "1"]);
-    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
-    sleep(Duration::from_millis(500));
-    let args = "--workers 2 --interval-us 2000 --work-us 100 --duration-s 6";
-    let probes: Vec<Probe> = [("critical", &crit), ("normal", &norm), ("batch", &batch)]
+    let args = "--interval-us 2000 --work-us 100 --duration-s 5";
+    let results: Vec<Summary> = [("critical", &crit), ("normal", &norm), ("batch", &batch)]
         .into_iter()
-        .map(|(label, cg)| Probe::start(&probe_bin(), &cg.path, label, args))
+        .map(|(label, cg)| probe_under_hogs(cg, &hogs_cg, label, args).0)
         .collect();
-    let results: Vec<Summary> = probes.into_iter().map(Probe::finish).collect();
-    drop(hogs);
     let log = stop_cleanly(s);
     for (label, r) in ["critical", "normal", "batch"].iter().zip(&results) {
         println!(
@@ -211,33 +210,26 @@ fn critical_beats_normal_beats_batch() {
         );
     }
     let (c, n, b) = (&results[0], &results[1], &results[2]);
+    assert!(results.iter().all(|r| r.samples > 500), "too few samples");
+    // Critical and normal both preempt batch hogs (normal once a hog has
+    // run --preempt-min-run-us, which a hog under this load mostly has), so
+    // critical is no worse than normal at the median, with 25% for noise;
+    // their tails are TCG's timer delivery (1.9-3.7 ms for either, measured)
+    // and are not compared. Batch waits for a slice: far behind at the
+    // median (measured 17-21x normal's), behind at the tail.
     assert!(
-        c.samples > 1000 && n.samples > 100 && b.samples > 100,
-        "too few samples"
+        c.p50_us <= n.p50_us * 1.25,
+        "critical p50 {} worse than normal {}\n{log}",
+        c.p50_us,
+        n.p50_us
     );
-    // Critical and normal both preempt the batch hogs (critical at once,
-    // normal once a hog has run --preempt-min-run-us), so both sit at the
-    // machine's wakeup floor: no worse than the class below, with 25% for
-    // noise (the p99 of a 6 s probe side by side with two others moved
-    // 0.9-1.11x between identical runs under TCG), and critical clearly
-    // ahead of batch.
     assert!(
-        c.p99_us <= n.p99_us * 1.25,
-        "critical p99 {} worse than normal {}\n{log}",
-        c.p99_us,
+        b.p50_us > 3.0 * n.p50_us && b.p99_us > n.p99_us,
+        "batch p50/p99 {}/{} not behind normal {}/{}\n{log}",
+        b.p50_us,
+        b.p99_us,
+        n.p50_us,
         n.p99_us
-    );
-    assert!(
-        n.p99_us <= b.p99_us * 1.25,
-        "normal p99 {} worse than batch {}",
-        n.p99_us,
-        b.p99_us
-    );
-    assert!(
-        c.p99_us < 0.75 * b.p99_us,
-        "critical p99 {} not clearly below batch {}\n{log}",
-        c.p99_us,
-        b.p99_us
     );
 }
 
@@ -522,6 +514,22 @@ fn cpu_max_caps_a_cgroup_and_its_descendants() {
             g.path
         );
     }
+}
+
+/// A limit written to a running pod, and its removal, reach the scheduler
+/// (on kernels without the bandwidth callback, through user space
+/// following cgroupfs: the 6.12 lab runs this too).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn cpu_max_written_while_running_takes_effect() {
+    let bus = TempBusDir::new("prism-relimit");
+    let (limited, lifted) =
+        contract::limit_changes_while_running("prism-relimit", || start(&bus, &[]));
+    assert!(
+        (limited - 0.5).abs() <= 0.05,
+        "{limited:.3} CPUs under cpu.max 50000 100000"
+    );
+    assert!(lifted > 1.5, "{lifted:.3} CPUs once the limit was lifted");
 }
 
 /// The class decides who runs first, the limit caps: a critical pod

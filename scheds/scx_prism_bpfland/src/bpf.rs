@@ -10,6 +10,7 @@ use libbpf_rs::{MapCore, MapFlags, OpenObject};
 use log::info;
 use prism_bus::BusPaths;
 use prism_bus::consumer::{SlotChange, SlotKeeper};
+use prism_sched::cpu_max::{self, CpuMaxPoller};
 use prism_sched::{Throttling, WaitHistogram};
 use scx_utils::{
     Topology, UserExitInfo, compat, scx_ops_attach, scx_ops_load, scx_ops_open, uei_exited,
@@ -65,6 +66,8 @@ pub struct BpfCounters {
 pub struct BpfScheduler<'obj> {
     skel: BpfSkel<'obj>,
     struct_ops: Option<libbpf_rs::Link>,
+    /// where the kernel passes no cpu.max: user space follows cgroupfs
+    cpu_max: Option<CpuMaxPoller>,
     bus: Option<SlotKeeper>,
 }
 
@@ -198,9 +201,16 @@ impl<'obj> BpfScheduler<'obj> {
             None => None,
         };
         let struct_ops = Some(scx_ops_attach!(skel, prism_bpfland_ops)?);
+        let mut cpu_max = cpu_max::fallback(
+            compat::struct_has_field("sched_ext_ops", "cgroup_set_bandwidth").unwrap_or(false),
+        );
+        if let Some(poller) = &mut cpu_max {
+            poller.poll(|id, l| cpu_max::publish(&mut skel.progs.prism_bw_publish, id, l))?;
+        }
         Ok(BpfScheduler {
             skel,
             struct_ops,
+            cpu_max,
             bus,
         })
     }
@@ -220,6 +230,15 @@ impl<'obj> BpfScheduler<'obj> {
     /// None without --prism; else whether the bus is attached.
     pub fn bus_attached(&self) -> Option<bool> {
         self.bus.as_ref().map(|k| k.attached().is_some())
+    }
+
+    /// Where the kernel passes no cpu.max: publish what changed in cgroupfs.
+    pub fn poll_cpu_max(&mut self) -> Result<()> {
+        if let Some(poller) = &mut self.cpu_max {
+            let prog = &mut self.skel.progs.prism_bw_publish;
+            poller.poll(|id, l| cpu_max::publish(prog, id, l))?;
+        }
+        Ok(())
     }
 
     pub fn counters(&self) -> BpfCounters {

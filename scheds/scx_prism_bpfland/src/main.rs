@@ -167,6 +167,9 @@ fn run_once(
                 Ok(SlotChange::None) => {}
                 Err(e) => warn!("bus: {e}"),
             }
+            if let Err(e) = sched.poll_cpu_max() {
+                warn!("cpu.max: {e:#}");
+            }
             last_bus_poll = Instant::now();
         }
     }

@@ -566,6 +566,22 @@ fn cpu_max_caps_a_cgroup_and_its_descendants() {
     }
 }
 
+/// A limit written to a running pod, and its removal, reach the scheduler
+/// (on kernels without the bandwidth callback, through user space
+/// following cgroupfs: the 6.12 lab runs this too).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn cpu_max_written_while_running_takes_effect() {
+    let bus = TempBusDir::new("pbl-relimit");
+    let (limited, lifted) =
+        contract::limit_changes_while_running("pbl-relimit", || start(&bus, false, &[]));
+    assert!(
+        (limited - 0.5).abs() <= 0.05,
+        "{limited:.3} CPUs under cpu.max 50000 100000"
+    );
+    assert!(lifted > 1.5, "{lifted:.3} CPUs once the limit was lifted");
+}
+
 /// 200 cgroups limited to 0.5% of a CPU each on the lab's 2 CPUs (1% on
 /// 4: the limits add up to half the machine) with 2 busy threads, for 30 s
 /// (scx_prism's test runs 60; CI's time is shared): no ejection, and an
