@@ -52,34 +52,51 @@ pub fn parse(cpu_max: &str, cpu_max_burst: Option<&str>) -> Option<Limit> {
     })
 }
 
-/// Every limited cgroup under `root`, by cgroup id. A directory that
-/// vanishes during the walk is skipped (its cgroup is gone); failing to
-/// read `root` itself is an error.
+/// Every limited cgroup under `root`, by cgroup id. A cgroup that vanishes
+/// during the walk is skipped (it is gone); any other failed read fails the
+/// whole scan, so that a cgroup never reads as unlimited because it could
+/// not be read (out of file descriptors, say).
 pub fn scan(root: &Path) -> io::Result<HashMap<u64, Limit>> {
     let mut limits = HashMap::new();
-    fs::read_dir(root)?;
-    walk(root, 0, &mut limits);
+    walk(root, 0, &mut limits)?;
     Ok(limits)
 }
 
-fn walk(dir: &Path, depth: usize, limits: &mut HashMap<u64, Limit>) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    if let Ok(cpu_max) = fs::read_to_string(dir.join("cpu.max")) {
-        let burst = fs::read_to_string(dir.join("cpu.max.burst")).ok();
-        if let (Some(limit), Ok(md)) = (parse(&cpu_max, burst.as_deref()), fs::metadata(dir)) {
-            limits.insert(md.ino(), limit);
-        }
-    }
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
+fn walk(dir: &Path, depth: usize, limits: &mut HashMap<u64, Limit>) -> io::Result<()> {
+    let gone = |e: &io::Error| depth > 0 && e.kind() == io::ErrorKind::NotFound;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(e),
     };
-    for e in entries.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            walk(&e.path(), depth + 1, limits);
+    let read = |name: &str| match fs::read_to_string(dir.join(name)) {
+        Ok(text) => Ok(Some(text)),
+        // no cpu controller here, or the cgroup went away
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    if let Some(cpu_max) = read("cpu.max")? {
+        let burst = read("cpu.max.burst")?;
+        if let Some(limit) = parse(&cpu_max, burst.as_deref()) {
+            match fs::metadata(dir) {
+                Ok(md) => {
+                    limits.insert(md.ino(), limit);
+                }
+                Err(e) if gone(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
     }
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    for e in entries {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            walk(&e.path(), depth + 1, limits)?;
+        }
+    }
+    Ok(())
 }
 
 /// What to publish to go from `published` to `now`: each cgroup whose
@@ -283,7 +300,7 @@ mod tests {
         let id = |p: &Path| fs::metadata(p).unwrap().ino();
         let (pod_id, sub_id) = (id(&pod), id(&sub));
         let mut poller = CpuMaxPoller::new(root.clone());
-        let mut poll = |accept: bool| {
+        fn poll(poller: &mut CpuMaxPoller, accept: bool) -> Vec<(u64, Option<Limit>)> {
             let mut seen = Vec::new();
             poller
                 .poll(|cg, l| {
@@ -297,21 +314,34 @@ mod tests {
                 .unwrap();
             seen.sort_by_key(|&(cg, _)| cg);
             seen
-        };
+        }
         let half = Some(limit(100000, 50000, 0));
         let tenth = Some(limit(100000, 10000, 20000));
         fs::write(pod.join("cpu.max"), "50000 100000\n").unwrap();
-        assert_eq!(poll(false), vec![(pod_id, half)]);
-        assert_eq!(poll(true), vec![(pod_id, half)]);
-        assert_eq!(poll(true), vec![]);
+        assert_eq!(poll(&mut poller, false), vec![(pod_id, half)]);
+        assert_eq!(poll(&mut poller, true), vec![(pod_id, half)]);
+        assert_eq!(poll(&mut poller, true), vec![]);
         fs::write(sub.join("cpu.max"), "10000 100000\n").unwrap();
         fs::write(sub.join("cpu.max.burst"), "20000\n").unwrap();
         fs::write(pod.join("cpu.max"), "max 100000\n").unwrap();
         let mut want = vec![(pod_id, None), (sub_id, tenth)];
         want.sort_by_key(|&(cg, _)| cg);
-        assert_eq!(poll(true), want);
+        assert_eq!(poll(&mut poller, true), want);
         fs::remove_dir_all(&sub).unwrap();
-        assert_eq!(poll(true), vec![(sub_id, None)]);
+        assert_eq!(poll(&mut poller, true), vec![(sub_id, None)]);
+        // a read that fails (here: cpu.max is a directory) fails the scan:
+        // nothing is published, the pod's limit is not lifted
+        fs::write(pod.join("cpu.max"), "50000 100000\n").unwrap();
+        assert_eq!(poll(&mut poller, true), vec![(pod_id, half)]);
+        let odd = pod.join("odd");
+        fs::create_dir_all(odd.join("cpu.max")).unwrap();
+        assert!(
+            poller
+                .poll(|_, _| panic!("published on a failed scan"))
+                .is_err()
+        );
+        fs::remove_dir_all(&odd).unwrap();
+        assert_eq!(poll(&mut poller, true), vec![]);
         fs::remove_dir_all(&root).unwrap();
         assert!(
             poller.poll(|_, _| Ok(())).is_err(),

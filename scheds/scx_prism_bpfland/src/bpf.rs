@@ -204,8 +204,11 @@ impl<'obj> BpfScheduler<'obj> {
         let mut cpu_max = cpu_max::fallback(
             compat::struct_has_field("sched_ext_ops", "cgroup_set_bandwidth").unwrap_or(false),
         );
-        if let Some(poller) = &mut cpu_max {
-            poller.poll(|id, l| cpu_max::publish(&mut skel.progs.prism_bw_publish, id, l))?;
+        if let Some(poller) = &mut cpu_max
+            && let Err(e) =
+                poller.poll(|id, l| cpu_max::publish(&mut skel.progs.prism_bw_publish, id, l))
+        {
+            log::warn!("cpu.max: {e:#} (trying again every second)");
         }
         Ok(BpfScheduler {
             skel,
