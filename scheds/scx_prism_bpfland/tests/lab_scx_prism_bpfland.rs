@@ -213,11 +213,12 @@ fn assert_steady_state_cache(log: &str) {
 
 /// Under unlabelled (normal) hogs, each class's timer-mode probe alone:
 /// critical preempts a hog at once; batch preempts nobody and comes after
-/// the normal queue (measured: p50 5.3-5.6x critical's, p99 2.6-6x). Alone, because side by side in request mode a batch
-/// worker runs where its own dispatcher just slept and the critical
-/// probe's preemptions end hog slices for it too: a full lab run saw batch's p99 at
-/// 1.4x critical's so. The medians carry the policy; the tails also carry
-/// TCG's timer delivery, milliseconds for every class.
+/// the normal queue (measured: p50 5.3-5.6x critical's, p99 2.6-6x).
+/// Alone, because side by side in request mode a batch worker runs where
+/// its own dispatcher just slept and the critical probe's preemptions end
+/// hog slices for it too: a full lab run saw batch's p99 at 1.4x
+/// critical's so. The medians carry the policy; the tails also carry TCG's
+/// timer delivery, milliseconds for every class.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn with_prism_critical_beats_normal_and_batch() {
