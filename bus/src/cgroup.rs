@@ -97,6 +97,65 @@ pub fn index_ids(root: &Path) -> HashMap<u64, PathBuf> {
     index
 }
 
+/// A cgroup removed while it was read: cgroupfs answers NotFound, or
+/// ENODEV for the files of a cgroup that is going away.
+pub fn vanished(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+}
+
+/// Walk `dir` (`rel`: its path below the tree's root, "" for the root,
+/// `depth` levels down) and the directories below it, to `max_depth`,
+/// depth first, parents before children: `visit(path, rel, id)` sees each
+/// one but the root, before it is read. A directory that vanished meanwhile
+/// is skipped; any other failure to read one (descriptors exhausted, ...) is
+/// an error, never "no children". Names that are not UTF-8 are skipped.
+pub fn walk_tree(
+    dir: &Path,
+    rel: &str,
+    depth: usize,
+    max_depth: usize,
+    visit: &mut dyn FnMut(&Path, &str, u64) -> io::Result<()>,
+) -> io::Result<()> {
+    if !rel.is_empty() {
+        let md = match fs::metadata(dir) {
+            Ok(md) => md,
+            Err(e) if vanished(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        visit(dir, rel, md.ino())?;
+    }
+    if depth >= max_depth {
+        return Ok(());
+    }
+    let children = match fs::read_dir(dir) {
+        Ok(children) => children,
+        Err(e) if vanished(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for child in children {
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if vanished(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match child.file_type() {
+            Ok(t) if t.is_dir() => {}
+            Ok(_) => continue,
+            Err(e) if vanished(&e) => continue,
+            Err(e) => return Err(e),
+        }
+        let name = child.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let rel = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        walk_tree(&child.path(), &rel, depth + 1, max_depth, visit)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,10 +11,8 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -257,9 +255,8 @@ fn join(parent: &str, name: &str) -> String {
 
 /// Collect `dir` (unless it is the root, `rel` empty) and its subdirectories
 /// depth first, parents before children; `on_dir` sees each directory
-/// collected before it is read. A directory that vanished meanwhile is
-/// skipped; any other failure to read one (descriptors exhausted, ...) is
-/// an error, never "no children".
+/// collected before it is read (prism_bus::cgroup::walk_tree: a directory
+/// that vanished meanwhile is skipped, any other failed read is an error).
 fn walk(
     dir: &Path,
     rel: &str,
@@ -267,50 +264,17 @@ fn walk(
     out: &mut Vec<Cgroup>,
     on_dir: &mut dyn FnMut(&Path, &str),
 ) -> io::Result<()> {
-    if !rel.is_empty() {
-        let md = match fs::metadata(dir) {
-            Ok(md) => md,
-            Err(e) if vanished(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        out.push((rel.to_string(), md.ino()));
+    prism_bus::cgroup::walk_tree(dir, rel, depth, MAX_DEPTH, &mut |dir, rel, id| {
+        out.push((rel.to_string(), id));
         on_dir(dir, rel);
-    }
-    if depth >= MAX_DEPTH {
-        return Ok(());
-    }
-    let children = match fs::read_dir(dir) {
-        Ok(children) => children,
-        Err(e) if vanished(&e) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for child in children {
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if vanished(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        match child.file_type() {
-            Ok(t) if t.is_dir() => {}
-            Ok(_) => continue,
-            Err(e) if vanished(&e) => continue,
-            Err(e) => return Err(e),
-        }
-        let name = child.file_name();
-        let Some(name) = name.to_str() else { continue };
-        walk(&child.path(), &join(rel, name), depth + 1, out, on_dir)?;
-    }
-    Ok(())
-}
-
-/// A cgroup removed while it was read: its removal event follows.
-fn vanished(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+        Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn tree() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();

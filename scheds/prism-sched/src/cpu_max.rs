@@ -15,8 +15,10 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use libbpf_rs::ProgramMut;
+use prism_bus::cgroup::{vanished, walk_tree};
 
 /// Deepest directory walked; real trees are < 10 deep.
 const MAX_DEPTH: usize = 32;
@@ -57,46 +59,23 @@ pub fn parse(cpu_max: &str, cpu_max_burst: Option<&str>) -> Option<Limit> {
 /// whole scan, so that a cgroup never reads as unlimited because it could
 /// not be read (out of file descriptors, say).
 pub fn scan(root: &Path) -> io::Result<HashMap<u64, Limit>> {
+    fs::metadata(root)?;
     let mut limits = HashMap::new();
-    walk(root, 0, &mut limits)?;
+    walk_tree(root, "", 0, MAX_DEPTH, &mut |dir, _, id| {
+        let read = |name: &str| match fs::read_to_string(dir.join(name)) {
+            Ok(text) => Ok(Some(text)),
+            // no cpu controller here, or the cgroup is going away
+            Err(e) if vanished(&e) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if let Some(cpu_max) = read("cpu.max")?
+            && let Some(limit) = parse(&cpu_max, read("cpu.max.burst")?.as_deref())
+        {
+            limits.insert(id, limit);
+        }
+        Ok(())
+    })?;
     Ok(limits)
-}
-
-fn walk(dir: &Path, depth: usize, limits: &mut HashMap<u64, Limit>) -> io::Result<()> {
-    let gone = |e: &io::Error| depth > 0 && e.kind() == io::ErrorKind::NotFound;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if gone(&e) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let read = |name: &str| match fs::read_to_string(dir.join(name)) {
-        Ok(text) => Ok(Some(text)),
-        // no cpu controller here, or the cgroup went away
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    };
-    if let Some(cpu_max) = read("cpu.max")? {
-        let burst = read("cpu.max.burst")?;
-        if let Some(limit) = parse(&cpu_max, burst.as_deref()) {
-            match fs::metadata(dir) {
-                Ok(md) => {
-                    limits.insert(md.ino(), limit);
-                }
-                Err(e) if gone(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    if depth >= MAX_DEPTH {
-        return Ok(());
-    }
-    for e in entries {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            walk(&e.path(), depth + 1, limits)?;
-        }
-    }
-    Ok(())
 }
 
 /// What to publish to go from `published` to `now`: each cgroup whose
@@ -158,12 +137,22 @@ impl CpuMaxPoller {
         }
         Ok(done)
     }
+
+    /// Publish what changed through `prog` (the scheduler's
+    /// prism_bw_publish); a failed scan is logged and tried again at the
+    /// next call.
+    pub fn follow(&mut self, prog: &mut ProgramMut<'_>) {
+        if let Err(e) = self.poll(|id, l| publish(prog, id, l)) {
+            log::warn!("cpu.max: {e:#} (trying again at the next poll)");
+        }
+    }
 }
 
 /// What a scheduler runs beside its BPF side: nothing where the kernel
 /// passes cpu.max itself (`kernel_passes_cpu_max`: sched_ext_ops has
-/// cgroup_set_bandwidth), else a poller of cgroupfs.
-pub fn fallback(kernel_passes_cpu_max: bool) -> Option<CpuMaxPoller> {
+/// cgroup_set_bandwidth), else a poller of cgroupfs that has published what
+/// cgroupfs holds now through `prog` (the scheduler's prism_bw_publish).
+pub fn start(kernel_passes_cpu_max: bool, prog: &mut ProgramMut<'_>) -> Option<CpuMaxPoller> {
     if kernel_passes_cpu_max {
         return None;
     }
@@ -173,7 +162,9 @@ pub fn fallback(kernel_passes_cpu_max: bool) -> Option<CpuMaxPoller> {
                 "this kernel passes no cpu.max to sched_ext (before 6.17): following {} instead",
                 root.display()
             );
-            Some(CpuMaxPoller::new(root))
+            let mut poller = CpuMaxPoller::new(root);
+            poller.follow(prog);
+            Some(poller)
         }
         Err(e) => {
             log::warn!("cpu.max not enforced: {e}");
@@ -216,6 +207,7 @@ pub fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn limit(period_us: u64, quota_us: u64, burst_us: u64) -> Limit {
         Limit {

@@ -201,15 +201,10 @@ impl<'obj> BpfScheduler<'obj> {
             None => None,
         };
         let struct_ops = Some(scx_ops_attach!(skel, prism_bpfland_ops)?);
-        let mut cpu_max = cpu_max::fallback(
+        let cpu_max = cpu_max::start(
             compat::struct_has_field("sched_ext_ops", "cgroup_set_bandwidth").unwrap_or(false),
+            &mut skel.progs.prism_bw_publish,
         );
-        if let Some(poller) = &mut cpu_max
-            && let Err(e) =
-                poller.poll(|id, l| cpu_max::publish(&mut skel.progs.prism_bw_publish, id, l))
-        {
-            log::warn!("cpu.max: {e:#} (trying again every second)");
-        }
         Ok(BpfScheduler {
             skel,
             struct_ops,
@@ -236,12 +231,10 @@ impl<'obj> BpfScheduler<'obj> {
     }
 
     /// Where the kernel passes no cpu.max: publish what changed in cgroupfs.
-    pub fn poll_cpu_max(&mut self) -> Result<()> {
+    pub fn poll_cpu_max(&mut self) {
         if let Some(poller) = &mut self.cpu_max {
-            let prog = &mut self.skel.progs.prism_bw_publish;
-            poller.poll(|id, l| cpu_max::publish(prog, id, l))?;
+            poller.follow(&mut self.skel.progs.prism_bw_publish);
         }
-        Ok(())
     }
 
     pub fn counters(&self) -> BpfCounters {
