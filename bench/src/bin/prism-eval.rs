@@ -468,26 +468,41 @@ fn metric(rows: &[Row], s: &str, sc: &str, su: &str, m: &str) -> Option<f64> {
 }
 
 /// CI's assertions on a --quick run: the class ordering holds for both of
-/// our bus-reading schedulers (in the selective scenario critical's p99 is
-/// below batch's and not above 1.5 x normal's); scx_prism's contended-2x
-/// critical p99 is below 0.3 x EEVDF's; with an empty bus its p99 is within
-/// 1.1 x EEVDF's; and its p50 in both is within 1.25 x (the targets,
-/// but for the 1/15 no scheduler reaches under emulation, and with room for
-/// EEVDF's p50, which ranged 240-710 us over 2 s runs, against ours 175-320).
+/// our bus-reading schedulers in the selective scenario (timed from each
+/// request's arrival): at the median critical is served before batch and no
+/// later than 1.25 x normal; at p99 critical is no later than 1.5 x normal's
+/// or batch's (the p99s of all three sit near 4 ms, where this emulated
+/// machine delivers timers late under load, so only an inversion beyond
+/// that noise fails). scx_prism's contended-2x critical p99 is below 0.3 x
+/// EEVDF's; with an empty bus its p99 is within 1.1 x EEVDF's; and its p50
+/// in both is within 1.25 x (the targets, but for the 1/15 no
+/// scheduler reaches under emulation, and with room for EEVDF's p50, which
+/// ranged 240-710 us over 2 s runs, against ours 175-320).
 fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
     let mut bad: Vec<String> = failures.iter().map(|f| format!("failure: {f}")).collect();
     for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
+        let get = |su, m| metric(rows, s, "selective", su, m);
         match (
-            p99(rows, s, "selective", "critical"),
-            p99(rows, s, "selective", "normal"),
-            p99(rows, s, "selective", "batch"),
+            [
+                get("critical", "p50_us"),
+                get("normal", "p50_us"),
+                get("batch", "p50_us"),
+            ],
+            [
+                get("critical", "p99_us"),
+                get("normal", "p99_us"),
+                get("batch", "p99_us"),
+            ],
         ) {
-            (Some(c), Some(n), Some(b)) => {
-                // critical ahead of batch, strictly; ahead of normal within
-                // noise (at ~1 ms, 2 s runs give each p99 only ~10 samples)
-                if !(c < b && c <= 1.5 * n) {
+            ([Some(c50), Some(n50), Some(b50)], [Some(c99), Some(n99), Some(b99)]) => {
+                if !(c50 < b50 && c50 <= 1.25 * n50) {
                     bad.push(format!(
-                        "{s}: selective p99 critical {c:.0} us: not below batch {b:.0}, or above 1.5 x normal {n:.0}"
+                        "{s}: selective p50 critical {c50:.0} us: not below batch {b50:.0}, or above 1.25 x normal {n50:.0}"
+                    ));
+                }
+                if !(c99 <= 1.5 * n99 && c99 <= 1.5 * b99) {
+                    bad.push(format!(
+                        "{s}: selective p99 critical {c99:.0} us: above 1.5 x normal {n99:.0} or batch {b99:.0}"
                     ));
                 }
             }
@@ -546,5 +561,116 @@ fn demo_table(rows: &[Row]) {
                 a / b
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(s: &str, sc: &str, su: &str, m: &str, v: f64) -> Row {
+        Row {
+            scheduler: s.into(),
+            scenario: sc.into(),
+            subject: su.into(),
+            metric: m.into(),
+            median: v,
+            ci_lo: v,
+            ci_hi: v,
+            trials: 3,
+            vs_eevdf: f64::NAN,
+        }
+    }
+
+    /// A run that passes every check: the figures of the quick run at
+    /// 4078adc with the selective probes timed from arrival.
+    fn passing() -> Vec<Row> {
+        let mut rows = Vec::new();
+        for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
+            for (su, p50, p99) in [
+                ("critical", 720.0, 4050.0),
+                ("normal", 780.0, 4040.0),
+                ("batch", 860.0, 4780.0),
+            ] {
+                rows.push(row(s, "selective", su, "p50_us", p50));
+                rows.push(row(s, "selective", su, "p99_us", p99));
+            }
+        }
+        for (sc, s, p50, p99) in [
+            ("contended-2x", EEVDF, 390.0, 3840.0),
+            ("empty-bus", EEVDF, 400.0, 4080.0),
+            ("contended-2x", SCX_PRISM, 150.0, 370.0),
+            ("empty-bus", SCX_PRISM, 150.0, 320.0),
+        ] {
+            rows.push(row(s, sc, "critical", "p50_us", p50));
+            rows.push(row(s, sc, "critical", "p99_us", p99));
+        }
+        rows
+    }
+
+    fn set(rows: &mut [Row], s: &str, sc: &str, su: &str, m: &str, v: f64) {
+        let r = rows
+            .iter_mut()
+            .find(|r| r.scheduler == s && r.scenario == sc && r.subject == su && r.metric == m)
+            .expect("row");
+        r.median = v;
+    }
+
+    #[test]
+    fn a_run_meeting_every_bound_passes() {
+        quick_checks(&passing(), &[]).unwrap();
+    }
+
+    #[test]
+    fn critical_served_after_batch_at_the_median_fails() {
+        let mut rows = passing();
+        set(
+            &mut rows,
+            PRISM_BPFLAND_CLASSES,
+            "selective",
+            "critical",
+            "p50_us",
+            870.0,
+        );
+        let e = quick_checks(&rows, &[]).unwrap_err().to_string();
+        assert!(e.contains("selective p50 critical 870"), "{e}");
+    }
+
+    #[test]
+    fn a_tail_inversion_beyond_the_timer_noise_fails() {
+        let mut rows = passing();
+        set(&mut rows, SCX_PRISM, "selective", "batch", "p99_us", 2000.0);
+        let e = quick_checks(&rows, &[]).unwrap_err().to_string();
+        assert!(e.contains("selective p99 critical 4050"), "{e}");
+    }
+
+    #[test]
+    fn missing_figures_and_probe_failures_fail() {
+        let rows: Vec<Row> = passing()
+            .into_iter()
+            .filter(|r| r.subject != "batch")
+            .collect();
+        let e = quick_checks(&rows, &["probe died".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no selective figures") && e.contains("probe died"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn scx_prism_above_its_bounds_against_eevdf_fails() {
+        let mut rows = passing();
+        set(
+            &mut rows,
+            SCX_PRISM,
+            "empty-bus",
+            "critical",
+            "p99_us",
+            5000.0,
+        );
+        let e = quick_checks(&rows, &[]).unwrap_err().to_string();
+        assert!(e.contains("empty-bus critical p99_us 5000"), "{e}");
     }
 }

@@ -9,6 +9,11 @@
 //! hands a request to the next of N worker threads; each worker records the
 //! time from the hand-off to its running, then works. The figure is the
 //! scheduler's wakeup latency alone, as a server's worker pool sees it.
+//! With `--from-arrival` each worker records instead the time from the
+//! tick's deadline (the request's arrival) to its running: the dispatcher's
+//! own wakeup counts too, as it does for a server whose requests arrive by
+//! interrupt. Probes of different classes run side by side need this: the
+//! hand-off alone hides a dispatcher that waited for a slice.
 //!
 //!     prism-probe --interval-us 2000 --work-us 200 --duration-s 5
 //!     prism-probe --workers 2 --interval-us 2000 --work-us 300 --duration-s 5
@@ -39,6 +44,10 @@ struct Opts {
     /// Worker threads woken by a dispatcher (request mode); 0: timer mode.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
     workers: u64,
+    /// Request mode: measure from each request's arrival (the tick's
+    /// deadline), not from its hand-off to the worker.
+    #[arg(long, requires = "workers")]
+    from_arrival: bool,
     /// Label printed with the result.
     #[arg(long, default_value = "probe")]
     label: String,
@@ -55,7 +64,7 @@ fn main() -> Result<()> {
     let mut samples = if o.workers == 0 {
         timer_mode(interval, end, work)
     } else {
-        request_mode(o.workers as usize, interval, end, work)
+        request_mode(o.workers as usize, interval, end, work, o.from_arrival)
     };
     let s = Summary::of(&mut samples);
     println!("{}", serde_json::json!({ "label": o.label, "summary": s }));
@@ -86,7 +95,13 @@ fn timer_mode(interval: u64, end: u64, work: Duration) -> Vec<u64> {
     samples
 }
 
-fn request_mode(workers: usize, interval: u64, end: u64, work: Duration) -> Vec<u64> {
+fn request_mode(
+    workers: usize,
+    interval: u64,
+    end: u64,
+    work: Duration,
+    from_arrival: bool,
+) -> Vec<u64> {
     let (senders, handles): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| {
             let (tx, rx) = mpsc::channel::<u64>();
@@ -102,9 +117,14 @@ fn request_mode(workers: usize, interval: u64, end: u64, work: Duration) -> Vec<
         })
         .unzip();
     let mut next_worker = 0;
-    every(interval, end, |_| {
+    every(interval, end, |deadline| {
+        let start = if from_arrival {
+            deadline
+        } else {
+            monotonic_ns()
+        };
         // a worker still busy with its last request just queues this one
-        let _ = senders[next_worker].send(monotonic_ns());
+        let _ = senders[next_worker].send(start);
         next_worker = (next_worker + 1) % workers;
     });
     drop(senders);
