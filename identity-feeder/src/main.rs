@@ -285,7 +285,8 @@ fn run(opts: Opts) -> anyhow::Result<()> {
                     .node_name
                     .clone()
                     .context("the kube source needs --node-name (or NODE_NAME): it watches this node's pods only")?;
-                let client = rt.block_on(kube_client(opts.kubeconfig.as_deref()))?;
+                let client =
+                    rt.block_on(kube_client(opts.kubeconfig.as_deref(), metrics.clone()))?;
                 let source = KubeSource::new(client, node, policy.clone(), opts.resync);
                 names.push(start(&rt, source, feed));
             }
@@ -300,7 +301,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
                 };
                 let source = {
                     let _rt = rt.enter();
-                    KubeletSource::new(config, policy.clone())?
+                    KubeletSource::new(config, policy.clone(), metrics.clone())?
                 };
                 names.push(start(&rt, source, feed));
             }
@@ -447,7 +448,10 @@ fn resolve_sources(asked: &[SourceKind]) -> anyhow::Result<Vec<SourceKind>> {
     Ok(kinds)
 }
 
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
@@ -460,5 +464,5 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
             .await
             .context("no in-cluster service account and no kubeconfig: pass --kubeconfig")?,
     };
-    kube::Client::try_from(config).context("setting up the Kubernetes client")
+    prism_feeder::sources::api_client::client(config, metrics)
 }

@@ -6,7 +6,10 @@
 //! only where allowed; then watch events (relabel, add before its cgroup
 //! exists, delete, delete before the cgroup ever came, a malformed pod), a
 //! BPF consumer resolving a container's process to its pod in one lookup, and
-//! a tenant forging the mirror annotation to take a static pod's cgroups.
+//! a tenant forging the mirror annotation to take a static pod's cgroups;
+//! and the API server failing as real ones do (a watch expired with 410, a
+//! bookmark, lists refused with 429 Retry-After and 503, an expired
+//! `continue` token): the feeder retries, counts it, and changes nothing.
 
 mod support;
 
@@ -17,7 +20,7 @@ use prism_bus::LatencyClass;
 use prism_bus::consumer::SlotKeeper;
 use prism_bus_bpf_tests::probe::{self, Echo, SRC_OWN};
 use serde_json::json;
-use support::fake_api::FakeApi;
+use support::fake_api::{FakeApi, ListFault};
 use support::pods::{FixturePod, Layout, check_listed_node, fixture, make_node};
 use support::{CgroupRoot, Feeder, TestBus, same, wait_for};
 
@@ -364,5 +367,158 @@ fn an_expired_watch_relists_and_changes_nothing() {
         before,
         "the relist deleted or renumbered entries"
     );
+    f.assert_running();
+}
+
+const UNAVAILABLE: &str = "prism_feeder_failures_total{reason=\"source_unavailable\"}";
+
+/// The API server refuses the first lists (429 with Retry-After, as its
+/// priority-and-fairness limits do, and 503, as while it restarts): the
+/// feeder retries with backoff, counts each refusal, and the listing lands
+/// whole.
+#[test]
+fn a_throttled_or_restarting_api_server_is_retried_until_the_listing_lands() {
+    let root = CgroupRoot::new("feeder-kube-429");
+    let bus = TestBus::new("feeder-kube-429");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let api = FakeApi::start(list);
+    let faults = [
+        ListFault::TooManyRequests { retry_after_s: 1 },
+        ListFault::Unavailable,
+        ListFault::TooManyRequests { retry_after_s: 1 },
+    ];
+    api.fail_lists(&faults);
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    assert_eq!(
+        api.pending_faults(),
+        0,
+        "ready before every refusal was answered"
+    );
+    check_listed_node(&bus, &node, &f);
+    assert!(
+        f.metric(UNAVAILABLE) >= faults.len() as f64,
+        "each refusal is counted"
+    );
+    f.assert_running();
+}
+
+/// A relist the server refuses (503, then 429) after a watch expired: the
+/// bus keeps every entry and id until a listing succeeds, the refusals are
+/// counted, and the watch resumes.
+#[test]
+fn a_refused_relist_deletes_and_renumbers_nothing() {
+    let root = CgroupRoot::new("feeder-kube-503");
+    let bus = TestBus::new("feeder-kube-503");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let api = FakeApi::start(list);
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    check_listed_node(&bus, &node, &f);
+    let before = bus.ids();
+    let failures = f.metric(UNAVAILABLE);
+    api.wait_watching();
+    api.fail_lists(&[
+        ListFault::Unavailable,
+        ListFault::TooManyRequests { retry_after_s: 1 },
+    ]);
+    api.raw_event(EXPIRED);
+    wait_for("both refusals answered", Duration::from_secs(60), || {
+        (api.pending_faults() == 0).then_some(())
+    });
+    assert_eq!(bus.ids(), before, "a refused relist changed the bus");
+    api.wait_watching();
+    assert_eq!(
+        bus.ids(),
+        before,
+        "the relist deleted or renumbered entries"
+    );
+    check_listed_node(&bus, &node, &f);
+    assert!(f.metric(UNAVAILABLE) >= failures + 2.0, "refusals counted");
+    f.assert_running();
+}
+
+/// The watch's `ERROR` 410: the server compacted past the client's version.
+const EXPIRED: &str = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5000 (6000)","reason":"Expired","code":410}}"#;
+
+/// A `BOOKMARK` (only a resource version, no pod) on the watch: not a pod
+/// event, so nothing changes and no relist follows; the next real event
+/// still lands.
+#[test]
+fn a_bookmark_changes_nothing_and_the_watch_goes_on() {
+    let root = CgroupRoot::new("feeder-kube-bm");
+    let bus = TestBus::new("feeder-kube-bm");
+    let list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let api = FakeApi::start(list);
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    check_listed_node(&bus, &node, &f);
+    let before = bus.ids();
+    api.wait_watching();
+    let requests = api.queries().len();
+    api.raw_event(
+        r#"{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"6050","annotations":{"k8s.io/initial-events-end":"true"}}}}"#,
+    );
+    let (web, web_cg, _) = node
+        .iter()
+        .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
+        .unwrap()
+        .clone();
+    let mut relabelled = web.json.clone();
+    relabelled["metadata"]["labels"]["prism.io/latency-class"] = json!("batch");
+    relabelled["metadata"]["resourceVersion"] = json!("6100");
+    api.event("MODIFIED", &relabelled);
+    bus.wait_entry("the event after the bookmark", web_cg, |e| {
+        e.is_some_and(|e| e.flags.class == LatencyClass::Batch)
+    });
+    assert_eq!(bus.ids(), before, "a bookmark changed ids");
+    assert_eq!(
+        api.queries().len(),
+        requests,
+        "a bookmark caused a new request"
+    );
+    f.assert_running();
+}
+
+/// A listing of more than one page whose `continue` token expires between
+/// pages (410 Expired): the feeder starts the list over from the first page
+/// and applies one whole, consistent listing.
+#[test]
+fn an_expired_continue_token_starts_the_list_over() {
+    let root = CgroupRoot::new("feeder-kube-cont");
+    let bus = TestBus::new("feeder-kube-cont");
+    let mut list = fixture("api-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    // pods enough for two pages, the extra ones without cgroups on this node
+    let template = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["metadata"]["name"] == "web-7d9f8b6c5d-x2k4p")
+        .unwrap()
+        .clone();
+    let items = list["items"].as_array_mut().unwrap();
+    for i in 0..600 {
+        let mut p = template.clone();
+        p["metadata"]["name"] = json!(format!("filler-{i}"));
+        p["metadata"]["uid"] = json!(format!("0f0f0f0f-0000-4000-8000-{i:012}"));
+        items.push(p);
+    }
+    let api = FakeApi::start(list);
+    api.expire_next_continue();
+    let f = start(&api, &root, &bus, Layout::Systemd);
+    check_listed_node(&bus, &node, &f);
+    let queries = api.queries();
+    let expired = queries
+        .iter()
+        .position(|q| q.contains("continue="))
+        .expect("the list was paged");
+    assert!(
+        queries[expired + 1..]
+            .iter()
+            .any(|q| !q.contains("continue=") && !q.contains("watch=")),
+        "no fresh list after the expired token: {queries:?}"
+    );
+    assert!(f.metric(UNAVAILABLE) >= 1.0, "the expired token counted");
     f.assert_running();
 }

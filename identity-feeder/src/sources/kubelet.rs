@@ -5,6 +5,7 @@
 //! malformed pod in a good list costs only that pod.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 use super::{Feed, Source};
 use crate::claims::Claims;
 use crate::failure::Failure;
+use crate::metrics::Metrics;
 use crate::pod::{Mirrors, PodState, read_pod_list};
 use crate::policy::NamespacePolicy;
 
@@ -41,14 +43,19 @@ pub struct KubeletSource {
 }
 
 impl KubeletSource {
-    pub fn new(config: KubeletConfig, policy: NamespacePolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        config: KubeletConfig,
+        policy: NamespacePolicy,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let mut kc = kube::Config::new(config.url);
         kc.root_cert_file = config.ca_file;
         kc.accept_invalid_certs = config.insecure;
         kc.auth_info.token_file = config.token_file.map(|p| p.to_string_lossy().into_owned());
         kc.connect_timeout = Some(config.timeout);
         kc.read_timeout = Some(config.timeout);
-        let client = kube::Client::try_from(kc).context("setting up the kubelet client")?;
+        let client =
+            super::api_client::client(kc, metrics).context("setting up the kubelet client")?;
         Ok(KubeletSource {
             client,
             interval: config.interval,

@@ -3,6 +3,7 @@
 //! through a [`Feed`]: full listings, and single changes in between. It
 //! never touches the bus; the reconciler owns that.
 
+pub mod api_client;
 pub mod cgroup_rules;
 pub mod kube;
 pub mod kubelet;

@@ -3,7 +3,14 @@
 //! streams the watch events the test sends, one JSON object per line, as
 //! the real server does. No API server can be installed here; the payloads
 //! are in the shape the real one sends (tests/fixtures).
+//!
+//! It fails as a real one does, on demand: a list answered with a `Status`
+//! (429 with `Retry-After` from its priority-and-fairness limits, 503 while
+//! it restarts), a `continue` token answered with 410 `Expired` (the token
+//! outlived etcd's compaction, about 5 minutes), and, sent as raw events,
+//! the watch's `ERROR` 410 and `BOOKMARK`.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -28,6 +35,73 @@ struct Shared {
     list: Arc<Mutex<(Value, Vec<String>)>>,
     queries: Arc<Mutex<Vec<String>>>,
     events: broadcast::Sender<String>,
+    /// Answers for the next list requests, in order, instead of a page.
+    faults: Arc<Mutex<VecDeque<ListFault>>>,
+    /// The next request carrying a `continue` token gets 410 Expired.
+    expire_continue: Arc<Mutex<bool>>,
+}
+
+/// How the stand-in refuses one list request, as the real server would.
+#[derive(Clone, Copy, Debug)]
+pub enum ListFault {
+    /// 429 TooManyRequests with `Retry-After: seconds` (API priority and
+    /// fairness rejecting the request).
+    TooManyRequests { retry_after_s: u32 },
+    /// 503 ServiceUnavailable (an apiserver restarting behind its balancer).
+    Unavailable,
+}
+
+impl ListFault {
+    fn answer(self) -> Response {
+        match self {
+            ListFault::TooManyRequests { retry_after_s } => status_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "too many requests, please try again later",
+                Some(retry_after_s),
+            ),
+            ListFault::Unavailable => status_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+                None,
+            ),
+        }
+    }
+}
+
+/// A pod list's resourceVersion and its items, each as JSON.
+fn list_parts(list: &Value) -> (Value, Vec<String>) {
+    let items = list["items"]
+        .as_array()
+        .map(|items| items.iter().map(Value::to_string).collect())
+        .unwrap_or_default();
+    (list["metadata"]["resourceVersion"].clone(), items)
+}
+
+/// A `metav1.Status` failure body, with the code in the HTTP status too.
+fn status_response(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    retry_after_s: Option<u32>,
+) -> Response {
+    let mut details = json!({});
+    if let Some(s) = retry_after_s {
+        details["retryAfterSeconds"] = json!(s);
+    }
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason,
+        "details": details, "code": code.as_u16(),
+    })
+    .to_string();
+    let mut r = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(s) = retry_after_s {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, s.to_string().parse().expect("header"));
+    }
+    r
 }
 
 pub struct FakeApi {
@@ -48,17 +122,12 @@ impl FakeApi {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let port = listener.local_addr().unwrap().port();
-        let items = list["items"]
-            .as_array()
-            .map(|items| items.iter().map(Value::to_string).collect())
-            .unwrap_or_default();
         let shared = Shared {
-            list: Arc::new(Mutex::new((
-                list["metadata"]["resourceVersion"].clone(),
-                items,
-            ))),
+            list: Arc::new(Mutex::new(list_parts(&list))),
             queries: Arc::default(),
             events: broadcast::channel(4096).0,
+            faults: Arc::default(),
+            expire_continue: Arc::default(),
         };
         let router = Router::new()
             .route("/api/v1/pods", get(pods))
@@ -92,6 +161,26 @@ impl FakeApi {
 
     pub fn kubeconfig(&self) -> &str {
         self.kubeconfig.to_str().unwrap()
+    }
+
+    /// The next list requests are refused, one per fault, in order.
+    pub fn fail_lists(&self, faults: &[ListFault]) {
+        self.shared.faults.lock().unwrap().extend(faults);
+    }
+
+    /// Refusals still to be answered.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.faults.lock().unwrap().len()
+    }
+
+    /// The next page request with a `continue` token gets 410 Expired.
+    pub fn expire_next_continue(&self) {
+        *self.shared.expire_continue.lock().unwrap() = true;
+    }
+
+    /// Replace the list the server answers (a relist sees it).
+    pub fn set_list(&self, list: &Value) {
+        *self.shared.list.lock().unwrap() = list_parts(list);
     }
 
     /// Query strings of every request so far.
@@ -155,6 +244,17 @@ async fn pods(State(s): State<Shared>, RawQuery(query): RawQuery) -> Response {
             .map(str::to_string)
     };
     if !matches!(param("watch").as_deref(), Some("true" | "1")) {
+        if let Some(fault) = s.faults.lock().unwrap().pop_front() {
+            return fault.answer();
+        }
+        if param("continue").is_some() && std::mem::take(&mut *s.expire_continue.lock().unwrap()) {
+            return status_response(
+                StatusCode::GONE,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                None,
+            );
+        }
         // A page of `limit` pods from `continue` on, as the server pages.
         let list = s.list.lock().unwrap();
         let (version, items) = (&list.0, &list.1);
