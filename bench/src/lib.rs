@@ -2,6 +2,7 @@
 
 pub mod contract;
 pub mod eval;
+pub mod hotplug;
 pub mod lab;
 pub mod latency;
 pub mod stats;

@@ -906,6 +906,28 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(prism_init)
 	return prism_bw_init();
 }
 
+/*
+ * CPU hotplug. Having these callbacks is what keeps the scheduler loaded:
+ * without them the kernel unloads it at every CPU going on or offline and
+ * asks user space to load it again (19-20 s of verification under TCG).
+ * Nothing else needs them: the idle mask and the kernel's migration of a
+ * dying CPU's tasks cover placement; slices and deadlines scale with the
+ * CPUs online, and a CPU away is nobody's preemption victim.
+ */
+void BPF_STRUCT_OPS(prism_cpu_online, s32 cpu)
+{
+	__sync_fetch_and_add(&nr_online_cpus, 1);
+}
+
+void BPF_STRUCT_OPS(prism_cpu_offline, s32 cpu)
+{
+	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+
+	if (cctx)
+		cctx->running = 0;
+	__sync_fetch_and_sub(&nr_online_cpus, 1);
+}
+
 /* Unloaded or ejected: say why, for user space to report. */
 void BPF_STRUCT_OPS(prism_exit, struct scx_exit_info *ei)
 {
@@ -928,6 +950,8 @@ SCX_OPS_DEFINE(prism_ops,
 	       .cgroup_move		= (void *)prism_cgroup_move,
 	       .cgroup_set_weight	= (void *)prism_cgroup_set_weight,
 	       .cgroup_set_bandwidth	= (void *)prism_cgroup_set_bandwidth,
+	       .cpu_online		= (void *)prism_cpu_online,
+	       .cpu_offline		= (void *)prism_cpu_offline,
 	       .init			= (void *)prism_init,
 	       .exit			= (void *)prism_exit,
 	       .timeout_ms		= 5000,

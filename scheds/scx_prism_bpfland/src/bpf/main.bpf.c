@@ -789,6 +789,25 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(pbl_init)
 	return prism_bw_init();
 }
 
+/*
+ * CPU hotplug. Having these callbacks is what keeps the scheduler loaded:
+ * without them the kernel unloads it at every CPU going on or offline and
+ * asks user space to load it again (19-20 s of verification under TCG).
+ * The idle mask and the kernel's migration of a dying CPU's tasks cover
+ * placement; a CPU away is only never a preemption victim.
+ */
+void BPF_STRUCT_OPS(pbl_cpu_online, s32 cpu)
+{
+}
+
+void BPF_STRUCT_OPS(pbl_cpu_offline, s32 cpu)
+{
+	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
+
+	if (cctx)
+		cctx->running = 0;
+}
+
 void BPF_STRUCT_OPS(pbl_exit, struct scx_exit_info *ei)
 {
 	UEI_RECORD(uei, ei);
@@ -810,6 +829,8 @@ SCX_OPS_DEFINE(prism_bpfland_ops,
 	       .cgroup_move		= (void *)pbl_cgroup_move,
 	       .cgroup_set_weight	= (void *)pbl_cgroup_set_weight,
 	       .cgroup_set_bandwidth	= (void *)pbl_cgroup_set_bandwidth,
+	       .cpu_online		= (void *)pbl_cpu_online,
+	       .cpu_offline		= (void *)pbl_cpu_offline,
 	       .init			= (void *)pbl_init,
 	       .exit			= (void *)pbl_exit,
 	       .timeout_ms		= 5000,
