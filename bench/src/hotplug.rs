@@ -37,20 +37,51 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every hog ran in every cycle.
-    pub fn every_task_ran(&self) -> bool {
-        self.cycles
-            .iter()
-            .all(|c| c.ran_ns.iter().all(|&ns| ns > 0))
+    /// What the scheduler failed to keep, one line each (none: it held):
+    /// sched_ext never left "enabled", no new scheduler was enabled, every
+    /// hog ran in every cycle, the CPU came back.
+    pub fn failures(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        if !self.cpu_back {
+            bad.push("the CPU did not come back online".to_string());
+        }
+        if let Some(worst) = self.cycles.iter().map(|c| c.not_enabled).max()
+            && !worst.is_zero()
+        {
+            let back = self
+                .cycles
+                .iter()
+                .map(|c| c.back_after)
+                .max()
+                .unwrap_or_default();
+            bad.push(format!(
+                "unloaded on hotplug: not enabled for up to {worst:?}, back after up to {back:?}"
+            ));
+        }
+        if self.enable_seq.0 != self.enable_seq.1 {
+            bad.push(format!(
+                "a scheduler was enabled again: enable_seq {} -> {}",
+                self.enable_seq.0, self.enable_seq.1
+            ));
+        }
+        for (i, c) in self.cycles.iter().enumerate() {
+            if c.ran_ns.contains(&0) {
+                bad.push(format!("cycle {i}: a hog did not run: {:?} ns", c.ran_ns));
+            }
+        }
+        bad
     }
 
-    /// The longest time any cycle took to be back to "enabled".
-    pub fn worst_back_after(&self) -> Duration {
-        self.cycles
-            .iter()
-            .map(|c| c.back_after)
-            .max()
-            .unwrap_or_default()
+    /// One line per cycle, for the test's output.
+    pub fn print(&self) {
+        for (i, c) in self.cycles.iter().enumerate() {
+            let ms: Vec<u64> = c.ran_ns.iter().map(|ns| ns / 1_000_000).collect();
+            eprintln!(
+                "cycle {i}: not enabled {:?}, back after {:?}, each hog ran (ms) {ms:?}",
+                c.not_enabled, c.back_after
+            );
+        }
+        eprintln!("enable_seq before/after {:?}", self.enable_seq);
     }
 }
 
@@ -93,6 +124,18 @@ fn watch_state(span: Duration, since: Instant, not_enabled: &mut Duration) -> Op
         was_enabled = enabled;
     }
     back
+}
+
+/// What the lab tests run: the last CPU offline for 300 ms and back, 10
+/// times, watched for 700 ms after each.
+pub fn ten_cycles_of_the_last_cpu(cgroup: &Path) -> Report {
+    offline_online_cycles(
+        cgroup,
+        lab::nr_cpus() - 1,
+        10,
+        Duration::from_millis(300),
+        Duration::from_millis(700),
+    )
 }
 
 /// `cycles` times: take `cpu` offline for `offline_for`, bring it back, and
@@ -150,5 +193,45 @@ pub fn offline_online_cycles(
         cycles: out,
         enable_seq: (seq_before, enable_seq()),
         cpu_back,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held() -> Report {
+        Report {
+            cycles: vec![
+                Cycle {
+                    not_enabled: Duration::ZERO,
+                    back_after: Duration::ZERO,
+                    ran_ns: vec![340_000_000, 350_000_000],
+                };
+                3
+            ],
+            enable_seq: (2, 2),
+            cpu_back: true,
+        }
+    }
+
+    #[test]
+    fn a_scheduler_that_stayed_and_ran_everything_has_no_failures() {
+        assert!(held().failures().is_empty());
+    }
+
+    #[test]
+    fn an_unload_a_reload_a_starved_hog_and_a_lost_cpu_are_each_failures() {
+        let mut r = held();
+        r.cycles[1].not_enabled = Duration::from_secs(20);
+        r.cycles[1].back_after = Duration::from_secs(22);
+        r.enable_seq = (1, 5);
+        r.cycles[2].ran_ns[1] = 0;
+        r.cpu_back = false;
+        let bad = r.failures();
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert!(bad[1].contains("back after up to 22s"), "{bad:?}");
+        assert!(bad[2].contains("1 -> 5"), "{bad:?}");
+        assert!(bad[3].starts_with("cycle 2"), "{bad:?}");
     }
 }

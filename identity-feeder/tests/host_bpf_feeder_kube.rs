@@ -324,53 +324,92 @@ fn a_tenant_forging_the_mirror_annotation_takes_over_nothing() {
     f.assert_running();
 }
 
+/// The fixture's node (systemd layout), its cgroups made, served by a
+/// stand-in API server: what the API server failure tests share.
+struct ServedNode {
+    root: CgroupRoot,
+    bus: TestBus,
+    pods: Vec<(FixturePod, u64, Vec<u64>)>,
+    api: FakeApi,
+}
+
+impl ServedNode {
+    /// `extra` pods are served beside the fixture's, without cgroups here.
+    fn new(tag: &str, extra: Vec<serde_json::Value>) -> ServedNode {
+        let root = CgroupRoot::new(tag);
+        let bus = TestBus::new(tag);
+        let mut list = fixture("api-pods-node-1.json");
+        let pods = make_node(&root, &list, Layout::Systemd);
+        list["items"].as_array_mut().unwrap().extend(extra);
+        let api = FakeApi::start(list);
+        ServedNode {
+            root,
+            bus,
+            pods,
+            api,
+        }
+    }
+
+    fn feeder(&self) -> Feeder {
+        start(&self.api, &self.root, &self.bus, Layout::Systemd)
+    }
+
+    fn web(&self) -> (FixturePod, u64) {
+        let (pod, cg, _) = self
+            .pods
+            .iter()
+            .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
+            .unwrap();
+        (pod.clone(), *cg)
+    }
+
+    /// A MODIFIED event setting (or, with None, removing) the web pod's
+    /// class label; waits until the bus shows `want`.
+    fn relabel_web(&self, class: Option<&str>, want: LatencyClass, what: &str) {
+        let (web, web_cg) = self.web();
+        let mut pod = web.json;
+        let labels = pod["metadata"]["labels"].as_object_mut().unwrap();
+        match class {
+            Some(c) => labels.insert("prism.io/latency-class".into(), json!(c)),
+            None => labels.remove("prism.io/latency-class"),
+        };
+        pod["metadata"]["resourceVersion"] = json!("6100");
+        self.api.event("MODIFIED", &pod);
+        self.bus
+            .wait_entry(what, web_cg, |e| e.is_some_and(|e| e.flags.class == want));
+    }
+}
+
+const UNAVAILABLE: &str = "prism_feeder_failures_total{reason=\"source_unavailable\"}";
+
+/// The watch's `ERROR` 410: the server compacted past the client's version.
+const EXPIRED: &str = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5000 (6000)","reason":"Expired","code":410}}"#;
+
 /// The watch answers `410 Expired` (the server compacted past the client's
 /// resource version), as a real API server does: the feeder lists again,
 /// and nothing is deleted or renumbered meanwhile.
 #[test]
 fn an_expired_watch_relists_and_changes_nothing() {
-    let root = CgroupRoot::new("feeder-kube-410");
-    let bus = TestBus::new("feeder-kube-410");
-    let list = fixture("api-pods-node-1.json");
-    let node = make_node(&root, &list, Layout::Systemd);
-    let api = FakeApi::start(list.clone());
-    let f = start(&api, &root, &bus, Layout::Systemd);
-    check_listed_node(&bus, &node, &f);
-    let before = bus.ids();
-    api.wait_watching();
-    let lists = api.queries().len() - api.watches();
-    api.raw_event(
-        r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5000 (6000)","reason":"Expired","code":410}}"#,
-    );
+    let n = ServedNode::new("feeder-kube-410", vec![]);
+    let f = n.feeder();
+    check_listed_node(&n.bus, &n.pods, &f);
+    let before = n.bus.ids();
+    n.api.wait_watching();
+    let lists = n.api.queries().len() - n.api.watches();
+    n.api.raw_event(EXPIRED);
     wait_for("a relist after 410", Duration::from_secs(30), || {
-        (api.queries().len() - api.watches() > lists).then_some(())
+        (n.api.queries().len() - n.api.watches() > lists).then_some(())
     });
-    api.wait_watching();
+    n.api.wait_watching();
     // one event after the relist, to know the listing was applied
-    let (web, web_cg, _) = node
-        .iter()
-        .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
-        .unwrap()
-        .clone();
-    let mut relabelled = web.json.clone();
-    relabelled["metadata"]["labels"]
-        .as_object_mut()
-        .unwrap()
-        .remove("prism.io/latency-class");
-    relabelled["metadata"]["resourceVersion"] = json!("6100");
-    api.event("MODIFIED", &relabelled);
-    bus.wait_entry("the event after the relist", web_cg, |e| {
-        e.is_some_and(|e| e.flags.class == LatencyClass::Unset)
-    });
+    n.relabel_web(None, LatencyClass::Unset, "the event after the relist");
     assert_eq!(
-        bus.ids(),
+        n.bus.ids(),
         before,
         "the relist deleted or renumbered entries"
     );
     f.assert_running();
 }
-
-const UNAVAILABLE: &str = "prism_feeder_failures_total{reason=\"source_unavailable\"}";
 
 /// The API server refuses the first lists (429 with Retry-After, as its
 /// priority-and-fairness limits do, and 503, as while it restarts): the
@@ -378,24 +417,20 @@ const UNAVAILABLE: &str = "prism_feeder_failures_total{reason=\"source_unavailab
 /// whole.
 #[test]
 fn a_throttled_or_restarting_api_server_is_retried_until_the_listing_lands() {
-    let root = CgroupRoot::new("feeder-kube-429");
-    let bus = TestBus::new("feeder-kube-429");
-    let list = fixture("api-pods-node-1.json");
-    let node = make_node(&root, &list, Layout::Systemd);
-    let api = FakeApi::start(list);
+    let n = ServedNode::new("feeder-kube-429", vec![]);
     let faults = [
         ListFault::TooManyRequests { retry_after_s: 1 },
         ListFault::Unavailable,
         ListFault::TooManyRequests { retry_after_s: 1 },
     ];
-    api.fail_lists(&faults);
-    let f = start(&api, &root, &bus, Layout::Systemd);
+    n.api.fail_lists(&faults);
+    let f = n.feeder();
     assert_eq!(
-        api.pending_faults(),
+        n.api.pending_faults(),
         0,
         "ready before every refusal was answered"
     );
-    check_listed_node(&bus, &node, &f);
+    check_listed_node(&n.bus, &n.pods, &f);
     assert!(
         f.metric(UNAVAILABLE) >= faults.len() as f64,
         "each refusal is counted"
@@ -408,72 +443,58 @@ fn a_throttled_or_restarting_api_server_is_retried_until_the_listing_lands() {
 /// counted, and the watch resumes.
 #[test]
 fn a_refused_relist_deletes_and_renumbers_nothing() {
-    let root = CgroupRoot::new("feeder-kube-503");
-    let bus = TestBus::new("feeder-kube-503");
-    let list = fixture("api-pods-node-1.json");
-    let node = make_node(&root, &list, Layout::Systemd);
-    let api = FakeApi::start(list);
-    let f = start(&api, &root, &bus, Layout::Systemd);
-    check_listed_node(&bus, &node, &f);
-    let before = bus.ids();
+    let n = ServedNode::new("feeder-kube-503", vec![]);
+    let f = n.feeder();
+    check_listed_node(&n.bus, &n.pods, &f);
+    let before = n.bus.ids();
     let failures = f.metric(UNAVAILABLE);
-    api.wait_watching();
-    api.fail_lists(&[
+    n.api.wait_watching();
+    n.api.fail_lists(&[
         ListFault::Unavailable,
         ListFault::TooManyRequests { retry_after_s: 1 },
     ]);
-    api.raw_event(EXPIRED);
+    n.api.raw_event(EXPIRED);
     wait_for("both refusals answered", Duration::from_secs(60), || {
-        (api.pending_faults() == 0).then_some(())
+        (n.api.pending_faults() == 0).then_some(())
     });
-    assert_eq!(bus.ids(), before, "a refused relist changed the bus");
-    api.wait_watching();
+    assert_eq!(n.bus.ids(), before, "a refused relist changed the bus");
+    n.api.wait_watching();
+    n.relabel_web(
+        Some("batch"),
+        LatencyClass::Batch,
+        "the event after the relist",
+    );
     assert_eq!(
-        bus.ids(),
+        n.bus.ids(),
         before,
         "the relist deleted or renumbered entries"
     );
-    check_listed_node(&bus, &node, &f);
     assert!(f.metric(UNAVAILABLE) >= failures + 2.0, "refusals counted");
     f.assert_running();
 }
-
-/// The watch's `ERROR` 410: the server compacted past the client's version.
-const EXPIRED: &str = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5000 (6000)","reason":"Expired","code":410}}"#;
 
 /// A `BOOKMARK` (only a resource version, no pod) on the watch: not a pod
 /// event, so nothing changes and no relist follows; the next real event
 /// still lands.
 #[test]
 fn a_bookmark_changes_nothing_and_the_watch_goes_on() {
-    let root = CgroupRoot::new("feeder-kube-bm");
-    let bus = TestBus::new("feeder-kube-bm");
-    let list = fixture("api-pods-node-1.json");
-    let node = make_node(&root, &list, Layout::Systemd);
-    let api = FakeApi::start(list);
-    let f = start(&api, &root, &bus, Layout::Systemd);
-    check_listed_node(&bus, &node, &f);
-    let before = bus.ids();
-    api.wait_watching();
-    let requests = api.queries().len();
-    api.raw_event(
+    let n = ServedNode::new("feeder-kube-bm", vec![]);
+    let f = n.feeder();
+    check_listed_node(&n.bus, &n.pods, &f);
+    let before = n.bus.ids();
+    n.api.wait_watching();
+    let requests = n.api.queries().len();
+    n.api.raw_event(
         r#"{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"6050","annotations":{"k8s.io/initial-events-end":"true"}}}}"#,
     );
-    let (web, web_cg, _) = node
-        .iter()
-        .find(|(p, _, _)| p.name == "shop/web-7d9f8b6c5d-x2k4p")
-        .unwrap()
-        .clone();
-    let mut relabelled = web.json.clone();
-    relabelled["metadata"]["labels"]["prism.io/latency-class"] = json!("batch");
-    relabelled["metadata"]["resourceVersion"] = json!("6100");
-    api.event("MODIFIED", &relabelled);
-    bus.wait_entry("the event after the bookmark", web_cg, |e| {
-        e.is_some_and(|e| e.flags.class == LatencyClass::Batch)
-    });
-    assert_eq!(bus.ids(), before, "a bookmark changed ids");
+    n.relabel_web(
+        Some("batch"),
+        LatencyClass::Batch,
+        "the event after the bookmark",
+    );
+    assert_eq!(n.bus.ids(), before, "a bookmark changed ids");
     assert_eq!(
-        api.queries().len(),
+        n.api.queries().len(),
         requests,
         "a bookmark caused a new request"
     );
@@ -485,30 +506,27 @@ fn a_bookmark_changes_nothing_and_the_watch_goes_on() {
 /// and applies one whole, consistent listing.
 #[test]
 fn an_expired_continue_token_starts_the_list_over() {
-    let root = CgroupRoot::new("feeder-kube-cont");
-    let bus = TestBus::new("feeder-kube-cont");
-    let mut list = fixture("api-pods-node-1.json");
-    let node = make_node(&root, &list, Layout::Systemd);
     // pods enough for two pages, the extra ones without cgroups on this node
-    let template = list["items"]
+    let template = fixture("api-pods-node-1.json")["items"]
         .as_array()
         .unwrap()
         .iter()
         .find(|p| p["metadata"]["name"] == "web-7d9f8b6c5d-x2k4p")
         .unwrap()
         .clone();
-    let items = list["items"].as_array_mut().unwrap();
-    for i in 0..600 {
-        let mut p = template.clone();
-        p["metadata"]["name"] = json!(format!("filler-{i}"));
-        p["metadata"]["uid"] = json!(format!("0f0f0f0f-0000-4000-8000-{i:012}"));
-        items.push(p);
-    }
-    let api = FakeApi::start(list);
-    api.expire_next_continue();
-    let f = start(&api, &root, &bus, Layout::Systemd);
-    check_listed_node(&bus, &node, &f);
-    let queries = api.queries();
+    let filler = (0..600)
+        .map(|i| {
+            let mut p = template.clone();
+            p["metadata"]["name"] = json!(format!("filler-{i}"));
+            p["metadata"]["uid"] = json!(format!("0f0f0f0f-0000-4000-8000-{i:012}"));
+            p
+        })
+        .collect();
+    let n = ServedNode::new("feeder-kube-cont", filler);
+    n.api.expire_next_continue();
+    let f = n.feeder();
+    check_listed_node(&n.bus, &n.pods, &f);
+    let queries = n.api.queries();
     let expired = queries
         .iter()
         .position(|q| q.contains("continue="))

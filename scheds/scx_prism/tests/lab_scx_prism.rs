@@ -581,13 +581,9 @@ fn a_limited_critical_pod_keeps_its_latency_and_no_more_than_its_limit() {
     );
 }
 
-/// CPU hotplug under load (issue 17): 10 times a CPU goes offline and comes
-/// back while 2 x nCPU hogs run and one is pinned to that CPU. The
-/// scheduler's cpu_online/cpu_offline callbacks keep it loaded: sched_ext
-/// never leaves "enabled" (sampled every 20 ms), no new scheduler is
-/// enabled (enable_seq), the process lives, and every hog, the pinned one
-/// too, runs in every cycle. Without the callbacks the kernel unloads the
-/// scheduler at each event and the reload took 19-20 s here.
+/// CPU hotplug under load (issue 17): see `hotplug::offline_online_cycles`.
+/// The cpu_online/cpu_offline callbacks keep the scheduler loaded; without
+/// them the kernel unloaded it at each event and the reload took 22-31 s.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn cpu_hotplug_under_load_keeps_the_scheduler_and_runs_every_task() {
@@ -595,37 +591,11 @@ fn cpu_hotplug_under_load_keeps_the_scheduler_and_runs_every_task() {
     let cg = TempCgroup::new("prism-hotplug");
     lab::label(&bus, &[(&cg, entry(333, LatencyClass::Normal))]);
     let mut s = start(&bus, &[]);
-    let cpu = lab::nr_cpus() - 1;
-    let r = hotplug::offline_online_cycles(
-        &cg.path,
-        cpu,
-        10,
-        Duration::from_millis(300),
-        Duration::from_millis(700),
-    );
-    for (i, c) in r.cycles.iter().enumerate() {
-        eprintln!(
-            "cycle {i}: not enabled {:?}, back after {:?}, hogs ran (ms) {:?}",
-            c.not_enabled,
-            c.back_after,
-            c.ran_ns.iter().map(|ns| ns / 1_000_000).collect::<Vec<_>>()
-        );
-    }
-    eprintln!("enable_seq before/after {:?}", r.enable_seq);
-    assert!(r.cpu_back, "cpu{cpu} did not come back online");
+    let r = hotplug::ten_cycles_of_the_last_cpu(&cg.path);
+    r.print();
     assert!(s.alive(), "exited on hotplug:\n{}", s.log_text());
-    assert!(
-        r.cycles.iter().all(|c| c.not_enabled.is_zero()),
-        "unloaded on hotplug (worst: back after {:?}):\n{}",
-        r.worst_back_after(),
-        s.log_text()
-    );
-    assert_eq!(r.enable_seq.0, r.enable_seq.1, "reloaded on hotplug");
-    assert!(
-        r.every_task_ran(),
-        "a hog did not run in a cycle: {:?}",
-        r.cycles
-    );
+    let bad = r.failures();
+    assert!(bad.is_empty(), "{}:\n{}", bad.join("; "), s.log_text());
     let log = stop_cleanly(s);
     assert!(!log.contains("runtime error"), "{log}");
 }
