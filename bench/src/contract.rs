@@ -447,6 +447,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn running_changes_fail_only_where_they_did_not_reach_the_tasks() {
+        let held = RunningChanges {
+            before: 3.0,
+            relabelled: 3.1,
+            moved: 1.0,
+        };
+        assert!(held.failures().is_empty());
+        let missed = RunningChanges {
+            relabelled: 0.34,
+            moved: 3.0,
+            ..held
+        };
+        let bad = missed.failures();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(
+            bad[0].contains("relabel") && bad[1].contains("move"),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
     fn kubelet_weights_follow_its_conversion() {
         // cgroup v1 shares 2 (BestEffort) -> weight 1; 1 CPU -> 1024 shares -> 39
         assert_eq!(kubelet_weight(0), 1);
@@ -523,5 +544,98 @@ mod tests {
     #[test]
     fn max_difference_is_the_largest_gap() {
         assert_eq!(max_difference(&[0.5, 0.25], &[0.4, 0.5]), 0.25);
+    }
+}
+
+/// CPU-time ratios heavy/light of running hogs as the bus and the cgroup
+/// tree change under them: the same hog processes throughout. Cgroups a, b
+/// and c of one cpu.weight group, labelled batch with bus weights 32, 96, 32;
+/// nCPU hogs in a and nCPU in b. The bus weight acts within the group, as
+/// nice does.
+pub fn relabels_and_moves_of_running_tasks(
+    tag: &str,
+    start: impl FnOnce(&prism_bus::testing::TempBusDir) -> SchedProcess,
+) -> RunningChanges {
+    use prism_bus::LatencyClass;
+    use prism_bus::testing::{TempBusDir, sched_entry};
+
+    enable_cpu_controller(&crate::lab::cgroup2_root());
+    let bus = TempBusDir::new(tag);
+    let group = TempCgroup::new(tag);
+    let (a, b, c) = (group.child("a"), group.child("b"), group.child("c"));
+    let weighted = |id, w| sched_entry(id, LatencyClass::Batch, w);
+    let mut w = crate::lab::label(
+        &bus,
+        &[
+            (&a, weighted(370, 32)),
+            (&b, weighted(371, 96)),
+            (&c, weighted(372, 32)),
+        ],
+    );
+    let s = start(&bus);
+    let n = nr_cpus();
+    let hogs = (Hogs::start(&a.path, n), Hogs::start(&b.path, n));
+    let ratio = |x: &TempCgroup, y: &TempCgroup| {
+        let used = cpu_seconds_over(
+            &[&x.path, &y.path],
+            Duration::from_millis(500),
+            Duration::from_secs(4),
+        );
+        used[0] / used[1].max(1e-6)
+    };
+    let before = ratio(&b, &a);
+    // relabel: a becomes the heavy one
+    w.write_batch(
+        &[(a.id(), weighted(370, 96)), (b.id(), weighted(371, 32))],
+        &[],
+    )
+    .expect("bus write");
+    let relabelled = ratio(&a, &b);
+    // move a's running hogs into c (weight 32): now even with b
+    for pid in hogs.0.pids() {
+        c.enter(pid);
+    }
+    let moved = ratio(&c, &b);
+    drop(hogs);
+    stop_cleanly(s);
+    RunningChanges {
+        before,
+        relabelled,
+        moved,
+    }
+}
+
+/// What [`relabels_and_moves_of_running_tasks`] measured: heavy/light CPU
+/// time of the same running hogs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunningChanges {
+    /// b/a at bus weights 96:32 (ideal 3).
+    pub before: f64,
+    /// a/b once the bus swapped their weights (ideal 3).
+    pub relabelled: f64,
+    /// c/b once a's hogs moved into c, b's equal now (ideal 1).
+    pub moved: f64,
+}
+
+impl RunningChanges {
+    /// What did not reach the running tasks, one line each.
+    pub fn failures(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        if self.before <= 1.8 {
+            bad.push(format!("weights 96:32 gave {:.2}", self.before));
+        }
+        if self.relabelled <= 1.8 {
+            bad.push(format!(
+                "the relabel did not reach running tasks: {:.2}",
+                self.relabelled
+            ));
+        }
+        if !(0.5..=2.0).contains(&self.moved) {
+            bad.push(format!(
+                "the move did not reach running tasks: {:.2} for equal weights",
+                self.moved
+            ));
+        }
+        bad
     }
 }

@@ -275,6 +275,23 @@ fn relabelling_a_running_workload_takes_effect() {
     );
 }
 
+/// Relabels and cgroup moves reach tasks that are already running (issue
+/// 17): the same hog processes throughout, their share follows the bus
+/// weight and the cgroup they are moved into.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn relabels_and_cgroup_moves_reach_running_tasks() {
+    let r = contract::relabels_and_moves_of_running_tasks("prism-relabel-running", |bus| {
+        start(bus, &[])
+    });
+    println!(
+        "heavy/light CPU time: before {:.2}, after the relabel {:.2}; after the move (equal weights) {:.2}",
+        r.before, r.relabelled, r.moved
+    );
+    let bad = r.failures();
+    assert!(bad.is_empty(), "{}", bad.join("; "));
+}
+
 /// Critical hogs on every CPU; normal hogs still get the configured share.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
