@@ -5,6 +5,7 @@ pub mod cpu_max;
 pub mod kernel;
 pub mod logging;
 pub mod throttling;
+pub mod verifier;
 pub mod wait_histogram;
 
 pub use throttling::{Throttling, ThrottlingInterval};

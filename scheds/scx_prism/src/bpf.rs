@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, OpenObject};
+use log::info;
 use prism_bus::BusPaths;
 use prism_bus::consumer::{SlotChange, SlotKeeper};
 use prism_sched::cpu_max::{self, CpuMaxPoller};
@@ -103,7 +104,15 @@ impl<'obj> BpfScheduler<'obj> {
                 .set_inner_map_fd(bus.identity_map().as_fd())
                 .context("sizing the bus slot")?;
         }
+        let load_started = std::time::Instant::now();
         let mut skel = scx_ops_load!(skel, prism_ops, uei)?;
+        info!(
+            "{}",
+            prism_sched::verifier::summary(
+                &prism_sched::verifier::costs(libbpf_rs::skel::Skel::object(&skel)),
+                load_started.elapsed()
+            )
+        );
         drop(template);
 
         let mut bus = SlotKeeper::new(cfg.bus.clone());

@@ -194,7 +194,15 @@ impl<'obj> BpfScheduler<'obj> {
                 .set_inner_map_fd(bus.identity_map().as_fd())
                 .context("sizing the bus slot")?;
         }
+        let load_started = std::time::Instant::now();
         let mut skel = scx_ops_load!(skel, prism_bpfland_ops, uei)?;
+        info!(
+            "{}",
+            prism_sched::verifier::summary(
+                &prism_sched::verifier::costs(libbpf_rs::skel::Skel::object(&skel)),
+                load_started.elapsed()
+            )
+        );
         drop(template);
 
         let bus = match &cfg.prism {
