@@ -549,8 +549,12 @@ fn cpu_max_written_while_running_takes_effect() {
 /// 4: the limits add up to half the machine) with 2 busy threads, for 30 s
 /// (scx_prism's test runs 60; CI's time is shared): no ejection, and an
 /// unlimited probe keeps its latency: p50 within 1.5x of before, p99 within
-/// 5x (400 threads released each period queue beside its wakeups; the p99
-/// ratio measured 2.1-3.75x over four runs under TCG).
+/// 5x or 4 ms. What this guards against is throttling stalling others: a
+/// stall costs a share of the 200 ms period, tens of ms; 4 ms is what EEVDF
+/// gives the same probe under 2 x nCPU hogs in this lab (p99 3.3-3.7 ms in
+/// the 5-trial evaluation). Since queued wakeups the probe alone has p99
+/// 220-370 us, and 5x of that alone is noise: beside the cgroups p99 was
+/// 585, 736, 1521 and 1634 us in four runs (5.0-6.9x in the last two).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
@@ -561,7 +565,7 @@ fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
             start(&bus, true, &[])
         });
     assert!(
-        beside.p50_us <= 1.5 * alone.p50_us && beside.p99_us <= 5.0 * alone.p99_us,
+        beside.p50_us <= 1.5 * alone.p50_us && beside.p99_us <= (5.0 * alone.p99_us).max(4000.0),
         "probe p50/p99 {:.0}/{:.0} us beside the throttled cgroups, {:.0}/{:.0} us alone",
         beside.p50_us,
         beside.p99_us,
