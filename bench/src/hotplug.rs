@@ -10,7 +10,7 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::lab::{self, Hogs};
+use crate::lab::{self, Hogs, SchedProcess};
 
 const ENABLE_SEQ: &str = "/sys/kernel/sched_ext/enable_seq";
 const SAMPLE: Duration = Duration::from_millis(20);
@@ -136,6 +136,23 @@ pub fn ten_cycles_of_the_last_cpu(cgroup: &Path) -> Report {
         Duration::from_millis(300),
         Duration::from_millis(700),
     )
+}
+
+/// The lab tests' check, for the scheduler `s` runs: ten cycles of the last
+/// CPU with hogs in `cgroup`, printed; what `s` failed to keep (it exited,
+/// or [`Report::failures`]), with its log.
+pub fn check_scheduler(s: &mut SchedProcess, cgroup: &Path) -> Result<(), String> {
+    let r = ten_cycles_of_the_last_cpu(cgroup);
+    r.print();
+    let mut bad = r.failures();
+    if !s.alive() {
+        bad.insert(0, "the scheduler exited".into());
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}:\n{}", bad.join("; "), s.log_text()))
+    }
 }
 
 /// `cycles` times: take `cpu` offline for `offline_for`, bring it back, and

@@ -35,7 +35,7 @@ use prism_bus::{BusWriter, LatencyClass};
     after_help = "Run it in the lab guest (ci/lab run --results DIR -- target/release/prism-eval --out DIR). \
 --quick is what CI runs: EEVDF, scx_prism and scx_prism_bpfland --prism on idle, contended-2x, selective and empty-bus, \
 asserting that in the selective scenario the critical label costs no latency beyond noise \
-(and under scx_prism's strict tiers is served before batch), that scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's, \
+(and under scx_prism's strict tiers is served before batch), that idle both keep their p99 within 2 x EEVDF's, that scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's, \
 that with an empty bus its p99 is within 1.1 x EEVDF's, and that its p50 in both is within 1.25 x \
 (kube-node is in the full run)."
 )]
@@ -477,6 +477,7 @@ fn metric(rows: &[Row], s: &str, sc: &str, su: &str, m: &str) -> Option<f64> {
 /// strictly before batch at the median. (scx_prism_bpfland's classes are
 /// weights and preemption rights: a batch probe that sleeps most of the time
 /// is served nearly as soon; its p50s were within 2-17% of each other.)
+/// Idle, both keep their p99 within 2 x EEVDF's.
 /// scx_prism's contended-2x critical p99 is below 0.3 x EEVDF's; with an
 /// empty bus its p99 is within 1.1 x EEVDF's; and its p50 in both is within
 /// 1.25 x (the issue's targets, but for the 1/15 no scheduler reaches under
@@ -518,6 +519,21 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
             _ => bad.push(format!("{s}: no selective figures")),
         }
     }
+    // With every CPU idle, both of ours stay near the machine's floor: the
+    // idle tail scx_prism_bpfland had without queued wakeups was 5-8x EEVDF's
+    // p99; since, quick runs gave 0.73-1.12x for both
+    for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
+        match (
+            p99(rows, s, "idle", "critical"),
+            p99(rows, EEVDF, "idle", "critical"),
+        ) {
+            (Some(p), Some(e)) if p <= 2.0 * e => {}
+            (Some(p), Some(e)) => bad.push(format!(
+                "{s}: idle critical p99 {p:.0} us > 2 x EEVDF's {e:.0} us"
+            )),
+            _ => bad.push(format!("{s}: no idle figures")),
+        }
+    }
     // EEVDF reads no bus: its contended-2x and empty-bus runs are the same
     // experiment, so its baseline is both (one 3 x 2 s p99 median ranged 2.2-7 ms)
     let eevdf = |m: &str| match (
@@ -545,7 +561,7 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
         bail!("quick evaluation failed:\n  {}", bad.join("\n  "));
     }
     eprintln!(
-        "quick evaluation: selective: the critical label costs nothing (scx_prism: served before batch); scx_prism contended-2x critical p99 below 0.3 x EEVDF's; empty-bus p99 within 1.1 x; p50 in both within 1.25 x"
+        "quick evaluation: selective: the critical label costs nothing (scx_prism: served before batch); idle p99 within 2 x EEVDF; scx_prism contended-2x critical p99 below 0.3 x EEVDF's; empty-bus p99 within 1.1 x; p50 in both within 1.25 x"
     );
     Ok(())
 }
@@ -606,6 +622,9 @@ mod tests {
             }
         }
         for (sc, s, p50, p99) in [
+            ("idle", EEVDF, 110.0, 420.0),
+            ("idle", SCX_PRISM, 100.0, 360.0),
+            ("idle", PRISM_BPFLAND_CLASSES, 100.0, 310.0),
             ("contended-2x", EEVDF, 390.0, 3840.0),
             ("empty-bus", EEVDF, 400.0, 4080.0),
             ("contended-2x", SCX_PRISM, 150.0, 370.0),
@@ -674,6 +693,21 @@ mod tests {
             e.contains("no selective figures") && e.contains("probe died"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_idle_tail_like_the_missing_queued_wakeups_fails() {
+        let mut rows = passing();
+        set(
+            &mut rows,
+            PRISM_BPFLAND_CLASSES,
+            "idle",
+            "critical",
+            "p99_us",
+            2433.0,
+        );
+        let e = quick_checks(&rows, &[]).unwrap_err().to_string();
+        assert!(e.contains("idle critical p99 2433"), "{e}");
     }
 
     #[test]

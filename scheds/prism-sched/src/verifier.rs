@@ -73,6 +73,21 @@ pub fn parse_largest_share(line: &str) -> Option<f64> {
     rest.split_once("% of")?.0.parse().ok()
 }
 
+/// Where a scheduler's log says how much of the verifier's budget its
+/// largest program used: the line, if under `max_share` percent; otherwise
+/// (or with no such line) why not.
+pub fn check_log(log: &str, max_share: f64) -> Result<String, String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("verifier: "))
+        .ok_or_else(|| format!("no verifier line in the log:\n{log}"))?;
+    match parse_largest_share(line) {
+        Some(share) if share < max_share => Ok(line.to_string()),
+        Some(_) => Err(format!("over {max_share}% of the limit: {line}")),
+        None => Err(format!("no instruction count: {line}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +114,25 @@ mod tests {
             "verifier: 3 programs loaded in 5.2 s; largest dispatch, 41234 instructions (4.1% of the 1000000 limit)"
         );
         assert_eq!(parse_largest_share(&line), Some(4.1));
+    }
+
+    #[test]
+    fn a_log_passes_only_with_a_count_under_the_budget() {
+        let line = summary(&[cost("dispatch", 400_000)], Duration::from_secs(5));
+        let log = format!("starting\n12:00 [INFO] {line}\nrunning");
+        assert!(check_log(&log, 50.0).unwrap().ends_with(&line));
+        assert!(check_log(&log, 30.0).unwrap_err().contains("over 30%"));
+        assert!(
+            check_log("starting", 50.0)
+                .unwrap_err()
+                .contains("no verifier line")
+        );
+        let none = summary(&[], Duration::from_secs(1));
+        assert!(
+            check_log(&none, 50.0)
+                .unwrap_err()
+                .contains("no instruction count")
+        );
     }
 
     #[test]
