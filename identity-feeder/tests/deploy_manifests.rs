@@ -47,10 +47,29 @@ fn the_daemonset_runs_with_cap_bpf_only_and_read_only_cgroups() {
     let mounts = c.volume_mounts.as_ref().unwrap();
     let cgroup = mounts.iter().find(|m| m.name == "cgroup").unwrap();
     assert_eq!(cgroup.read_only, Some(true));
+    // Of the node's bpffs, the bus's pin directory alone, at the path the
+    // feeder is told to pin in.
+    let bpf_mounts: Vec<_> = mounts
+        .iter()
+        .filter(|m| m.mount_path.starts_with("/sys/fs/bpf"))
+        .collect();
+    assert_eq!(bpf_mounts.len(), 1, "{bpf_mounts:?}");
+    assert_eq!(bpf_mounts[0].mount_path, "/sys/fs/bpf/prism");
     assert!(
-        mounts
-            .iter()
-            .any(|m| m.name == "bpffs" && m.mount_path == "/sys/fs/bpf")
+        c.args
+            .as_ref()
+            .unwrap()
+            .contains(&"--bus-dir=/sys/fs/bpf/prism".to_string())
+    );
+    let volumes = pod.volumes.as_ref().unwrap();
+    let bus = volumes
+        .iter()
+        .find(|v| v.name == bpf_mounts[0].name)
+        .unwrap();
+    assert_eq!(
+        bus.host_path.as_ref().unwrap().path,
+        "/sys/fs/bpf/prism",
+        "the host's whole bpffs must not be mounted"
     );
     let env = c.env.as_ref().unwrap();
     let node = env.iter().find(|e| e.name == "NODE_NAME").unwrap();
