@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 
 use prism_feeder::allocator::Allocator;
 use prism_feeder::allocator::etcd::{EtcdAllocator, EtcdConfig};
+use prism_feeder::allocator::grace::ReleaseGrace;
 use prism_feeder::allocator::local::LocalAllocator;
 use prism_feeder::cgroup_tree::{self, Subscriber};
 use prism_feeder::health::Health;
@@ -71,6 +72,12 @@ struct Opts {
     /// that is restarting deletes nothing this long); 0s: at once.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     delete_grace: Duration,
+
+    /// How long an id stays its canonical's after its last workload left,
+    /// so a workload that comes back (a replaced pod, a flapping source)
+    /// gets the same id; 0s: free at once.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    id_grace: Duration,
 
     /// Start the pod watch over (a full relist) this often, and rescan the
     /// cgroup tree: a safety net for anything an event could have missed.
@@ -310,21 +317,33 @@ fn run(opts: Opts) -> anyhow::Result<()> {
     }
 
     let allocator: Box<dyn Allocator> = match opts.allocator {
-        AllocatorKind::Local => Box::new(LocalAllocator::default()),
-        AllocatorKind::Etcd => Box::new(EtcdAllocator::connect(
-            rt.handle(),
-            EtcdConfig {
-                endpoints: opts.etcd_endpoints.clone(),
-                prefix: opts.etcd_prefix.clone(),
-                node: opts
-                    .node_name
-                    .clone()
-                    .context("--allocator etcd needs --node-name (or NODE_NAME)")?,
-                lease_ttl: opts.etcd_lease_ttl,
-                gc_interval: opts.etcd_gc_interval,
-                timeout: opts.etcd_timeout,
-            },
-        )?),
+        AllocatorKind::Local => {
+            Box::new(ReleaseGrace::new(LocalAllocator::default(), opts.id_grace))
+        }
+        AllocatorKind::Etcd => Box::new(ReleaseGrace::new(
+            EtcdAllocator::connect(
+                rt.handle(),
+                EtcdConfig {
+                    endpoints: opts.etcd_endpoints.clone(),
+                    prefix: opts.etcd_prefix.clone(),
+                    node: opts
+                        .node_name
+                        .clone()
+                        .context("--allocator etcd needs --node-name (or NODE_NAME)")?,
+                    lease_ttl: opts.etcd_lease_ttl,
+                    gc_interval: opts.etcd_gc_interval,
+                    timeout: opts.etcd_timeout,
+                },
+                metrics.clone(),
+                {
+                    let inputs = inputs.clone();
+                    Box::new(move || {
+                        let _ = inputs.send(Input::Answered);
+                    })
+                },
+            )?,
+            opts.id_grace,
+        )),
     };
     let config = reconciler::Config {
         layout: KubepodsLayout::new(opts.cgroup_driver, opts.kubepods_cgroup.as_deref()),

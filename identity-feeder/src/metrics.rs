@@ -33,6 +33,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -58,6 +63,8 @@ pub struct Metrics {
     cgroups: Gauge,
     leaving: Gauge,
     source_up: Family<SourceLabels, Gauge>,
+    etcd_collections: Family<OutcomeLabels, Counter>,
+    etcd_collected: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +88,8 @@ impl Metrics {
             cgroups: Gauge::default(),
             leaving: Gauge::default(),
             source_up: Family::default(),
+            etcd_collections: Family::default(),
+            etcd_collected: Counter::default(),
         };
         for f in Failure::ALL {
             m.failures
@@ -100,7 +109,7 @@ impl Metrics {
         );
         r.register(
             "prism_feeder_allocations",
-            "Identities given to a canonical string: minted new, or adopted from the bus or the cluster",
+            "Identities given to a canonical string: minted new, adopted from the bus or the cluster, or kept for it since its last workload left (--id-grace)",
             m.allocations.clone(),
         );
         r.register(
@@ -138,6 +147,16 @@ impl Metrics {
             "1 while a source reaches its API (or tree) and has listed it, else 0",
             m.source_up.clone(),
         );
+        r.register(
+            "prism_feeder_etcd_collections",
+            "Passes of the collector of ids no node uses (--allocator etcd), by outcome (ok, failed)",
+            m.etcd_collections.clone(),
+        );
+        r.register(
+            "prism_feeder_etcd_ids_collected",
+            "Ids no node used any more, deleted from etcd by this node's collector",
+            m.etcd_collected.clone(),
+        );
         m
     }
 
@@ -169,8 +188,19 @@ impl Metrics {
             Acquired::Shared => return,
             Acquired::Minted => "minted",
             Acquired::Adopted => "adopted",
+            Acquired::Kept => "kept",
         };
         self.allocations.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// One pass of the etcd collector: how many ids it collected, or
+    /// `None` if it failed.
+    pub fn etcd_collection(&self, collected: Option<usize>) {
+        let outcome = if collected.is_some() { "ok" } else { "failed" };
+        self.etcd_collections
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.etcd_collected.inc_by(collected.unwrap_or(0) as u64);
     }
 
     pub fn propagated(&self, latency: Duration) {

@@ -26,7 +26,7 @@ use prism_bus::names::{NamedIdentity, NamesFile};
 use prism_bus::{BusError, BusWriter, Entry, Facets, Flags, Identity};
 use tracing::{debug, error, info, warn};
 
-use crate::allocator::Allocator;
+use crate::allocator::{AllocError, Allocator};
 use crate::canonical::Canonical;
 use crate::cgroup_tree::TreeEvent;
 use crate::failure::Failure;
@@ -94,6 +94,9 @@ pub struct Reconciler {
     leaving: HashMap<WorkloadKey, Instant>,
     /// Workloads whose allocation failed, to try again.
     retry: HashMap<WorkloadKey, (SourceId, Workload)>,
+    /// Of those, the ones the store has been asked for and not yet answered:
+    /// the first readiness waits for them.
+    awaiting_answer: HashSet<WorkloadKey>,
     /// Cgroups whose write failed (a full map), to try again.
     blocked: HashSet<String>,
     last_retry: Instant,
@@ -150,6 +153,7 @@ impl Reconciler {
             gone: malformed,
             leaving: HashMap::new(),
             retry: HashMap::new(),
+            awaiting_answer: HashSet::new(),
             blocked: HashSet::new(),
             last_retry: Instant::now(),
             arrivals: vec![],
@@ -178,6 +182,7 @@ impl Reconciler {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
+            self.retry_answered();
             self.reacquire_lost();
             self.collect_left();
             if self.last_retry.elapsed() >= RETRY_EVERY {
@@ -210,7 +215,8 @@ impl Reconciler {
                 }
             }
             Input::Tree(event) => self.tree_event(event),
-            Input::Shutdown => {}
+            // Taken below, after the batch (see `run`).
+            Input::Answered | Input::Shutdown => {}
         }
     }
 
@@ -224,6 +230,8 @@ impl Reconciler {
             .collect();
         self.retry
             .retain(|k, (s, _)| *s != source || listed.contains(k));
+        let retry = &self.retry;
+        self.awaiting_answer.retain(|k| retry.contains_key(k));
         for key in stale {
             self.leave(source, &key);
         }
@@ -280,11 +288,17 @@ impl Reconciler {
                     }
                 }
                 self.retry.remove(&key);
+                self.awaiting_answer.remove(&key);
                 self.mark_subtree(&key);
             }
             Err(e) => {
-                warn!(workload = %w.name, error = %e, "no identity for this workload yet; retrying");
-                self.metrics.failure(Failure::Allocation);
+                if e == AllocError::Pending {
+                    self.awaiting_answer.insert(w.key.clone());
+                } else {
+                    self.awaiting_answer.remove(&w.key);
+                    warn!(workload = %w.name, error = %e, "no identity for this workload yet; retrying");
+                    self.metrics.failure(Failure::Allocation);
+                }
                 let key = w.key.clone();
                 if !self.workloads.contains_key(&key) {
                     // Known but without an id: its cgroups get no entry (not
@@ -311,6 +325,7 @@ impl Reconciler {
     /// (or there is no grace), else when the cgroup goes or the grace ends.
     fn leave(&mut self, source: SourceId, key: &WorkloadKey) {
         self.retry.remove(key);
+        self.awaiting_answer.remove(key);
         if self.workloads.get(key).is_none_or(|t| t.source != source) {
             return;
         }
@@ -346,6 +361,7 @@ impl Reconciler {
 
     fn delete(&mut self, source: SourceId, key: &WorkloadKey) {
         self.retry.remove(key);
+        self.awaiting_answer.remove(key);
         if self.workloads.get(key).is_none_or(|t| t.source != source) {
             return;
         }
@@ -463,6 +479,25 @@ impl Reconciler {
         for (source, w) in hit {
             self.mark_subtree(&w.key);
             self.apply(source, w);
+        }
+    }
+
+    /// Workloads waiting for the store's answer on their canonical take it.
+    fn retry_answered(&mut self) {
+        let answered: HashSet<Canonical> = self.allocator.answered().into_iter().collect();
+        if answered.is_empty() {
+            return;
+        }
+        let waiting: Vec<WorkloadKey> = self
+            .retry
+            .iter()
+            .filter(|(_, (_, w))| answered.contains(&w.canonical))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in waiting {
+            if let Some((source, w)) = self.retry.remove(&key) {
+                self.apply(source, w);
+            }
         }
     }
 
@@ -604,7 +639,7 @@ impl Reconciler {
         if self.synced {
             self.write_names();
         }
-        if self.synced && !self.health.is_ready() {
+        if self.synced && self.awaiting_answer.is_empty() && !self.health.is_ready() {
             info!(
                 entries = self.written.len(),
                 generation = self.bus.generation(),

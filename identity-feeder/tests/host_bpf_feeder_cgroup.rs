@@ -142,7 +142,7 @@ fn rules_set_classes_weights_and_labels_and_sighup_reloads_them() {
 }
 
 #[test]
-fn cgroups_that_appear_and_vanish_are_followed_and_ids_are_reused() {
+fn cgroups_that_appear_and_vanish_are_followed_and_a_returning_one_gets_its_id_back() {
     let root = CgroupRoot::new("feeder-live");
     let bus = TestBus::new("feeder-live");
     root.mkdir("system.slice");
@@ -166,12 +166,21 @@ fn cgroups_that_appear_and_vanish_are_followed_and_ids_are_reused() {
     bus.wait_entry("the unit's entry gone", svc, |x| x.is_none());
     assert_eq!(f.metric("prism_feeder_identities_live"), 1.0);
 
-    // Its id is free again: the next new workload gets the smallest free.
+    // Its id stays its own for --id-grace: a new workload gets another one,
+    // and the unit made again gets its old one back.
     let next = root.mkdir("system.slice/next.service");
     let n = bus
         .wait_entry("the next unit's entry", next, |e| e.is_some())
         .unwrap();
-    assert_eq!(n.identity, e.identity);
+    assert_ne!(n.identity, e.identity);
+    let again = root.mkdir("system.slice/new.service");
+    bus.wait_entry("the returning unit's entry", again, |x| {
+        x.is_some_and(|x| same(x, &e))
+    });
+    assert_eq!(
+        f.metric("prism_feeder_allocations_total{kind=\"kept\"}"),
+        1.0
+    );
     assert!(f.metric("prism_feeder_propagation_seconds_count") >= 2.0);
 }
 

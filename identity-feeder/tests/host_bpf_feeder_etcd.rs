@@ -2,20 +2,24 @@
 //! loopback for each test): allocators of three nodes racing over
 //! overlapping canonical strings agree on one id each and never share one;
 //! three real prism-feeder processes (real cgroups, real buses) do the same
-//! end to end; and a node killed with SIGKILL loses its lease, after which
-//! the ids only it used are collected while the shared ones stay.
+//! end to end; a node killed with SIGKILL loses its lease, after which
+//! the ids only it used are collected while the shared ones stay; and an
+//! etcd that is down or hung delays only new identities.
 
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use prism_feeder::allocator::Allocator;
+use prism_bus::Identity;
 use prism_feeder::allocator::etcd::{EtcdAllocator, EtcdConfig};
+use prism_feeder::allocator::{AllocError, Allocator};
 use prism_feeder::canonical::Canonical;
 use prism_feeder::labels::Labels;
+use prism_feeder::metrics::Metrics;
 use support::etcd::Etcd;
 use support::{CgroupRoot, Feeder, TestBus, wait_for};
 
@@ -29,6 +33,32 @@ fn config(etcd: &Etcd, node: &str) -> EtcdConfig {
         lease_ttl: Duration::from_secs(2),
         gc_interval: Duration::from_millis(500),
         timeout: Duration::from_secs(10),
+    }
+}
+
+/// An allocator, and what its wakes arrive on.
+fn connect(rt: &tokio::runtime::Runtime, config: EtcdConfig) -> (EtcdAllocator, Receiver<()>) {
+    let (woken, wakes) = channel();
+    let wake = Box::new(move || {
+        let _ = woken.send(());
+    });
+    let a = EtcdAllocator::connect(rt.handle(), config, Arc::new(Metrics::new()), wake)
+        .expect("connect");
+    (a, wakes)
+}
+
+/// Acquire as the reconciler does: ask, wait for the wake, take the answer.
+fn acquire(a: &mut EtcdAllocator, wakes: &Receiver<()>, c: &Canonical) -> Identity {
+    loop {
+        match a.acquire(c, None) {
+            Ok((id, _)) => return id,
+            Err(AllocError::Pending) => {
+                wakes
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("the worker wakes the caller with its answer");
+            }
+            Err(e) => panic!("acquiring {c}: {e}"),
+        }
     }
 }
 
@@ -88,7 +118,7 @@ fn three_nodes_racing_agree_on_one_id_per_canonical_and_collect_a_dead_nodes() {
                     .enable_all()
                     .build()
                     .unwrap();
-                let mut a = EtcdAllocator::connect(rt.handle(), cfg).expect("connect");
+                let (mut a, wakes) = connect(&rt, cfg);
                 start.wait();
                 // 60 canonicals every node has, 20 of its own, interleaved.
                 let mut got = HashMap::new();
@@ -98,7 +128,7 @@ fn three_nodes_racing_agree_on_one_id_per_canonical_and_collect_a_dead_nodes() {
                     } else {
                         canonical(&format!("shared-{}", i / 4 * 3 + i % 4))
                     };
-                    let (id, _) = a.acquire(&c, None).expect("acquire");
+                    let id = acquire(&mut a, &wakes, &c);
                     got.insert(c.as_str().to_string(), id.get());
                 }
                 (rt, a, got)
@@ -281,6 +311,8 @@ fn an_etcd_outage_delays_only_new_identities() {
             "1s",
             "--etcd-gc-interval",
             "1s",
+            "--id-grace",
+            "0s",
         ],
     ));
     f.wait_ready(Duration::from_secs(30));
@@ -359,8 +391,71 @@ fn ids_past_one_answers_size_are_all_collected() {
     };
     assert_eq!(count("id"), IDS as i64);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let _node = EtcdAllocator::connect(rt.handle(), config(&etcd, "node-a")).unwrap();
+    let _node = connect(&rt, config(&etcd, "node-a"));
     wait_for("every unused id collected", Duration::from_secs(60), || {
         (count("id") == 0 && count("canonical") == 0).then_some(())
     });
+}
+
+/// A hung etcd (SIGSTOP: nothing answered, nothing refused), with calls
+/// allowed 30 s: the new units wait for their ids, and everything else
+/// reaches the bus at once. (When the reconciler itself called etcd, a
+/// removal waited behind each pending call's 30 s.)
+#[test]
+fn a_hung_etcd_holds_up_only_the_new_identities() {
+    let etcd = Etcd::start();
+    let root = CgroupRoot::new("feeder-etcd-hung");
+    let bus = TestBus::new("feeder-etcd-hung");
+    let old = root.mkdir("system.slice/old.service");
+    let going = root.mkdir("system.slice/going.service");
+    let f = Feeder::start(&support::cgroup_feeder_args(
+        &root,
+        &bus,
+        &[
+            "--allocator",
+            "etcd",
+            "--node-name",
+            "node-a",
+            "--etcd-endpoints",
+            &etcd.endpoint,
+            "--etcd-prefix",
+            PREFIX,
+            "--etcd-timeout",
+            "30s",
+        ],
+    ));
+    f.wait_ready(Duration::from_secs(30));
+    let old_id = bus.get(old).unwrap().identity;
+
+    etcd.pause();
+    let new: Vec<u64> = (0..5)
+        .map(|i| root.mkdir(&format!("system.slice/new-{i}.service")))
+        .collect();
+    // Long enough for the reconciler to have asked for every new id.
+    thread::sleep(Duration::from_millis(500));
+    let removed = Instant::now();
+    root.rmdir("system.slice/going.service");
+    bus.wait_entry("the removed unit's entry gone", going, |e| e.is_none());
+    let took = removed.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the removal waited {took:?} behind etcd"
+    );
+    assert!(new.iter().all(|&c| bus.get(c).is_none()));
+    assert_eq!(bus.get(old).map(|e| e.identity), Some(old_id));
+    assert_eq!(f.get("/healthz").map(|(s, _)| s), Some(200));
+
+    etcd.resume();
+    let ids: HashSet<u32> = new
+        .iter()
+        .map(|&c| {
+            bus.wait_entry("a new unit's entry once etcd answers", c, |e| e.is_some())
+                .unwrap()
+                .identity
+                .get()
+        })
+        .collect();
+    assert_eq!(ids.len(), new.len(), "one id each");
+    assert!(!ids.contains(&old_id.get()));
+    f.assert_running();
 }

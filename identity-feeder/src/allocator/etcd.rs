@@ -15,12 +15,14 @@
 //! transaction that holds only while no `uses/<id>/` key exists, so a node
 //! joining at that moment either wins (and keeps it) or retries.
 //!
-//! The feeder's reconciler is synchronous; each call blocks on the runtime
-//! for at most `timeout`. Locally, ids are refcounted: etcd is asked only
+//! The feeder's reconciler never waits for etcd: one worker task makes the
+//! calls, each bounded by `timeout`, and wakes the reconciler with the
+//! answers, so a slow or absent etcd delays only new identities while every
+//! other bus write goes on. Locally, ids are refcounted: etcd is asked only
 //! for a canonical's first workload and told after its last one.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,17 +34,20 @@ use etcd_client::{
 use prism_bus::Identity;
 use prism_bus::abi::{IDENTITY_MASK, MIN_DYNAMIC_IDENTITY};
 use tokio::runtime::Handle;
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::{Acquired, AllocError, Allocator};
 use crate::canonical::Canonical;
 use crate::labels;
+use crate::metrics::Metrics;
 
 /// Transactions tried before contention is reported as a failure.
 const MAX_TRIES: usize = 16;
 /// `id/` keys read per page when looking for the smallest free id.
 const PAGE: i64 = 1024;
-/// How long calls fail at once after etcd did not answer.
+/// How long calls fail at once after etcd did not answer, and how often
+/// untold releases are retried.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
@@ -311,27 +316,79 @@ struct Held {
     refs: u32,
 }
 
+/// Called by the etcd worker when an answer is waiting, from its own
+/// thread: it must only wake the reconciler (which then calls
+/// [`Allocator::answered`]).
+pub type Wake = Box<dyn Fn() + Send + Sync>;
+
+/// What the reconciler asks the etcd worker, in order.
+enum Request {
+    Acquire(Canonical, Option<u32>),
+    /// This node stopped using the id.
+    Release(u32),
+}
+
+/// The store's answer to one acquire.
+type Answered = Result<(u32, Acquired), AllocError>;
+
+type Answer = (Canonical, Answered);
+
+/// Where the worker leaves its answers for the reconciler's thread.
+struct Mailbox {
+    answers: Mutex<Vec<Answer>>,
+    /// The reconciler has been woken for what is in `answers`: one wake for
+    /// a burst of answers, not one input per workload.
+    woken: AtomicBool,
+    wake: Wake,
+}
+
+impl Mailbox {
+    fn post(&self, answer: Answer) {
+        self.answers.lock().expect("not poisoned").push(answer);
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            (self.wake)();
+        }
+    }
+
+    fn take(&self) -> Vec<Answer> {
+        self.woken.store(false, Ordering::Release);
+        std::mem::take(&mut *self.answers.lock().expect("not poisoned"))
+    }
+}
+
+/// The reconciler's side: it never waits for etcd. A canonical's first
+/// acquire asks the worker and returns [`AllocError::Pending`]; the answer
+/// wakes the reconciler, whose next acquire takes it. Releases are queued
+/// behind the acquires, so etcd sees them in the reconciler's order.
 pub struct EtcdAllocator {
-    rt: Handle,
-    store: Store,
-    timeout: Duration,
+    requests: mpsc::UnboundedSender<Request>,
+    mailbox: Arc<Mailbox>,
     held: HashMap<Canonical, Held>,
+    /// Asked and not answered yet.
+    asked: HashSet<Canonical>,
+    /// Answered and not taken yet, since when.
+    ready: HashMap<Canonical, (Answered, Instant)>,
+    /// Answered since the last [`Allocator::answered`].
+    unreported: Vec<Canonical>,
     /// The ids this node uses, for re-registering after a lost lease.
     in_use: Arc<Mutex<HashMap<u32, Canonical>>>,
     /// Canonicals whose id was collected while this node was cut off.
     lost: Arc<Mutex<Vec<Canonical>>>,
-    /// Ids this node stopped using but could not tell etcd yet. (Its lease
-    /// lives on, so without telling, they would never be collected.)
-    unreleased: BTreeSet<u32>,
-    /// After a failure, calls fail at once until then: an unreachable etcd
-    /// costs one timeout, not one per workload.
-    down_until: Option<Instant>,
 }
 
+/// An answer nobody took this long (its workload left while etcd was
+/// asked) is given back.
+const UNCLAIMED: Duration = Duration::from_secs(30);
+
 impl EtcdAllocator {
-    /// Connect, take this node's lease, and start keeping it alive and
-    /// collecting unused ids, on `rt`.
-    pub fn connect(rt: &Handle, config: EtcdConfig) -> anyhow::Result<EtcdAllocator> {
+    /// Connect, take this node's lease, and start, on `rt`, the worker that
+    /// talks to etcd, the lease keeper and the collector of unused ids.
+    pub fn connect(
+        rt: &Handle,
+        config: EtcdConfig,
+        metrics: Arc<Metrics>,
+        wake: Wake,
+    ) -> anyhow::Result<EtcdAllocator> {
         if !labels::is_service_account(&config.node) {
             anyhow::bail!(
                 "node name {:?} cannot be part of an etcd key (a DNS subdomain is needed)",
@@ -357,60 +414,51 @@ impl EtcdAllocator {
         };
         let in_use = Arc::new(Mutex::new(HashMap::new()));
         let lost = Arc::new(Mutex::new(vec![]));
+        let mailbox = Arc::new(Mailbox {
+            answers: Mutex::new(vec![]),
+            woken: AtomicBool::new(false),
+            wake,
+        });
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let worker = Worker {
+            store: store.clone(),
+            timeout: config.timeout,
+            mailbox: mailbox.clone(),
+            in_use: in_use.clone(),
+            unreleased: BTreeSet::new(),
+            down_until: None,
+        };
+        rt.spawn(worker.run(inbox));
         rt.spawn(keep_lease(store.clone(), ttl, in_use.clone(), lost.clone()));
-        rt.spawn(collect_unused(store.clone(), config.gc_interval));
+        rt.spawn(collect_unused(store, config.gc_interval, metrics));
         info!(endpoints = %config.endpoints.join(","), prefix = %config.prefix, node = %config.node, lease,
             "identities are agreed in etcd");
         Ok(EtcdAllocator {
-            rt: rt.clone(),
-            store,
-            timeout: config.timeout,
+            requests,
+            mailbox,
             held: HashMap::new(),
+            asked: HashSet::new(),
+            ready: HashMap::new(),
+            unreported: vec![],
             in_use,
             lost,
-            unreleased: BTreeSet::new(),
-            down_until: None,
         })
     }
 
-    fn block_on<T>(
-        &mut self,
-        f: impl Future<Output = Result<T, AllocError>>,
-    ) -> Result<T, AllocError> {
-        if self.down_until.is_some_and(|t| Instant::now() < t) {
-            return Err(AllocError::Unavailable(
-                "etcd did not answer a moment ago; retrying shortly".into(),
-            ));
-        }
-        let timeout = self.timeout;
-        let r = self.rt.block_on(async {
-            tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| {
-                Err(AllocError::Unavailable(
-                    "etcd did not answer in time".into(),
-                ))
-            })
-        });
-        self.down_until = match &r {
-            Err(AllocError::Unavailable(_)) => Some(Instant::now() + RETRY_AFTER),
-            _ => None,
-        };
-        r
-    }
-
-    /// Tell etcd about the ids released while it was unreachable.
-    fn catch_up(&mut self) {
-        let pending: Vec<u32> = std::mem::take(&mut self.unreleased).into_iter().collect();
-        for id in pending {
-            let in_use = self.held.values().any(|h| h.id == id);
-            if !in_use && self.tell_released(id).is_err() {
-                self.unreleased.insert(id);
-            }
+    /// Move the worker's answers here.
+    fn collect_answers(&mut self) {
+        let now = Instant::now();
+        for (c, answer) in self.mailbox.take() {
+            self.asked.remove(&c);
+            self.unreported.push(c.clone());
+            self.ready.insert(c, (answer, now));
         }
     }
 
-    fn tell_released(&mut self, id: u32) -> Result<(), AllocError> {
-        let store = self.store.clone();
-        self.block_on(async move { store.release(id).await.map_err(unavailable) })
+    fn ask(&mut self, request: Request) {
+        // The worker lives as long as the runtime; without it there is no
+        // etcd to tell, and the next acquire reports it.
+        let _ = self.requests.send(request);
     }
 }
 
@@ -424,17 +472,21 @@ impl Allocator for EtcdAllocator {
             h.refs += 1;
             return Ok((Identity::new(h.id).expect("24-bit"), Acquired::Shared));
         }
-        let store = self.store.clone();
-        let (id, how) =
-            self.block_on(async move { store.acquire(canonical, hint.map(Identity::get)).await })?;
-        self.unreleased.remove(&id);
-        self.catch_up();
-        self.held.insert(canonical.clone(), Held { id, refs: 1 });
-        self.in_use
-            .lock()
-            .expect("not poisoned")
-            .insert(id, canonical.clone());
-        Ok((Identity::new(id).expect("24-bit"), how))
+        self.collect_answers();
+        if let Some((answer, _)) = self.ready.remove(canonical) {
+            let (id, how) = answer?;
+            self.held.insert(canonical.clone(), Held { id, refs: 1 });
+            return Ok((Identity::new(id).expect("24-bit"), how));
+        }
+        if self.requests.is_closed() {
+            return Err(AllocError::Unavailable(
+                "the etcd worker stopped (the runtime is shutting down)".into(),
+            ));
+        }
+        if self.asked.insert(canonical.clone()) {
+            self.ask(Request::Acquire(canonical.clone(), hint.map(Identity::get)));
+        }
+        Err(AllocError::Pending)
     }
 
     fn release(&mut self, canonical: &Canonical) {
@@ -447,14 +499,7 @@ impl Allocator for EtcdAllocator {
         }
         let id = h.id;
         self.held.remove(canonical);
-        self.in_use.lock().expect("not poisoned").remove(&id);
-        match self.tell_released(id) {
-            Ok(()) => self.catch_up(),
-            Err(e) => {
-                warn!(id, error = %e, "could not tell etcd this node stopped using an id; later");
-                self.unreleased.insert(id);
-            }
-        }
+        self.ask(Request::Release(id));
     }
 
     // The cluster holds every id; a restart asks it, not the bus.
@@ -467,8 +512,18 @@ impl Allocator for EtcdAllocator {
     }
 
     fn housekeeping(&mut self) -> Vec<Canonical> {
-        if !self.unreleased.is_empty() {
-            self.catch_up();
+        self.collect_answers();
+        let now = Instant::now();
+        let unclaimed: Vec<u32> = self
+            .ready
+            .iter()
+            .filter(|(_, (_, since))| now.duration_since(*since) >= UNCLAIMED)
+            .filter_map(|(_, (answer, _))| answer.as_ref().ok().map(|(id, _)| *id))
+            .collect();
+        self.ready
+            .retain(|_, (_, since)| now.duration_since(*since) < UNCLAIMED);
+        for id in unclaimed {
+            self.ask(Request::Release(id));
         }
         let lost = std::mem::take(&mut *self.lost.lock().expect("not poisoned"));
         for c in &lost {
@@ -477,6 +532,109 @@ impl Allocator for EtcdAllocator {
             }
         }
         lost
+    }
+
+    fn answered(&mut self) -> Vec<Canonical> {
+        self.collect_answers();
+        std::mem::take(&mut self.unreported)
+    }
+}
+
+/// The one task that talks to etcd for the reconciler, a request at a time
+/// in the order they were made.
+struct Worker {
+    store: Store,
+    timeout: Duration,
+    mailbox: Arc<Mailbox>,
+    in_use: Arc<Mutex<HashMap<u32, Canonical>>>,
+    /// Ids this node stopped using but could not tell etcd yet. (Its lease
+    /// lives on, so without telling, they would never be collected.)
+    unreleased: BTreeSet<u32>,
+    /// After a failure, requests fail at once until then: an unreachable
+    /// etcd costs one timeout, not one per workload.
+    down_until: Option<Instant>,
+}
+
+impl Worker {
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Request>) {
+        let mut tick = tokio::time::interval(RETRY_AFTER);
+        loop {
+            tokio::select! {
+                request = inbox.recv() => match request {
+                    Some(r) => self.handle(r).await,
+                    None => return, // the allocator is gone
+                },
+                _ = tick.tick() => self.catch_up().await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: Request) {
+        match request {
+            Request::Acquire(c, hint) => {
+                let store = self.store.clone();
+                let answer = self.call(store.acquire(&c, hint)).await;
+                if let Ok((id, _)) = &answer {
+                    self.unreleased.remove(id);
+                    self.in_use
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(*id, c.clone());
+                }
+                self.mailbox.post((c, answer));
+            }
+            Request::Release(id) => {
+                self.in_use.lock().expect("not poisoned").remove(&id);
+                self.unreleased.insert(id);
+                self.catch_up().await;
+            }
+        }
+    }
+
+    /// One etcd exchange, bounded by the timeout.
+    async fn call<T>(
+        &mut self,
+        f: impl Future<Output = Result<T, AllocError>>,
+    ) -> Result<T, AllocError> {
+        if self.down_until.is_some_and(|t| Instant::now() < t) {
+            return Err(AllocError::Unavailable(
+                "etcd did not answer a moment ago; retrying shortly".into(),
+            ));
+        }
+        let r = tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AllocError::Unavailable(
+                    "etcd did not answer in time".into(),
+                ))
+            });
+        self.down_until = match &r {
+            Err(AllocError::Unavailable(_)) => Some(Instant::now() + RETRY_AFTER),
+            _ => None,
+        };
+        r
+    }
+
+    /// Tell etcd about the ids released while it was unreachable (those not
+    /// taken again meanwhile).
+    async fn catch_up(&mut self) {
+        let mut pending = std::mem::take(&mut self.unreleased).into_iter();
+        while let Some(id) = pending.next() {
+            if self.in_use.lock().expect("not poisoned").contains_key(&id) {
+                continue;
+            }
+            let store = self.store.clone();
+            if let Err(e) = self
+                .call(async move { store.release(id).await.map_err(unavailable) })
+                .await
+            {
+                self.unreleased.insert(id);
+                self.unreleased.extend(pending);
+                warn!(ids = self.unreleased.len(), error = %e,
+                    "could not tell etcd this node stopped using ids; later");
+                return;
+            }
+        }
     }
 }
 
@@ -545,11 +703,13 @@ async fn keep_lease(
     }
 }
 
-async fn collect_unused(store: Store, every: Duration) {
+async fn collect_unused(store: Store, every: Duration, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match store.collect().await {
+        let outcome = store.collect().await;
+        metrics.etcd_collection(outcome.as_ref().ok().copied());
+        match outcome {
             Ok(0) => {}
             Ok(n) => info!(collected = n, "ids no node uses were collected"),
             Err(e) => warn!(error = %e, "collecting unused ids failed; next time"),

@@ -2,12 +2,16 @@
 //! workloads that have it, the smallest free id >= 256 for a new one.
 //!
 //! - [`local`]: this node alone; re-adopts the ids on the bus after a restart.
-//! - [`etcd`]: one id per canonical across the cluster, agreed in etcd.
+//! - [`etcd`]: one id per canonical across the cluster, agreed in etcd,
+//!   asynchronously: the reconciler never waits for etcd.
+//! - [`grace`]: around either, a released id stays its canonical's for a
+//!   while, so a workload that comes back gets the same id.
 //!
 //! Both hold the invariant the prototype broke: an id is never bound to two
 //! canonical strings at once.
 
 pub mod etcd;
+pub mod grace;
 pub mod local;
 
 use prism_bus::Identity;
@@ -21,6 +25,10 @@ pub enum AllocError {
     Exhausted { max: u32 },
     #[error("the identity store is unavailable: {0}")]
     Unavailable(String),
+    /// The store was asked; [`Allocator::answered`] names the canonical
+    /// once the answer is in, and the next acquire returns it.
+    #[error("asked the identity store; the answer is on its way")]
+    Pending,
 }
 
 /// How an [`Allocator::acquire`] found its id.
@@ -32,6 +40,8 @@ pub enum Acquired {
     Minted,
     /// The id the bus (or the cluster) already had for it.
     Adopted,
+    /// Its own id, kept for it since its last workload left.
+    Kept,
 }
 
 pub trait Allocator: Send {
@@ -61,6 +71,12 @@ pub trait Allocator: Send {
     /// its lease): the allocator has forgotten them, and their workloads
     /// must acquire again.
     fn housekeeping(&mut self) -> Vec<Canonical> {
+        Vec::new()
+    }
+
+    /// Canonicals whose [`AllocError::Pending`] acquisition has its answer
+    /// now: acquire them again. (Each is named once.)
+    fn answered(&mut self) -> Vec<Canonical> {
         Vec::new()
     }
 }

@@ -48,6 +48,8 @@ pub enum Input {
         at: Instant,
     },
     Tree(TreeEvent),
+    /// The identity store answered: acquire what waited for it.
+    Answered,
     /// Commit what is pending and stop (SIGTERM); the bus stays pinned.
     Shutdown,
 }

@@ -37,9 +37,28 @@ impl Etcd {
     /// SIGKILL the server (its data stays).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid: a paused one dies too.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGCONT) };
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGSTOP the server: connections stay open and nothing is answered
+    /// or refused (a hung etcd, the slowest failure a client meets).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("etcd runs").id();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
     }
 
     /// Start it again on the same ports and data.
