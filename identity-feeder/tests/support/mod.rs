@@ -133,6 +133,11 @@ impl Feeder {
         }
     }
 
+    /// How it exited, if it has (without waiting).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("wait")
+    }
+
     /// SIGTERM, and how it exited.
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
