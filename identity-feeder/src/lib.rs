@@ -4,9 +4,9 @@
 //! kubelet, or cgroups named by rules on a plain host. Each workload gets an
 //! identity from its canonical string ([`canonical`], [`allocator`]) and a
 //! class and weight from its policy labels where the operator allows them
-//! ([`policy`]). The [`reconciler`] writes that entry for every cgroup of
-//! the workload ([`cgroup_tree`], [`pod_cgroup`]) in batches, and collects
-//! what is gone. [`http`] serves metrics, liveness and readiness.
+//! ([`policy`]). [`reconcile`] plans that entry for every cgroup of the
+//! workload ([`cgroup_tree`], [`pod_cgroup`]), writes it in batches, and
+//! collects what is gone. [`http`] serves metrics, liveness and readiness.
 
 pub mod allocator;
 pub mod canonical;
@@ -23,6 +23,6 @@ pub mod pod;
 pub mod pod_cgroup;
 pub mod pod_json;
 pub mod policy;
-pub mod reconciler;
+pub mod reconcile;
 pub mod sources;
 pub mod workload;

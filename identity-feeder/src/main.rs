@@ -28,7 +28,7 @@ use prism_feeder::logging::{self, LogFormat};
 use prism_feeder::metrics::Metrics;
 use prism_feeder::pod_cgroup::{Driver, KubepodsLayout};
 use prism_feeder::policy::NamespacePolicy;
-use prism_feeder::reconciler::{self, Reconciler};
+use prism_feeder::reconcile::{self, Reconciler};
 use prism_feeder::sources::cgroup_rules::CgroupRulesSource;
 use prism_feeder::sources::kube::KubeSource;
 use prism_feeder::sources::kubelet::{KubeletConfig, KubeletSource};
@@ -345,7 +345,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
             opts.id_grace,
         )),
     };
-    let config = reconciler::Config {
+    let config = reconcile::Config {
         layout: KubepodsLayout::new(opts.cgroup_driver, opts.kubepods_cgroup.as_deref()),
         facets: opts.facets.iter().fold(Facets::NONE, |f, x| {
             f.union(match x {
@@ -355,10 +355,17 @@ fn run(opts: Opts) -> anyhow::Result<()> {
             })
         }),
         sources: names.clone(),
-        names_file: (opts.names_file.as_os_str() != "off").then(|| opts.names_file.clone()),
         delete_grace: opts.delete_grace,
     };
-    let reconciler = Reconciler::new(bus, allocator, config, metrics.clone(), health.clone());
+    let names_file = (opts.names_file.as_os_str() != "off").then(|| opts.names_file.clone());
+    let reconciler = Reconciler::new(
+        bus,
+        allocator,
+        config,
+        names_file,
+        metrics.clone(),
+        health.clone(),
+    );
     let worker = thread::Builder::new()
         .name("reconciler".into())
         .spawn(move || reconciler.run(inbox))

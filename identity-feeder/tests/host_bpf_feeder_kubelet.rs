@@ -350,3 +350,32 @@ fn an_empty_list_deletes_nothing_within_the_grace_and_renumbers_nothing() {
     );
     f.assert_running();
 }
+
+/// The feeder restarts while the kubelet restarts too and answers an empty
+/// list: the entries of the previous run whose cgroups exist are kept for
+/// the grace (their ids reserved), and the pods, listed again, get their
+/// own ids back.
+#[test]
+fn restarted_beside_a_restarting_kubelet_it_deletes_and_renumbers_nothing() {
+    let root = CgroupRoot::new("feeder-kubelet-restart");
+    let bus = TestBus::new("feeder-kubelet-restart");
+    let list = fixture("kubelet-pods-node-1.json");
+    let node = make_node(&root, &list, Layout::Systemd);
+    let kubelet = FakeKubelet::start(list.to_string());
+    let grace = ["--delete-grace", "60s"];
+    let mut f = start_with(&kubelet, &root, &bus, "200ms", "kubelet", &grace);
+    check_listed_node(&bus, &node, &f);
+    let before = bus.ids();
+    assert!(f.stop().success());
+
+    kubelet.answer(200, with_items(&list, vec![]));
+    let f = start_with(&kubelet, &root, &bus, "200ms", "kubelet", &grace);
+    kubelet.wait_polls(5);
+    assert_eq!(bus.ids(), before, "an empty first list deleted entries");
+    assert!(f.metric("prism_feeder_workloads_leaving") >= 1.0);
+    kubelet.answer(200, list.to_string());
+    kubelet.wait_polls(3);
+    assert_eq!(bus.ids(), before, "the pods came back with other ids");
+    assert_eq!(f.metric("prism_feeder_workloads_leaving"), 0.0);
+    f.assert_running();
+}

@@ -1,45 +1,38 @@
-//! The reconciler: the one owner of the bus. It keeps what the sources say
-//! (workloads), what the cgroup tree holds, and what the bus holds, and
-//! makes the bus say, for every cgroup, the entry of the workload whose
-//! cgroup is its nearest ancestor-or-self: a pod's cgroup and each of its
-//! containers' carry the pod's entry, so a consumer needs one lookup.
+//! The reconciler's decisions, with no I/O: what the sources say
+//! (workloads), what the cgroup tree holds and what the bus holds go in;
+//! the bus writes that make the bus say, for every cgroup, the entry of the
+//! workload whose cgroup is its nearest ancestor-or-self come out ([`Write`]).
+//! A pod's cgroup and each of its containers' carry the pod's entry, so a
+//! consumer needs one lookup.
 //!
-//! One thread does it all, so what it deletes can only be what it knows is
-//! gone: a cgroup the tree lost, or, once every source has listed its
-//! workloads, a cgroup no workload claims. Before that, nothing on the bus
-//! is deleted except cgroups that no longer exist. A workload its source
-//! stops naming (a delete, or a listing without it) while its cgroup still
-//! exists leaves only when the cgroup goes or `delete_grace` has passed
-//! without its source naming it again: an empty listing from a restarting
-//! kubelet deletes nothing and renumbers nothing. Changes are applied in
-//! batches (everything queued when the thread wakes), each committed with
-//! one generation bump.
+//! What it deletes can only be what it knows is gone: a cgroup the tree
+//! lost, or, once every source has listed its workloads, a cgroup no
+//! workload claims. Before that, nothing on the bus is deleted except
+//! cgroups that no longer exist. A workload its source stops naming (a
+//! delete, or a listing without it) while its cgroup still exists leaves
+//! only when the cgroup goes or `delete_grace` has passed without its
+//! source naming it again: an empty listing from a restarting kubelet
+//! deletes nothing and renumbers nothing.
+//!
+//! Time comes in with each call (`now`), so tests drive it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use prism_bus::names::{NamedIdentity, NamesFile};
-use prism_bus::{BusError, BusWriter, Entry, Facets, Flags, Identity};
-use tracing::{debug, error, info, warn};
+use prism_bus::{Entry, Facets, Flags, Identity};
+use tracing::{debug, info, warn};
 
 use crate::allocator::{AllocError, Allocator};
 use crate::canonical::Canonical;
 use crate::cgroup_tree::TreeEvent;
 use crate::failure::Failure;
-use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pod_cgroup::{KubepodsLayout, PodUid};
 use crate::sources::{Change, Input, SourceId};
 use crate::workload::{Workload, WorkloadKey};
 
-/// Most inputs applied before a flush, so a flood still commits regularly.
-const MAX_BATCH: usize = 8192;
-/// A batch this big is a burst: freed memory goes back to the kernel after.
-const BURST: usize = 1024;
 /// How often failed allocations and writes are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// Entries of a workload's subtree looked at for its old id after a restart.
@@ -50,15 +43,10 @@ pub struct Config {
     pub facets: Facets,
     /// Source names, by [`SourceId`].
     pub sources: Vec<&'static str>,
-    /// Where the identity names file goes (`None`: nowhere).
-    pub names_file: Option<PathBuf>,
     /// How long a workload its source stopped naming keeps its entries
     /// while its cgroup still exists.
     pub delete_grace: Duration,
 }
-
-/// The names file is rewritten at most this often.
-const NAMES_EVERY: Duration = Duration::from_secs(1);
 
 struct Tracked {
     source: SourceId,
@@ -67,12 +55,35 @@ struct Tracked {
     identity: Option<Identity>,
 }
 
-pub struct Reconciler {
-    bus: BusWriter,
+/// One write the plan wants on the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Put {
+        cgroup: u64,
+        path: String,
+        entry: Entry,
+        /// What the bus held for it before (put back in the plan if the
+        /// write fails).
+        replaces: Option<Entry>,
+    },
+    Delete {
+        cgroup: u64,
+    },
+}
+
+/// What the plan holds, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub identities: usize,
+    pub entries: usize,
+    pub cgroups: usize,
+    pub leaving: usize,
+}
+
+pub struct Plan {
     allocator: Box<dyn Allocator>,
     config: Config,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
 
     /// Cgroup path (below the root) -> id.
     tree: BTreeMap<String, u64>,
@@ -92,6 +103,14 @@ pub struct Reconciler {
     /// Workloads their source stopped naming while their cgroup exists,
     /// and when their grace ends.
     leaving: HashMap<WorkloadKey, Instant>,
+    /// Cgroups that exist and hold an entry of a previous run that no
+    /// source named once all had listed, and when their grace ends: a
+    /// source that restarts with the feeder and lists nothing deletes
+    /// nothing at once either.
+    orphans: HashMap<String, Instant>,
+    /// The orphans' ids are reserved (no other canonical may take an id a
+    /// cgroup still shows) until the last orphan is gone.
+    orphan_ids_reserved: bool,
     /// Workloads whose allocation failed, to try again.
     retry: HashMap<WorkloadKey, (SourceId, Workload)>,
     /// Of those, the ones the store has been asked for and not yet answered:
@@ -100,47 +119,28 @@ pub struct Reconciler {
     /// Cgroups whose write failed (a full map), to try again.
     blocked: HashSet<String>,
     last_retry: Instant,
-    /// When each source event of the pending batch arrived.
-    arrivals: Vec<Instant>,
     /// Source inputs that came before the tree: nothing resolves without it.
     early: Vec<Input>,
-    /// The identity names last written, and when.
-    names: BTreeMap<u32, Arc<str>>,
-    names_written: Option<Instant>,
 }
 
-impl Reconciler {
-    /// Take over `bus`: what it holds is what a previous run wrote. Once the
-    /// tree is read, the ids of its entries whose cgroups still exist are
-    /// reserved for their workloads to re-adopt.
+impl Plan {
+    /// Take over a bus that holds `on_bus` (what a previous run wrote) and
+    /// `malformed` entries (deleted at the first write). Once the tree is
+    /// read, the ids of entries whose cgroups still exist are reserved for
+    /// their workloads to re-adopt.
     pub fn new(
-        bus: BusWriter,
+        on_bus: HashMap<u64, Entry>,
+        malformed: Vec<u64>,
         allocator: Box<dyn Allocator>,
         config: Config,
         metrics: Arc<Metrics>,
-        health: Arc<Health>,
-    ) -> Reconciler {
-        let mut written = HashMap::new();
-        let mut malformed = vec![];
-        for (cgroup_id, entry) in bus.bus().iter() {
-            match entry {
-                Ok(e) => {
-                    written.insert(cgroup_id, e);
-                }
-                Err(e) => {
-                    warn!(cgroup_id, error = %e, "malformed bus entry: deleting it");
-                    malformed.push(cgroup_id);
-                }
-            }
-        }
-        info!(entries = written.len(), "bus opened");
+        now: Instant,
+    ) -> Plan {
         let sources = config.sources.len();
-        Reconciler {
-            bus,
+        Plan {
             allocator,
             config,
             metrics,
-            health,
             tree: BTreeMap::new(),
             tree_synced: false,
             pod_dirs: HashMap::new(),
@@ -148,79 +148,51 @@ impl Reconciler {
             cgroup_workloads: 0,
             source_synced: vec![false; sources],
             synced: false,
-            written,
+            written: on_bus,
             dirty: HashSet::new(),
             gone: malformed,
             leaving: HashMap::new(),
+            orphans: HashMap::new(),
+            orphan_ids_reserved: false,
             retry: HashMap::new(),
             awaiting_answer: HashSet::new(),
             blocked: HashSet::new(),
-            last_retry: Instant::now(),
-            arrivals: vec![],
+            last_retry: now,
             early: vec![],
-            names: BTreeMap::new(),
-            names_written: None,
         }
     }
 
-    /// Run until [`Input::Shutdown`] or every sender is gone.
-    pub fn run(mut self, inputs: Receiver<Input>) {
-        loop {
-            let mut stop = false;
-            let mut work = 0;
-            match inputs.recv_timeout(Duration::from_secs(1)) {
-                Ok(first) => {
-                    for input in std::iter::once(first).chain(inputs.try_iter().take(MAX_BATCH)) {
-                        if matches!(input, Input::Shutdown) {
-                            stop = true;
-                            break;
-                        }
-                        work += input.size();
-                        self.input(input);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = true,
-            }
-            self.retry_answered();
-            self.reacquire_lost();
-            self.collect_left();
-            if self.last_retry.elapsed() >= RETRY_EVERY {
-                self.retry_failed();
-            }
-            self.flush();
-            if work >= BURST {
-                crate::memory::release_free();
-            }
-            self.health.beat();
-            if stop {
-                info!(
-                    entries = self.written.len(),
-                    "stopping; the bus stays pinned for its consumers"
-                );
-                return;
-            }
+    /// Periodic work, after each batch of inputs: answers from the identity
+    /// store, ids it took back, workloads whose grace ended, retries.
+    pub fn tick(&mut self, now: Instant) {
+        self.retry_answered();
+        self.reacquire_lost();
+        self.collect_left(now);
+        self.collect_orphans(now);
+        if self.orphan_ids_reserved && self.orphans.is_empty() {
+            self.allocator.end_adoption();
+            self.orphan_ids_reserved = false;
+        }
+        if now.duration_since(self.last_retry) >= RETRY_EVERY {
+            self.retry_failed(now);
         }
     }
 
-    pub fn input(&mut self, input: Input) {
+    pub fn input(&mut self, input: Input, now: Instant) {
         match input {
             Input::Source { .. } if !self.tree_synced => self.early.push(input),
-            Input::Source { source, change, at } => {
-                self.arrivals.push(at);
-                match change {
-                    Change::Replace(list) => self.replace(source, list),
-                    Change::Apply(w) => self.apply(source, w),
-                    Change::Delete(key) => self.leave(source, &key),
-                }
-            }
-            Input::Tree(event) => self.tree_event(event),
-            // Taken below, after the batch (see `run`).
+            Input::Source { source, change, .. } => match change {
+                Change::Replace(list) => self.replace(source, list, now),
+                Change::Apply(w) => self.apply(source, w),
+                Change::Delete(key) => self.leave(source, &key, now),
+            },
+            Input::Tree(event) => self.tree_event(event, now),
+            // Answers are taken in `tick`.
             Input::Answered | Input::Shutdown => {}
         }
     }
 
-    fn replace(&mut self, source: SourceId, list: Vec<Workload>) {
+    fn replace(&mut self, source: SourceId, list: Vec<Workload>, now: Instant) {
         let listed: HashSet<&WorkloadKey> = list.iter().map(|w| &w.key).collect();
         let stale: Vec<WorkloadKey> = self
             .workloads
@@ -233,8 +205,21 @@ impl Reconciler {
         let retry = &self.retry;
         self.awaiting_answer.retain(|k| retry.contains_key(k));
         for key in stale {
-            self.leave(source, &key);
+            self.leave(source, &key, now);
         }
+        // Workloads whose cgroups hold their old id on the bus first: a
+        // replica listed before them (its cgroup new, so no hint) would
+        // otherwise mint a new id for the canonical they all share, and
+        // theirs would follow it: renumbered by a restart.
+        // (Only while adopting: afterwards every listed canonical has its id.)
+        let list = if !self.synced && !self.written.is_empty() {
+            let (hinted, rest): (Vec<Workload>, Vec<Workload>) = list
+                .into_iter()
+                .partition(|w| self.old_identity(&w.key, &w.canonical).is_some());
+            hinted.into_iter().chain(rest).collect()
+        } else {
+            list
+        };
         for w in list {
             self.apply(source, w);
         }
@@ -244,7 +229,7 @@ impl Reconciler {
                 source = self.config.sources[source.0],
                 "source listed its workloads"
             );
-            self.check_synced();
+            self.check_synced(now);
         }
     }
 
@@ -323,7 +308,7 @@ impl Reconciler {
 
     /// `source` no longer names `key`: it goes now if its cgroup is gone
     /// (or there is no grace), else when the cgroup goes or the grace ends.
-    fn leave(&mut self, source: SourceId, key: &WorkloadKey) {
+    fn leave(&mut self, source: SourceId, key: &WorkloadKey, now: Instant) {
         self.retry.remove(key);
         self.awaiting_answer.remove(key);
         if self.workloads.get(key).is_none_or(|t| t.source != source) {
@@ -335,16 +320,15 @@ impl Reconciler {
         } else if !self.leaving.contains_key(key) {
             debug!(workload = ?key, "no longer named while its cgroup exists: kept for the grace");
             self.leaving
-                .insert(key.clone(), Instant::now() + self.config.delete_grace);
+                .insert(key.clone(), now + self.config.delete_grace);
         }
     }
 
     /// Delete the leaving workloads whose cgroup went or whose grace ended.
-    fn collect_left(&mut self) {
+    fn collect_left(&mut self, now: Instant) {
         if self.leaving.is_empty() {
             return;
         }
-        let now = Instant::now();
         let left: Vec<WorkloadKey> = self
             .leaving
             .iter()
@@ -375,10 +359,12 @@ impl Reconciler {
         }
     }
 
-    fn tree_event(&mut self, event: TreeEvent) {
+    fn tree_event(&mut self, event: TreeEvent, now: Instant) {
         match event {
             TreeEvent::Snapshot(cgroups) => {
                 self.tree = cgroups.into_iter().collect();
+                let tree = &self.tree;
+                self.orphans.retain(|p, _| tree.contains_key(p));
                 let live: HashSet<u64> = self.tree.values().copied().collect();
                 self.gone
                     .extend(self.written.keys().filter(|id| !live.contains(id)));
@@ -403,9 +389,9 @@ impl Reconciler {
                         "cgroup tree read; the bus's identities are held for their workloads"
                     );
                     for input in std::mem::take(&mut self.early) {
-                        self.input(input);
+                        self.input(input, now);
                     }
-                    self.check_synced();
+                    self.check_synced(now);
                 }
             }
             TreeEvent::Created(cgroups) => {
@@ -423,6 +409,7 @@ impl Reconciler {
                         self.pod_dirs.remove(&uid);
                     }
                     self.dirty.remove(&p);
+                    self.orphans.remove(&p);
                     self.blocked.remove(&p);
                 }
             }
@@ -441,9 +428,11 @@ impl Reconciler {
         self.dirty.insert(path);
     }
 
-    /// Every source and the tree have been listed: what no workload claims
-    /// now is stale, and reservations nobody re-adopted end.
-    fn check_synced(&mut self) {
+    /// Every source and the tree have been listed: entries of cgroups that
+    /// are gone go, those of live cgroups no workload claims go after the
+    /// grace (their ids stay reserved until then: a workload that comes
+    /// back adopts its own), and the other reservations end.
+    fn check_synced(&mut self, now: Instant) {
         if self.synced || !self.tree_synced || self.source_synced.iter().any(|s| !s) {
             return;
         }
@@ -453,11 +442,45 @@ impl Reconciler {
         let live: HashSet<u64> = self.tree.values().copied().collect();
         self.gone
             .extend(self.written.keys().filter(|id| !live.contains(id)));
+        if !self.config.delete_grace.is_zero() {
+            let until = now + self.config.delete_grace;
+            let orphans: Vec<String> = self
+                .tree
+                .iter()
+                .filter(|(p, id)| self.written.contains_key(id) && self.owner(p).is_none())
+                .map(|(p, _)| p.clone())
+                .collect();
+            let ids: Vec<Identity> = orphans
+                .iter()
+                .filter_map(|p| Some(self.written.get(self.tree.get(p)?)?.identity))
+                .collect();
+            self.allocator.reserve(&ids);
+            self.orphan_ids_reserved = !ids.is_empty();
+            self.orphans = orphans.into_iter().map(|p| (p, until)).collect();
+        }
         info!(
             workloads = self.workloads.len(),
             identities = self.allocator.live(),
-            "every source listed; unclaimed entries are collected"
+            unclaimed = self.orphans.len(),
+            "every source listed; entries no workload claims are collected (after the grace where the cgroup exists)"
         );
+    }
+
+    /// Unclaimed entries whose grace ended go.
+    fn collect_orphans(&mut self, now: Instant) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let ended: Vec<String> = self
+            .orphans
+            .iter()
+            .filter(|(_, until)| now >= **until)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in ended {
+            self.orphans.remove(&path);
+            self.dirty.insert(path);
+        }
     }
 
     /// Workloads whose id the store took back acquire a new one.
@@ -501,8 +524,8 @@ impl Reconciler {
         }
     }
 
-    fn retry_failed(&mut self) {
-        self.last_retry = Instant::now();
+    fn retry_failed(&mut self, now: Instant) {
+        self.last_retry = now;
         let retry: Vec<_> = self.retry.drain().map(|(_, v)| v).collect();
         for (source, w) in retry {
             self.apply(source, w);
@@ -577,127 +600,93 @@ impl Reconciler {
         })
     }
 
-    /// Write what changed since the last flush, then commit once.
-    pub fn flush(&mut self) {
-        let now = realtime_ns();
-        let mut wrote = 0usize;
-        for id in std::mem::take(&mut self.gone) {
-            if self.written.remove(&id).is_some() {
-                match self.bus.delete(id) {
-                    Ok(_) => wrote += 1,
-                    Err(e) => self.write_failed(&e),
-                }
+    /// The writes that make the bus say what the plan wants, assuming they
+    /// succeed (one that fails comes back through [`Self::failed`]).
+    /// `now_ns` stamps the entries.
+    pub fn writes(&mut self, now_ns: u64) -> Vec<Write> {
+        let mut out = vec![];
+        for cgroup in std::mem::take(&mut self.gone) {
+            if self.written.remove(&cgroup).is_some() {
+                out.push(Write::Delete { cgroup });
             }
         }
         for path in std::mem::take(&mut self.dirty) {
-            let Some(&id) = self.tree.get(&path) else {
+            let Some(&cgroup) = self.tree.get(&path) else {
                 continue;
             };
-            let want = self.desired(&path, now);
-            match (want, self.written.get(&id)) {
-                (Some(w), Some(have)) if same_entry(&w, have) => {}
-                (Some(w), _) => match self.bus.put(id, &w) {
-                    Ok(()) => {
-                        self.written.insert(id, w);
-                        wrote += 1;
-                    }
-                    Err(e) => {
-                        self.write_failed(&e);
-                        self.blocked.insert(path);
-                    }
-                },
-                (None, Some(_)) if self.synced => {
-                    self.written.remove(&id);
-                    match self.bus.delete(id) {
-                        Ok(_) => wrote += 1,
-                        Err(e) => self.write_failed(&e),
-                    }
+            let desired = self.desired(&path, now_ns);
+            if desired.is_some() {
+                self.orphans.remove(&path); // claimed again
+            }
+            match (desired, self.written.get(&cgroup)) {
+                (Some(want), Some(have)) if same_entry(&want, have) => {}
+                (Some(want), _) => {
+                    let replaces = self.written.insert(cgroup, want);
+                    out.push(Write::Put {
+                        cgroup,
+                        path,
+                        entry: want,
+                        replaces,
+                    });
+                }
+                (None, Some(_)) if self.synced && !self.orphans.contains_key(&path) => {
+                    self.written.remove(&cgroup);
+                    out.push(Write::Delete { cgroup });
                 }
                 (None, _) => {}
             }
         }
-        if wrote > 0 {
-            match self.bus.commit() {
-                Ok(generation) => debug!(generation, writes = wrote, "bus batch committed"),
-                Err(e) => {
-                    error!(error = %e, "committing the bus batch failed");
-                    self.metrics.failure(Failure::BusWrite);
-                }
-            }
-        }
-        let done = Instant::now();
-        for at in self.arrivals.drain(..) {
-            self.metrics.propagated(done - at);
-        }
-        self.metrics.set_live(
-            self.allocator.live(),
-            self.written.len() as u64,
-            self.bus.generation(),
-            self.tree.len(),
-        );
-        self.metrics.set_leaving(self.leaving.len());
-        if self.synced {
-            self.write_names();
-        }
-        if self.synced && self.awaiting_answer.is_empty() && !self.health.is_ready() {
-            info!(
-                entries = self.written.len(),
-                generation = self.bus.generation(),
-                "bus written: ready"
-            );
-            self.health.set_ready();
+        out
+    }
+
+    /// A write of [`Self::writes`] failed. A put (a full map): the bus
+    /// still holds what it replaced, and the put is tried again at the next
+    /// retry. A delete: nothing to undo (the plan no longer counts it).
+    pub fn failed(&mut self, write: Write) {
+        if let Write::Put {
+            cgroup,
+            path,
+            replaces,
+            ..
+        } = write
+        {
+            match replaces {
+                Some(old) => self.written.insert(cgroup, old),
+                None => self.written.remove(&cgroup),
+            };
+            self.blocked.insert(path);
         }
     }
 
-    /// Rewrite the identity names file if the names changed (at most once
-    /// a second).
-    fn write_names(&mut self) {
-        let Some(path) = &self.config.names_file else {
-            return;
-        };
-        if self
-            .names_written
-            .is_some_and(|t| t.elapsed() < NAMES_EVERY)
-        {
-            return;
-        }
-        let names: BTreeMap<u32, Arc<str>> = self
-            .workloads
+    /// Every source and the tree have been listed (absence means gone).
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Synced, and no id asked at start is still on its way: the bus says
+    /// what the node runs.
+    pub fn ready(&self) -> bool {
+        self.synced && self.awaiting_answer.is_empty()
+    }
+
+    /// Identity -> its name, for every workload that has an id.
+    pub fn names(&self) -> BTreeMap<u32, Arc<str>> {
+        self.workloads
             .values()
             .filter_map(|t| Some((t.identity?.get(), t.workload.identity_name.clone())))
-            .collect();
-        if self.names_written.is_some() && names == self.names {
-            return;
-        }
-        let file = NamesFile::new(
-            names
-                .iter()
-                .map(|(&identity, name)| NamedIdentity::new(identity, name))
-                .collect(),
-        );
-        match prism_bus::names::write(path, &file) {
-            Ok(()) => debug!(names = names.len(), file = %path.display(), "identity names written"),
-            Err(e) => {
-                warn!(file = %path.display(), error = %e, "writing the identity names failed; next time")
-            }
-        }
-        self.names = names;
-        self.names_written = Some(Instant::now());
+            .collect()
     }
 
-    fn write_failed(&self, e: &BusError) {
-        let f = match e {
-            BusError::Full { .. } => Failure::BusFull,
-            _ => Failure::BusWrite,
-        };
-        // One line per failed write would flood the log when the map is full.
-        if self.metrics.failures(f).is_multiple_of(1000) {
-            error!(error = %e, reason = %f, "bus write failed; the rest is served, this is retried");
+    pub fn counts(&self) -> Counts {
+        Counts {
+            identities: self.allocator.live(),
+            entries: self.written.len(),
+            cgroups: self.tree.len(),
+            leaving: self.leaving.len() + self.orphans.len(),
         }
-        self.metrics.failure(f);
     }
 
-    /// The bus as this reconciler believes it is (tests).
+    /// The bus as the plan believes it is.
     pub fn written(&self) -> &HashMap<u64, Entry> {
         &self.written
     }
@@ -717,11 +706,4 @@ fn subtree<'a>(
 
 fn same_entry(a: &Entry, b: &Entry) -> bool {
     a.identity == b.identity && a.flags == b.flags && a.label_hash == b.label_hash
-}
-
-fn realtime_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
