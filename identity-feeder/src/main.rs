@@ -490,5 +490,5 @@ async fn kube_client(
             .await
             .context("no in-cluster service account and no kubeconfig: pass --kubeconfig")?,
     };
-    prism_feeder::sources::api_client::client(config, metrics)
+    prism_feeder::sources::api_client::client(config, "kube", true, metrics)
 }

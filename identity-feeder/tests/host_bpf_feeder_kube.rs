@@ -9,12 +9,14 @@
 //! a tenant forging the mirror annotation to take a static pod's cgroups;
 //! and the API server failing as real ones do (a watch expired with 410, a
 //! bookmark, lists refused with 429 Retry-After and 503, an expired
-//! `continue` token): the feeder retries, counts it, and changes nothing.
+//! `continue` token, a list cut off mid-body, 30 s of outage): the feeder
+//! retries, counts it, and changes nothing.
 
 mod support;
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use prism_bus::LatencyClass;
 use prism_bus::consumer::SlotKeeper;
@@ -538,5 +540,84 @@ fn an_expired_continue_token_starts_the_list_over() {
         "no fresh list after the expired token: {queries:?}"
     );
     assert!(f.metric(UNAVAILABLE) >= 1.0, "the expired token counted");
+    f.assert_running();
+}
+
+/// A list cut off mid-body (200, then the connection ends), at start and
+/// on a relist: refused whole (never taken as a short listing), counted,
+/// retried; the bus keeps every entry and id.
+#[test]
+fn a_truncated_listing_is_refused_whole_and_retried() {
+    let n = ServedNode::new("feeder-kube-cut", vec![]);
+    n.api
+        .fail_lists(&[ListFault::Truncated, ListFault::Truncated]);
+    let f = n.feeder();
+    assert_eq!(n.api.pending_faults(), 0, "ready on a cut-off list");
+    check_listed_node(&n.bus, &n.pods, &f);
+    let before = n.bus.ids();
+    let failures = f.metric(UNAVAILABLE);
+    assert!(failures >= 2.0, "each cut-off list is counted");
+
+    n.api.wait_watching();
+    n.api.fail_lists(&[ListFault::Truncated]);
+    n.api.raw_event(EXPIRED);
+    wait_for(
+        "the cut-off relist answered",
+        Duration::from_secs(30),
+        || (n.api.pending_faults() == 0).then_some(()),
+    );
+    n.api.wait_watching();
+    n.relabel_web(
+        Some("batch"),
+        LatencyClass::Batch,
+        "the event after the relist",
+    );
+    assert_eq!(n.bus.ids(), before, "a cut-off list changed the bus");
+    assert!(f.metric(UNAVAILABLE) > failures);
+    f.assert_running();
+}
+
+/// The API server is down for 30 s (every request refused, the watch
+/// ended): the source is reported down, the bus keeps every entry and id
+/// all along, and once the server is back the feeder lists and follows
+/// events again.
+#[test]
+fn a_30s_api_outage_deletes_and_renumbers_nothing() {
+    const UP: &str = "prism_feeder_source_up{source=\"kube\"}";
+    let n = ServedNode::new("feeder-kube-outage", vec![]);
+    let f = n.feeder();
+    check_listed_node(&n.bus, &n.pods, &f);
+    let before = n.bus.ids();
+    n.api.wait_watching();
+    let outage = Duration::from_secs(30);
+    let began = Instant::now();
+    n.api.outage(outage);
+    wait_for("the source reported down", Duration::from_secs(20), || {
+        (f.metric(UP) == 0.0).then_some(())
+    });
+    while began.elapsed() < outage {
+        assert_eq!(n.bus.ids(), before, "the bus changed during the outage");
+        assert_eq!(f.get("/healthz").map(|(s, _)| s), Some(200));
+        sleep(Duration::from_secs(2));
+    }
+    wait_for("the source back up", Duration::from_secs(60), || {
+        (f.metric(UP) == 1.0).then_some(())
+    });
+    println!(
+        "source up again {:.1} s after the outage ended",
+        (began.elapsed() - outage).as_secs_f64()
+    );
+    n.api.wait_watching();
+    n.relabel_web(
+        Some("batch"),
+        LatencyClass::Batch,
+        "an event after the outage",
+    );
+    assert_eq!(
+        n.bus.ids(),
+        before,
+        "the outage deleted or renumbered entries"
+    );
+    assert!(f.metric(UNAVAILABLE) >= 1.0, "the outage is counted");
     f.assert_running();
 }

@@ -54,8 +54,8 @@ impl KubeletSource {
         kc.auth_info.token_file = config.token_file.map(|p| p.to_string_lossy().into_owned());
         kc.connect_timeout = Some(config.timeout);
         kc.read_timeout = Some(config.timeout);
-        let client =
-            super::api_client::client(kc, metrics).context("setting up the kubelet client")?;
+        let client = super::api_client::client(kc, "kubelet", false, metrics)
+            .context("setting up the kubelet client")?;
         Ok(KubeletSource {
             client,
             interval: config.interval,

@@ -7,14 +7,15 @@
 //! It fails as a real one does, on demand: a list answered with a `Status`
 //! (429 with `Retry-After` from its priority-and-fairness limits, 503 while
 //! it restarts), a `continue` token answered with 410 `Expired` (the token
-//! outlived etcd's compaction, about 5 minutes), and, sent as raw events,
-//! the watch's `ERROR` 410 and `BOOKMARK`.
+//! outlived etcd's compaction, about 5 minutes), a list cut off mid-body (a
+//! connection reset behind a proxy), an outage of every request for a
+//! while, and, sent as raw events, the watch's `ERROR` 410 and `BOOKMARK`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -37,6 +38,8 @@ struct Shared {
     events: broadcast::Sender<String>,
     /// Answers for the next list requests, in order, instead of a page.
     faults: Arc<Mutex<VecDeque<ListFault>>>,
+    /// Every request (list or watch) is refused with 503 until then.
+    down_until: Arc<Mutex<Option<Instant>>>,
     /// The next request carrying a `continue` token gets 410 Expired.
     expire_continue: Arc<Mutex<bool>>,
 }
@@ -49,6 +52,8 @@ pub enum ListFault {
     TooManyRequests { retry_after_s: u32 },
     /// 503 ServiceUnavailable (an apiserver restarting behind its balancer).
     Unavailable,
+    /// 200, but the body ends mid-object (the connection cut off).
+    Truncated,
 }
 
 impl ListFault {
@@ -60,14 +65,23 @@ impl ListFault {
                 "too many requests, please try again later",
                 Some(retry_after_s),
             ),
-            ListFault::Unavailable => status_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "the server is currently unable to handle the request",
-                None,
-            ),
+            ListFault::Unavailable => unavailable(),
+            ListFault::Truncated => (
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7000"},"items":[{"metadata":{"name":"#,
+            )
+                .into_response(),
         }
     }
+}
+
+fn unavailable() -> Response {
+    status_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+        None,
+    )
 }
 
 /// A pod list's resourceVersion and its items, each as JSON.
@@ -127,6 +141,7 @@ impl FakeApi {
             queries: Arc::default(),
             events: broadcast::channel(4096).0,
             faults: Arc::default(),
+            down_until: Arc::default(),
             expire_continue: Arc::default(),
         };
         let router = Router::new()
@@ -166,6 +181,13 @@ impl FakeApi {
     /// The next list requests are refused, one per fault, in order.
     pub fn fail_lists(&self, faults: &[ListFault]) {
         self.shared.faults.lock().unwrap().extend(faults);
+    }
+
+    /// Refuse every request for `how_long`, and end the watches now: the
+    /// server is down.
+    pub fn outage(&self, how_long: Duration) {
+        *self.shared.down_until.lock().unwrap() = Some(Instant::now() + how_long);
+        self.raw_event(CLOSE);
     }
 
     /// Refusals still to be answered.
@@ -237,6 +259,13 @@ impl Drop for FakeApi {
 async fn pods(State(s): State<Shared>, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     s.queries.lock().unwrap().push(query.clone());
+    if s.down_until
+        .lock()
+        .unwrap()
+        .is_some_and(|t| Instant::now() < t)
+    {
+        return unavailable();
+    }
     let param = |name: &str| {
         query
             .split('&')
