@@ -379,3 +379,51 @@ fn restarted_beside_a_restarting_kubelet_it_deletes_and_renumbers_nothing() {
     assert_eq!(f.metric("prism_feeder_workloads_leaving"), 0.0);
     f.assert_running();
 }
+
+/// A pod whose service account has 253 characters (a DNS subdomain, the
+/// longest Kubernetes accepts) and whose container made 1,000 sub-cgroups:
+/// the pod gets its identity, every sub-cgroup carries the pod's entry, and
+/// the names file stays readable.
+#[test]
+fn a_253_character_service_account_and_1000_sub_cgroups_under_one_pod() {
+    let root = CgroupRoot::new("feeder-kubelet-big-pod");
+    let bus = TestBus::new("feeder-kubelet-big-pod");
+    let mut list = fixture("kubelet-pods-node-1.json");
+    let account = [
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61),
+    ]
+    .join(".");
+    assert_eq!(account.len(), 253);
+    // shop/cache-0: the fixture's checks do not look at its identity
+    let cache = &mut list["items"][2];
+    cache["spec"]["serviceAccountName"] = json!(account);
+    let node = make_node(&root, &list, Layout::Systemd);
+    let name = FixturePod::from_json(&list["items"][2]).name;
+    assert_eq!(name, "shop/cache-0");
+    let (pod, pod_cg, _) = node.iter().find(|(p, _, _)| p.name == name).unwrap();
+    let container = &pod.container_dirs(Layout::Systemd)[0];
+    let subs: Vec<u64> = (0..1000)
+        .map(|i| root.mkdir(&format!("{container}/sub{i}")))
+        .collect();
+    let kubelet = FakeKubelet::start(list.to_string());
+    let f = start(&kubelet, &root, &bus, "200ms");
+    check_listed_node(&bus, &node, &f);
+    let e = bus.get(*pod_cg).expect("the pod's entry");
+    for sub in &subs {
+        assert_eq!(
+            bus.get(*sub),
+            Some(e),
+            "a sub-cgroup without the pod's entry"
+        );
+    }
+    assert_eq!(
+        f.metric("prism_feeder_failures_total{reason=\"bad_service_account\"}"),
+        0.0
+    );
+    let names = f.names(f.metric("prism_feeder_identities_live") as usize);
+    assert!(names.contains_key(&e.identity.get()));
+    f.assert_running();
+}

@@ -65,6 +65,12 @@ impl Feeder {
     /// the moment its source stops naming it): the tests of the grace
     /// itself set their own.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Feeder {
+        Feeder::start_in(args, env, None)
+    }
+
+    /// Started inside the cgroup whose `cgroup.procs` file is `procs` (it
+    /// joins before it runs a single instruction of the feeder).
+    pub fn start_in(args: &[&str], env: &[(&str, &str)], procs: Option<&Path>) -> Feeder {
         let port = free_port();
         let log = std::env::temp_dir().join(format!(
             "prism-feeder-test-{}-{port}.log",
@@ -72,7 +78,23 @@ impl Feeder {
         ));
         let out = fs::File::create(&log).expect("log file");
         let names_file = log.with_extension("names.json");
-        let child = Command::new(env!("CARGO_BIN_EXE_prism-feeder"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prism-feeder"));
+        if let Some(procs) = procs {
+            let procs = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: between fork and exec only open/write/close, with
+            // nothing allocated.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(args)
             .args(if args.contains(&"--delete-grace") {
                 &[][..]
