@@ -27,8 +27,10 @@ use crate::metrics::Metrics;
 /// Deepest cgroup below the root that is followed; real trees are < 10.
 const MAX_DEPTH: usize = 32;
 
-/// A cgroup: its path below the root (no leading `/`) and its id.
-pub type Cgroup = (String, u64);
+/// A cgroup: its path below the root (no leading `/`) and its id. The path
+/// is shared by everyone who keeps it (this watcher, the reconciler, the
+/// cgroup source): a node's 100,000 paths are held once.
+pub type Cgroup = (Arc<str>, u64);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TreeEvent {
@@ -37,7 +39,7 @@ pub enum TreeEvent {
     /// A new cgroup and everything already below it, parents first.
     Created(Vec<Cgroup>),
     /// A cgroup and everything below it are gone (or moved away).
-    Removed(String),
+    Removed(Arc<str>),
 }
 
 /// Asks a running watcher for a fresh snapshot (a periodic safety net).
@@ -72,7 +74,7 @@ struct Watcher {
     root: PathBuf,
     inotify: Inotify,
     /// Watched directory -> its path below the root.
-    paths: HashMap<WatchDescriptor, String>,
+    paths: HashMap<WatchDescriptor, Arc<str>>,
     subscribers: Vec<Subscriber>,
     metrics: Arc<Metrics>,
     /// The last snapshot could not read the whole tree: none was sent, and
@@ -161,10 +163,10 @@ impl Watcher {
             self.metrics.failure(Failure::BadCgroupName);
             return;
         };
-        let path = join(parent, name);
+        let path: Arc<str> = Arc::from(join(parent, name));
         if mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
             let depth = path.matches('/').count() + 1;
-            let dir = self.root.join(&path);
+            let dir = self.root.join(&*path);
             let mut found = vec![];
             let (inotify, paths, metrics) = (&mut self.inotify, &mut self.paths, &self.metrics);
             let read = walk(&dir, &path, depth, &mut found, &mut |dir, rel| {
@@ -192,7 +194,7 @@ impl Watcher {
         }
         let mut found = vec![];
         let (inotify, paths, metrics) = (&mut self.inotify, &mut self.paths, &self.metrics);
-        add_watch(inotify, paths, metrics, &self.root, "");
+        add_watch(inotify, paths, metrics, &self.root, &Arc::from(""));
         let read = walk(&self.root, "", 0, &mut found, &mut |dir, rel| {
             add_watch(inotify, paths, metrics, dir, rel)
         });
@@ -226,14 +228,14 @@ impl Watcher {
 /// Watch `dir` before it is read, so nothing created meanwhile is missed.
 fn add_watch(
     inotify: &mut Inotify,
-    paths: &mut HashMap<WatchDescriptor, String>,
+    paths: &mut HashMap<WatchDescriptor, Arc<str>>,
     metrics: &Metrics,
     dir: &Path,
-    rel: &str,
+    rel: &Arc<str>,
 ) {
     match inotify.watches().add(dir, MASK) {
         Ok(wd) => {
-            paths.insert(wd, rel.to_string());
+            paths.insert(wd, rel.clone());
         }
         // Gone already: its removal event follows.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -262,11 +264,12 @@ fn walk(
     rel: &str,
     depth: usize,
     out: &mut Vec<Cgroup>,
-    on_dir: &mut dyn FnMut(&Path, &str),
+    on_dir: &mut dyn FnMut(&Path, &Arc<str>),
 ) -> io::Result<()> {
     prism_bus::cgroup::walk_tree(dir, rel, depth, MAX_DEPTH, &mut |dir, rel, id| {
-        out.push((rel.to_string(), id));
-        on_dir(dir, rel);
+        let rel: Arc<str> = Arc::from(rel);
+        on_dir(dir, &rel);
+        out.push((rel, id));
         Ok(())
     })
 }
@@ -286,7 +289,7 @@ mod tests {
     }
 
     fn paths(found: &[Cgroup]) -> Vec<&str> {
-        let mut p: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        let mut p: Vec<&str> = found.iter().map(|(p, _)| &**p).collect();
         p.sort_unstable();
         p
     }
@@ -297,7 +300,7 @@ mod tests {
         let mut found = vec![];
         walk(t.path(), "", 0, &mut found, &mut |_, _| {}).unwrap();
         assert_eq!(paths(&found), ["a", "a/b", "a/b/c", "a/d", "e"]);
-        let at = |p: &str| found.iter().position(|(q, _)| q == p).unwrap();
+        let at = |p: &str| found.iter().position(|(q, _)| &**q == p).unwrap();
         assert!(at("a") < at("a/b") && at("a/b") < at("a/b/c"));
         let mut below = vec![];
         walk(&t.path().join("a/b"), "a/b", 2, &mut below, &mut |_, _| {}).unwrap();

@@ -10,6 +10,10 @@ pub fn limit_arenas() {
     // SAFETY: mallopt only tunes the allocator; M_ARENA_MAX takes a count.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // A fixed threshold: glibc otherwise raises it to the size of each
+        // large block freed, and the next pages of a pod listing land in the
+        // heap between long-lived entries, where they cannot be given back.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
 }
 

@@ -60,7 +60,7 @@ struct Tracked {
 pub enum Write {
     Put {
         cgroup: u64,
-        path: String,
+        path: Arc<str>,
         entry: Entry,
         /// What the bus held for it before (put back in the plan if the
         /// write fails).
@@ -86,10 +86,10 @@ pub struct Plan {
     metrics: Arc<Metrics>,
 
     /// Cgroup path (below the root) -> id.
-    tree: BTreeMap<String, u64>,
+    tree: BTreeMap<Arc<str>, u64>,
     tree_synced: bool,
     /// Pod uid -> its cgroup's path, for pods whose cgroup exists.
-    pod_dirs: HashMap<PodUid, String>,
+    pod_dirs: HashMap<PodUid, Arc<str>>,
     workloads: HashMap<WorkloadKey, Tracked>,
     cgroup_workloads: usize,
     source_synced: Vec<bool>,
@@ -98,7 +98,7 @@ pub struct Plan {
 
     /// What the bus holds: cgroup id -> entry.
     written: HashMap<u64, Entry>,
-    dirty: HashSet<String>,
+    dirty: HashSet<Arc<str>>,
     gone: Vec<u64>,
     /// Workloads their source stopped naming while their cgroup exists,
     /// and when their grace ends.
@@ -107,7 +107,7 @@ pub struct Plan {
     /// source named once all had listed, and when their grace ends: a
     /// source that restarts with the feeder and lists nothing deletes
     /// nothing at once either.
-    orphans: HashMap<String, Instant>,
+    orphans: HashMap<Arc<str>, Instant>,
     /// The orphans' ids are reserved (no other canonical may take an id a
     /// cgroup still shows) until the last orphan is gone.
     orphan_ids_reserved: bool,
@@ -117,7 +117,7 @@ pub struct Plan {
     /// the first readiness waits for them.
     awaiting_answer: HashSet<WorkloadKey>,
     /// Cgroups whose write failed (a full map), to try again.
-    blocked: HashSet<String>,
+    blocked: HashSet<Arc<str>>,
     last_retry: Instant,
     /// Source inputs that came before the tree: nothing resolves without it.
     early: Vec<Input>,
@@ -400,7 +400,7 @@ impl Plan {
                 }
             }
             TreeEvent::Removed(path) => {
-                let below: Vec<String> = subtree(&self.tree, &path).cloned().collect();
+                let below: Vec<Arc<str>> = subtree(&self.tree, &path).cloned().collect();
                 for p in std::iter::once(path).chain(below) {
                     if let Some(id) = self.tree.remove(&p) {
                         self.gone.push(id);
@@ -416,7 +416,7 @@ impl Plan {
         }
     }
 
-    fn created(&mut self, path: String, id: u64) {
+    fn created(&mut self, path: Arc<str>, id: u64) {
         match self.tree.insert(path.clone(), id) {
             Some(old) if old == id => return,
             Some(old) => self.gone.push(old),
@@ -444,7 +444,7 @@ impl Plan {
             .extend(self.written.keys().filter(|id| !live.contains(id)));
         if !self.config.delete_grace.is_zero() {
             let until = now + self.config.delete_grace;
-            let orphans: Vec<String> = self
+            let orphans: Vec<Arc<str>> = self
                 .tree
                 .iter()
                 .filter(|(p, id)| self.written.contains_key(id) && self.owner(p).is_none())
@@ -471,7 +471,7 @@ impl Plan {
         if self.orphans.is_empty() {
             return;
         }
-        let ended: Vec<String> = self
+        let ended: Vec<Arc<str>> = self
             .orphans
             .iter()
             .filter(|(_, until)| now >= **until)
@@ -534,10 +534,10 @@ impl Plan {
     }
 
     /// Where a workload's cgroup is in the tree, if it exists.
-    fn anchor_path(&self, key: &WorkloadKey) -> Option<&str> {
+    fn anchor_path(&self, key: &WorkloadKey) -> Option<&Arc<str>> {
         match key {
-            WorkloadKey::Pod(uid) => self.pod_dirs.get(uid).map(String::as_str),
-            WorkloadKey::Cgroup(path) => self.tree.get_key_value(&**path).map(|(p, _)| p.as_str()),
+            WorkloadKey::Pod(uid) => self.pod_dirs.get(uid),
+            WorkloadKey::Cgroup(path) => self.tree.get_key_value(&**path).map(|(p, _)| p),
         }
     }
 
@@ -545,7 +545,7 @@ impl Plan {
         let Some(path) = self.anchor_path(key) else {
             return; // its cgroup does not exist (yet)
         };
-        let marked: Vec<String> = std::iter::once(path.to_string())
+        let marked: Vec<Arc<str>> = std::iter::once(path.clone())
             .chain(subtree(&self.tree, path).cloned())
             .collect();
         self.dirty.extend(marked);
@@ -556,7 +556,7 @@ impl Plan {
         let path = self.anchor_path(key)?;
         let hash = canonical.label_hash();
         std::iter::once(path)
-            .chain(subtree(&self.tree, path).map(String::as_str))
+            .chain(subtree(&self.tree, path))
             .take(MAX_HINT_PROBES)
             .filter_map(|p| self.written.get(self.tree.get(p)?))
             .find(|e| e.label_hash == hash)
@@ -695,9 +695,9 @@ impl Plan {
 /// The paths strictly below `path` (a contiguous range: `/` sorts just
 /// before `0`).
 fn subtree<'a>(
-    tree: &'a BTreeMap<String, u64>,
+    tree: &'a BTreeMap<Arc<str>, u64>,
     path: &str,
-) -> impl Iterator<Item = &'a String> + 'a {
+) -> impl Iterator<Item = &'a Arc<str>> + 'a {
     let lo = format!("{path}/");
     let hi = format!("{path}0");
     tree.range::<str, _>((Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str())))

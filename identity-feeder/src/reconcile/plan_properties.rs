@@ -260,8 +260,11 @@ impl World {
         self.synced_at = self.now;
     }
 
-    fn snapshot(&self) -> Vec<(String, u64)> {
-        self.tree.iter().map(|(p, id)| (p.clone(), *id)).collect()
+    fn snapshot(&self) -> Vec<(Arc<str>, u64)> {
+        self.tree
+            .iter()
+            .map(|(p, id)| (Arc::from(p.as_str()), *id))
+            .collect()
     }
 
     fn listing(&self, source: usize) -> Vec<Workload> {
@@ -304,12 +307,12 @@ impl World {
                 if !self.tree.contains_key(&path(k)) {
                     made.push(path(k));
                 }
-                let made: Vec<(String, u64)> = made
+                let made: Vec<(Arc<str>, u64)> = made
                     .into_iter()
                     .map(|p| {
                         self.next_cgroup += 1;
                         self.tree.insert(p.clone(), self.next_cgroup);
-                        (p, self.next_cgroup)
+                        (Arc::from(p), self.next_cgroup)
                     })
                     .collect();
                 if !made.is_empty() {
@@ -321,7 +324,7 @@ impl World {
                 if self.tree.contains_key(&p) {
                     self.tree
                         .retain(|q, _| q != &p && !q.starts_with(&format!("{p}/")));
-                    self.input(Input::Tree(TreeEvent::Removed(p)));
+                    self.input(Input::Tree(TreeEvent::Removed(Arc::from(p))));
                 }
             }
             Op::Snapshot => self.input(Input::Tree(TreeEvent::Snapshot(self.snapshot()))),

@@ -20,6 +20,7 @@
 //! keeps the rules in force and says why.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,19 +118,20 @@ impl Rules {
 
     /// The workload the cgroup at `path` (below the root) is, if any.
     pub fn classify(&self, path: &str) -> Result<Option<Workload>, Failure> {
+        let shared: Arc<str> = Arc::from(path);
         let (canonical, policy, identity_name) =
             match self.rules.iter().find(|r| r.glob.is_match(path)) {
                 Some(rule) => (rule.canonical.clone(), rule.policy, rule.name.clone()),
                 None if self.units && is_unit(path) => (
                     Canonical::for_cgroup(path, &Labels::new())?,
                     Policy::default(),
-                    Arc::from(path),
+                    shared.clone(),
                 ),
                 None => return Ok(None),
             };
         Ok(Some(Workload {
-            key: WorkloadKey::Cgroup(Arc::from(path)),
-            name: Arc::from(path),
+            key: WorkloadKey::Cgroup(shared.clone()),
+            name: shared,
             identity_name,
             canonical,
             policy,
@@ -206,8 +208,8 @@ impl CgroupRulesSource {
 
     fn follow(mut self, feed: Feed) {
         // Paths in the tree now, and which of them are workloads.
-        let mut known: BTreeSet<String> = BTreeSet::new();
-        let mut workloads: BTreeSet<String> = BTreeSet::new();
+        let mut known: BTreeSet<Arc<str>> = BTreeSet::new();
+        let mut workloads: BTreeSet<Arc<str>> = BTreeSet::new();
         loop {
             select! {
                 recv(self.tree) -> event => match event {
@@ -227,15 +229,15 @@ impl CgroupRulesSource {
                     }
                     Ok(TreeEvent::Removed(path)) => {
                         let lo = format!("{path}/");
-                        let gone: Vec<String> = known
-                            .range(path.clone()..)
+                        let gone: Vec<Arc<str>> = known
+                            .range::<str, _>((Bound::Included(&*path), Bound::Unbounded))
                             .take_while(|p| **p == path || p.starts_with(&lo))
                             .cloned()
                             .collect();
                         for p in gone {
                             known.remove(&p);
                             if workloads.remove(&p) {
-                                feed.delete(WorkloadKey::Cgroup(Arc::from(p.as_str())));
+                                feed.delete(WorkloadKey::Cgroup(p));
                             }
                         }
                     }
@@ -254,8 +256,8 @@ impl CgroupRulesSource {
     fn reload_rules(
         &mut self,
         feed: &Feed,
-        known: &BTreeSet<String>,
-        workloads: &mut BTreeSet<String>,
+        known: &BTreeSet<Arc<str>>,
+        workloads: &mut BTreeSet<Arc<str>>,
     ) {
         let Some(path) = &self.path else {
             info!("reload asked; the built-in cgroup rules have nothing to re-read");
@@ -277,8 +279,8 @@ impl CgroupRulesSource {
         }
     }
 
-    fn replace(&self, feed: &Feed, known: &BTreeSet<String>, workloads: &mut BTreeSet<String>) {
-        let list: BTreeMap<String, Workload> = known
+    fn replace(&self, feed: &Feed, known: &BTreeSet<Arc<str>>, workloads: &mut BTreeSet<Arc<str>>) {
+        let list: BTreeMap<Arc<str>, Workload> = known
             .iter()
             .filter_map(|p| Some((p.clone(), self.classify(feed, p)?)))
             .collect();
