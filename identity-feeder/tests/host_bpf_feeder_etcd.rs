@@ -62,6 +62,22 @@ fn acquire(a: &mut EtcdAllocator, wakes: &Receiver<()>, c: &Canonical) -> Identi
     }
 }
 
+/// A cgroup-source feeder of node `node-a` on `etcd`, with `extra` flags.
+fn etcd_feeder(etcd: &Etcd, root: &CgroupRoot, bus: &TestBus, extra: &[&str]) -> Feeder {
+    let mut args = vec![
+        "--allocator",
+        "etcd",
+        "--node-name",
+        "node-a",
+        "--etcd-endpoints",
+        &etcd.endpoint,
+        "--etcd-prefix",
+        PREFIX,
+    ];
+    args.extend_from_slice(extra);
+    Feeder::start(&support::cgroup_feeder_args(root, bus, &args))
+}
+
 fn canonical(app: &str) -> Canonical {
     let labels: Labels = [("app".to_string(), app.to_string())].into();
     Canonical::for_pod("ns", "default", &labels).unwrap()
@@ -295,18 +311,11 @@ fn an_etcd_outage_delays_only_new_identities() {
     let bus = TestBus::new("feeder-etcd-outage");
     let old = root.mkdir("system.slice/old.service");
     let going = root.mkdir("system.slice/going.service");
-    let f = Feeder::start(&support::cgroup_feeder_args(
+    let f = etcd_feeder(
+        &etcd,
         &root,
         &bus,
         &[
-            "--allocator",
-            "etcd",
-            "--node-name",
-            "node-a",
-            "--etcd-endpoints",
-            &etcd.endpoint,
-            "--etcd-prefix",
-            PREFIX,
             "--etcd-timeout",
             "1s",
             "--etcd-gc-interval",
@@ -314,7 +323,7 @@ fn an_etcd_outage_delays_only_new_identities() {
             "--id-grace",
             "0s",
         ],
-    ));
+    );
     f.wait_ready(Duration::from_secs(30));
     let old_id = bus.get(old).unwrap().identity;
 
@@ -408,22 +417,7 @@ fn a_hung_etcd_holds_up_only_the_new_identities() {
     let bus = TestBus::new("feeder-etcd-hung");
     let old = root.mkdir("system.slice/old.service");
     let going = root.mkdir("system.slice/going.service");
-    let f = Feeder::start(&support::cgroup_feeder_args(
-        &root,
-        &bus,
-        &[
-            "--allocator",
-            "etcd",
-            "--node-name",
-            "node-a",
-            "--etcd-endpoints",
-            &etcd.endpoint,
-            "--etcd-prefix",
-            PREFIX,
-            "--etcd-timeout",
-            "30s",
-        ],
-    ));
+    let f = etcd_feeder(&etcd, &root, &bus, &["--etcd-timeout", "30s"]);
     f.wait_ready(Duration::from_secs(30));
     let old_id = bus.get(old).unwrap().identity;
 

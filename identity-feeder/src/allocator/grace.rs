@@ -151,16 +151,7 @@ impl<A: Allocator> Allocator for ReleaseGrace<A> {
 mod tests {
     use super::*;
     use crate::allocator::local::LocalAllocator;
-    use crate::labels::Labels;
-
-    fn c(name: &str) -> Canonical {
-        let labels: Labels = [("app".to_string(), name.to_string())].into();
-        Canonical::for_pod("ns", "default", &labels).unwrap()
-    }
-
-    fn id(n: u32) -> Identity {
-        Identity::new(n).unwrap()
-    }
+    use crate::allocator::test_support::{c, id};
 
     const GRACE: Duration = Duration::from_secs(300);
 

@@ -140,16 +140,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::labels::Labels;
-
-    fn c(name: &str) -> Canonical {
-        let labels: Labels = [("app".to_string(), name.to_string())].into();
-        Canonical::for_pod("ns", "default", &labels).unwrap()
-    }
-
-    fn id(n: u32) -> Identity {
-        Identity::new(n).unwrap()
-    }
+    use crate::allocator::test_support::{c, id};
 
     #[test]
     fn smallest_free_from_256_idempotent_and_refcounted() {

@@ -80,3 +80,22 @@ pub trait Allocator: Send {
         Vec::new()
     }
 }
+
+/// What the allocators' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use prism_bus::Identity;
+
+    use crate::canonical::Canonical;
+    use crate::labels::Labels;
+
+    /// The canonical of a pod labelled `app=name`.
+    pub fn c(name: &str) -> Canonical {
+        let labels: Labels = [("app".to_string(), name.to_string())].into();
+        Canonical::for_pod("ns", "default", &labels).unwrap()
+    }
+
+    pub fn id(n: u32) -> Identity {
+        Identity::new(n).unwrap()
+    }
+}
