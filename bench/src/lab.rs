@@ -258,6 +258,12 @@ impl Probe {
 
     /// Wait for the probe and parse its summary.
     pub fn try_finish(self) -> Result<Summary, String> {
+        let v = self.try_json()?;
+        serde_json::from_value(v["summary"].clone()).map_err(|e| format!("probe summary: {e}"))
+    }
+
+    /// Wait for the program and parse the JSON line it printed.
+    pub fn try_json(self) -> Result<serde_json::Value, String> {
         let out = self
             .child
             .wait_with_output()
@@ -268,9 +274,7 @@ impl Probe {
                 out.status
             ));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| format!("probe JSON: {e}"))?;
-        serde_json::from_value(v["summary"].clone()).map_err(|e| format!("probe summary: {e}"))
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("probe JSON: {e}"))
     }
 }
 

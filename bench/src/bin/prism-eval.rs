@@ -49,7 +49,8 @@ struct Opts {
     /// Seconds each scenario measures. Default: 4, --quick 2.
     #[arg(long)]
     seconds: Option<f64>,
-    /// CI's run: ours and EEVDF on idle, contended-2x, selective and empty-bus, with assertions.
+    /// CI's run: ours and EEVDF on idle, contended-2x, selective, empty-bus, rpc-chain, timer
+    /// and messaging, with assertions.
     #[arg(long, conflicts_with = "demo")]
     quick: bool,
     /// The README demo: EEVDF vs scx_prism on contended-2x and selective, one trial.
@@ -59,7 +60,7 @@ struct Opts {
     #[arg(long)]
     only: Vec<String>,
     /// Only these scenarios (repeatable: idle, contended-1x, contended-2x, contended-4x,
-    /// selective, fairness, empty-bus, rpc-chain, kube-node).
+    /// selective, fairness, empty-bus, rpc-chain, kube-node, timer, messaging).
     #[arg(long)]
     scenario: Vec<String>,
     /// Where the published peers are (ci/bench-peers installs them); missing ones are skipped.
@@ -178,7 +179,12 @@ fn main() -> Result<()> {
         ours: bin_dir.clone(),
         peers: o.peers_dir.clone(),
     };
-    for tool in ["prism-probe", "prism-rpc", "prism-feeder"] {
+    for tool in [
+        "prism-probe",
+        "prism-rpc",
+        "prism-messaging",
+        "prism-feeder",
+    ] {
         if !bin_dir.join(tool).exists() {
             bail!(
                 "{} is missing (cargo build --release --workspace)",
@@ -191,6 +197,7 @@ fn main() -> Result<()> {
     let tools = Tools {
         probe: bin_dir.join("prism-probe"),
         rpc: bin_dir.join("prism-rpc"),
+        messaging: bin_dir.join("prism-messaging"),
         seconds: plan.seconds,
     };
 
@@ -413,6 +420,7 @@ fn write_report(
                 "p99_us",
             ),
             Scenario::Fairness => (vec!["critical".into(), "normal".into()], "cpu_share_pct"),
+            Scenario::Messaging => (vec!["messaging".into()], "seconds"),
             _ => (vec!["critical".into()], "p99_us"),
         };
         let file = format!("{}.png", sc.name());
@@ -557,6 +565,27 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
             _ => bad.push(format!("no {scenario} {m} figures for scx_prism and EEVDF")),
         }
     }
+    // The workloads an outside evaluation found missing from the suite: an
+    // RPC chain's tail, a timer-driven task's mean lateness, a messaging
+    // load's time. Neither of ours may be worse than EEVDF on them.
+    for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
+        for (scenario, subject, m) in [
+            ("rpc-chain", "critical", "p99_us"),
+            ("timer", "critical", "mean_us"),
+            ("messaging", "messaging", "seconds"),
+        ] {
+            match (
+                metric(rows, s, scenario, subject, m),
+                metric(rows, EEVDF, scenario, subject, m),
+            ) {
+                (Some(p), Some(e)) if p <= e => {}
+                (Some(p), Some(e)) => bad.push(format!(
+                    "{s}: {scenario} {subject} {m} {p:.2} > EEVDF's {e:.2}"
+                )),
+                _ => bad.push(format!("{s}: no {scenario} figures")),
+            }
+        }
+    }
     if !bad.is_empty() {
         bail!("quick evaluation failed:\n  {}", bad.join("\n  "));
     }
@@ -633,6 +662,17 @@ mod tests {
             rows.push(row(s, sc, "critical", "p50_us", p50));
             rows.push(row(s, sc, "critical", "p99_us", p99));
         }
+        // the quick run of 2026-12-04 (scx_prism's same-class preemption
+        // sparing interactive tasks)
+        for (s, rpc99, timer_mean, seconds) in [
+            (EEVDF, 11196.0, 404.0, 1.33),
+            (SCX_PRISM, 6411.0, 303.0, 0.76),
+            (PRISM_BPFLAND_CLASSES, 6633.0, 313.0, 0.58),
+        ] {
+            rows.push(row(s, "rpc-chain", "critical", "p99_us", rpc99));
+            rows.push(row(s, "timer", "critical", "mean_us", timer_mean));
+            rows.push(row(s, "messaging", "messaging", "seconds", seconds));
+        }
         rows
     }
 
@@ -642,6 +682,34 @@ mod tests {
             .find(|r| r.scheduler == s && r.scenario == sc && r.subject == su && r.metric == m)
             .expect("row");
         r.median = v;
+    }
+
+    #[test]
+    fn worse_than_eevdf_on_messaging_timer_or_rpc_fails() {
+        let mut rows = passing();
+        set(
+            &mut rows,
+            SCX_PRISM,
+            "messaging",
+            "messaging",
+            "seconds",
+            2.41,
+        );
+        set(
+            &mut rows,
+            PRISM_BPFLAND_CLASSES,
+            "timer",
+            "critical",
+            "mean_us",
+            7560.0,
+        );
+        let e = quick_checks(&rows, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("scx_prism: messaging messaging seconds 2.41"),
+            "{e}"
+        );
+        assert!(e.contains("timer critical mean_us 7560.00"), "{e}");
+        assert!(!e.contains("rpc-chain"), "{e}");
     }
 
     #[test]

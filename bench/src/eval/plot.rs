@@ -40,6 +40,12 @@ pub fn bars(
         .fold(1.0f64, f64::max);
     let (title, y_desc, log) = if metric == "cpu_share_pct" {
         (format!("{scenario}: CPU share (%)"), "CPU share %", false)
+    } else if metric == "seconds" {
+        (
+            format!("{scenario}: seconds to finish (lower is better), median, 95% CI"),
+            "seconds",
+            false,
+        )
     } else {
         (
             format!("{scenario}: wakeup latency p99 (us), median over trials, 95% CI"),

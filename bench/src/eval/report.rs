@@ -115,6 +115,9 @@ fn cell(r: Option<&Row>) -> String {
         Some(r) if r.metric == "points" => {
             format!("{:.1} [{:.1}–{:.1}]", r.median, r.ci_lo, r.ci_hi)
         }
+        Some(r) if r.metric == "seconds" => {
+            format!("{:.2} [{:.2}–{:.2}]", r.median, r.ci_lo, r.ci_hi)
+        }
         Some(r) => format!("{:.0} [{:.0}–{:.0}]", r.median, r.ci_lo, r.ci_hi),
     }
 }
@@ -178,6 +181,11 @@ pub fn markdown(rows: &[Row], cx: &Head) -> String {
                     format!("{su} p99.9"),
                     format!("{su} p99 x EEVDF"),
                 ]);
+                if has(su, "mean_us") {
+                    head.extend([format!("{su} mean"), format!("{su} mean x EEVDF")]);
+                }
+            } else if has(su, "seconds") {
+                head.extend([format!("{su} seconds"), format!("{su} x EEVDF")]);
             } else if has(su, "cpu_share_pct") {
                 head.extend([format!("{su} CPU share"), format!("{su} x EEVDF")]);
             } else {
@@ -204,6 +212,11 @@ pub fn markdown(rows: &[Row], cx: &Head) -> String {
                         cell(get(su, "p999_us")),
                         ratio(get(su, "p99_us")),
                     ]);
+                    if has(su, "mean_us") {
+                        line.extend([cell(get(su, "mean_us")), ratio(get(su, "mean_us"))]);
+                    }
+                } else if has(su, "seconds") {
+                    line.extend([cell(get(su, "seconds")), ratio(get(su, "seconds"))]);
                 } else if has(su, "cpu_share_pct") {
                     line.extend([
                         cell(get(su, "cpu_share_pct")),

@@ -29,6 +29,10 @@ const SELECTIVE_PROBE: &str = "--workers 2 --interval-us 2000 --work-us 250 --fr
 /// the queue growing. Measured 2.5 x longer than the probes, for samples.
 const RPC: &str = "--stages 3 --rate 100 --work-us 100";
 const RPC_LENGTH: f64 = 2.5;
+/// A control loop's tick: a 1 ms deadline, 50 us of work.
+const TIMER_PROBE: &str = "--interval-us 1000 --work-us 50";
+const MESSAGING: &str = "--groups 4 --senders 20 --receivers 20 --messages 200";
+const MESSAGING_THREADS: usize = 160;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -46,9 +50,14 @@ pub enum Scenario {
     Idle,
     /// The kubelet's cgroup tree, every leaf busy, beside the critical probe.
     KubeNode,
+    /// A critical task woken by its own 1 ms timer under 2 x nCPU batch hogs.
+    Timer,
+    /// Groups of unlabelled senders and receivers over pipes, nothing else:
+    /// the time they take.
+    Messaging,
 }
 
-pub const ALL: [Scenario; 9] = [
+pub const ALL: [Scenario; 11] = [
     Scenario::Idle,
     Scenario::Contended(1),
     Scenario::Contended(2),
@@ -58,13 +67,18 @@ pub const ALL: [Scenario; 9] = [
     Scenario::EmptyBus,
     Scenario::Rpc,
     Scenario::KubeNode,
+    Scenario::Timer,
+    Scenario::Messaging,
 ];
 /// CI's run (kube-node is in the full run only, for CI's time).
-pub const QUICK: [Scenario; 4] = [
+pub const QUICK: [Scenario; 7] = [
     Scenario::Idle,
     Scenario::Contended(2),
     Scenario::Selective,
     Scenario::EmptyBus,
+    Scenario::Rpc,
+    Scenario::Timer,
+    Scenario::Messaging,
 ];
 pub const DEMO: [Scenario; 2] = [Scenario::Contended(2), Scenario::Selective];
 
@@ -78,6 +92,8 @@ impl Scenario {
             Scenario::Rpc => "rpc-chain".into(),
             Scenario::Idle => "idle".into(),
             Scenario::KubeNode => "kube-node".into(),
+            Scenario::Timer => "timer".into(),
+            Scenario::Messaging => "messaging".into(),
         }
     }
 
@@ -92,6 +108,8 @@ impl Scenario {
             Scenario::Idle => "the critical request probe alone, every CPU idle: the floor of this machine's wakeup latency (every wakeup wakes an idle vCPU), under which no scheduler's contended figure can go".into(),
             Scenario::KubeNode => "the kubelet's cgroup tree (systemd driver: kubepods.slice, QoS slices, pods, containers; cpu.weight from CPU requests of 100m, 500m and 1000m with 2, 4 and 1 busy threads, a BestEffort pod with 2, one hog in system.slice) beside the critical request probe: each busy leaf's share of the tree's CPU, the largest gap from that promise in percentage points, and the probe's latency".into(),
             Scenario::Rpc => "3 services calling each other over Unix sockets, 100 requests/s offered, 100 us per hop, latency from the intended send time (coordinated omission corrected), under 2 x nCPU batch hogs".into(),
+            Scenario::Timer => "a critical task that sleeps to a deadline every 1 ms and works 50 us (a control loop, a media or telemetry tick): how late it wakes, timer delivery included, under 2 x nCPU batch hogs".into(),
+            Scenario::Messaging => format!("{MESSAGING_THREADS} unlabelled threads in 4 groups of 20 senders and 20 receivers over pipes, each sender writing 100-byte messages to each receiver of its group, nothing else running: seconds to the last message read (lower is better)"),
         }
     }
 }
@@ -209,6 +227,7 @@ impl Default for Cgroups {
 pub struct Tools {
     pub probe: PathBuf,
     pub rpc: PathBuf,
+    pub messaging: PathBuf,
     pub seconds: f64,
 }
 
@@ -277,6 +296,22 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Result<Figures, String> {
         Scenario::Idle => {
             let summary = probe(t, &t.probe, &cg.crit.path, "critical", PROBE, 1.0).try_finish()?;
             latency("critical", &summary, &mut out);
+        }
+        Scenario::Timer => {
+            let _hogs = Hogs::start(&cg.batch.path, 2 * n);
+            settle();
+            let summary =
+                probe(t, &t.probe, &cg.crit.path, "critical", TIMER_PROBE, 1.0).try_finish()?;
+            latency("critical", &summary, &mut out);
+            out.push(("critical".into(), "mean_us".into(), summary.mean_us));
+        }
+        Scenario::Messaging => {
+            let v =
+                Probe::start(&t.messaging, &cg.plain.path, "messaging", MESSAGING).try_json()?;
+            let seconds = v["seconds"]
+                .as_f64()
+                .ok_or_else(|| format!("prism-messaging printed no time: {v}"))?;
+            out.push(("messaging".into(), "seconds".into(), seconds));
         }
         Scenario::Selective => {
             let _hogs = Hogs::start(&cg.plain.path, 2 * n);
