@@ -567,20 +567,23 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
     }
     // The workloads an outside evaluation found missing from the suite: an
     // RPC chain's tail, a timer-driven task's mean lateness, a messaging
-    // load's time. Neither of ours may be worse than EEVDF on them.
+    // load's time. Neither of ours may be worse than EEVDF on them; for the
+    // messaging time, beyond its noise (scx_prism 0.82-1.01 s against
+    // EEVDF's 1.01-1.27 s in one 5-trial run; it took 2.4-2.8x before
+    // interactive tasks stopped preempting each other).
     for s in [SCX_PRISM, PRISM_BPFLAND_CLASSES] {
-        for (scenario, subject, m) in [
-            ("rpc-chain", "critical", "p99_us"),
-            ("timer", "critical", "mean_us"),
-            ("messaging", "messaging", "seconds"),
+        for (scenario, subject, m, bound) in [
+            ("rpc-chain", "critical", "p99_us", 1.0),
+            ("timer", "critical", "mean_us", 1.0),
+            ("messaging", "messaging", "seconds", 1.25),
         ] {
             match (
                 metric(rows, s, scenario, subject, m),
                 metric(rows, EEVDF, scenario, subject, m),
             ) {
-                (Some(p), Some(e)) if p <= e => {}
+                (Some(p), Some(e)) if p <= bound * e => {}
                 (Some(p), Some(e)) => bad.push(format!(
-                    "{s}: {scenario} {subject} {m} {p:.2} > EEVDF's {e:.2}"
+                    "{s}: {scenario} {subject} {m} {p:.2} > {bound} x EEVDF's {e:.2}"
                 )),
                 _ => bad.push(format!("{s}: no {scenario} figures")),
             }
@@ -663,11 +666,12 @@ mod tests {
             rows.push(row(s, sc, "critical", "p99_us", p99));
         }
         // the quick run of 2026-12-04 (scx_prism's same-class preemption
-        // sparing interactive tasks)
+        // sparing interactive tasks); messaging from the 5-trial run with
+        // each thread timing itself
         for (s, rpc99, timer_mean, seconds) in [
-            (EEVDF, 11196.0, 404.0, 1.33),
-            (SCX_PRISM, 6411.0, 303.0, 0.76),
-            (PRISM_BPFLAND_CLASSES, 6633.0, 313.0, 0.58),
+            (EEVDF, 11196.0, 404.0, 1.15),
+            (SCX_PRISM, 6411.0, 303.0, 1.01),
+            (PRISM_BPFLAND_CLASSES, 6633.0, 313.0, 0.69),
         ] {
             rows.push(row(s, "rpc-chain", "critical", "p99_us", rpc99));
             rows.push(row(s, "timer", "critical", "mean_us", timer_mean));

@@ -4,15 +4,17 @@
 //! every receiver of it, nothing else running. Wakeups dominate (a full pipe
 //! blocks its senders, an empty one its receiver), so what it measures is
 //! how fast a scheduler moves many short-lived wakeups, not latency at the
-//! tail. It prints one JSON line: the time from start to the last message
-//! read, and how many threads took part.
+//! tail. It prints one JSON line: the time from the first thread starting to
+//! the last finishing (each thread reads the clock itself, so a main thread
+//! the scheduler happens to run late changes nothing), and how many threads
+//! took part.
 //!
 //!     prism-messaging --groups 4 --senders 20 --receivers 20 --messages 200
 
+use prism_bench::timing::monotonic_ns;
 use std::io::{Read, Write, pipe};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -54,9 +56,10 @@ fn main() -> Result<()> {
             writers.push(writer);
             let want = (o.senders * o.messages * o.size) as usize;
             let start = start.clone();
-            handles.push(thread::spawn(move || -> std::io::Result<()> {
+            handles.push(thread::spawn(move || -> std::io::Result<(u64, u64)> {
                 let mut buf = vec![0u8; 4096];
                 start.wait();
+                let began = monotonic_ns();
                 let mut got = 0;
                 while got < want {
                     match reader.read(&mut buf)? {
@@ -64,7 +67,7 @@ fn main() -> Result<()> {
                         n => got += n,
                     }
                 }
-                Ok(())
+                Ok((began, monotonic_ns()))
             }));
         }
         // one descriptor per pipe end, shared by the group's senders (a
@@ -73,25 +76,29 @@ fn main() -> Result<()> {
         for _ in 0..o.senders {
             let (messages, message) = (o.messages, vec![b'm'; o.size as usize]);
             let (start, writers) = (start.clone(), writers.clone());
-            handles.push(thread::spawn(move || -> std::io::Result<()> {
+            handles.push(thread::spawn(move || -> std::io::Result<(u64, u64)> {
                 start.wait();
+                let began = monotonic_ns();
                 for _ in 0..messages {
                     for mut w in writers.iter() {
                         w.write_all(&message)?;
                     }
                 }
-                Ok(())
+                Ok((began, monotonic_ns()))
             }));
         }
     }
     start.wait();
-    let t0 = Instant::now();
+    let (mut first, mut last) = (u64::MAX, 0);
     for h in handles {
-        h.join()
+        let (began, ended) = h
+            .join()
             .map_err(|_| anyhow::anyhow!("a thread panicked"))?
             .context("a sender or receiver")?;
+        first = first.min(began);
+        last = last.max(ended);
     }
-    let seconds = t0.elapsed().as_secs_f64();
+    let seconds = last.saturating_sub(first) as f64 / 1e9;
     println!(
         "{}",
         serde_json::json!({ "label": o.label, "seconds": seconds, "threads": threads })

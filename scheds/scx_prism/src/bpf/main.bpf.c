@@ -292,8 +292,8 @@ static u64 task_slice(const struct task_ctx *tctx)
  * Same-class work is taken only once it has shown itself CPU-bound: run
  * INTERACTIVE_BURST_NS since it last woke. An interactive task sleeps soon on
  * its own; preempting it only trades places, a switch each way (a messaging
- * load of 160 threads over pipes took 2.2-3.7 s so, against 1.4-1.7 s under
- * EEVDF and 0.9-1.0 s with no preemption at all, same boot).
+ * load of 160 threads over pipes took 1.9-3.1 s so, 0.80-0.86 s since,
+ * against 1.42-1.56 s under EEVDF, same boot).
  * Same-class work is preempted only where the wakeup runs: elsewhere it
  * costs an IPI, which under emulation is the dearest part of a preemption
  * (measured, empty bus, unlabelled probe under hogs, 5 trials in one boot:
