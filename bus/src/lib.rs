@@ -15,6 +15,7 @@ pub mod consumer;
 mod label_hash;
 pub mod names;
 pub mod pinned;
+pub mod record;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -171,6 +171,11 @@ impl Names {
         Ok(())
     }
 
+    /// Every identity the file names, with its name.
+    pub fn named(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.by_id.iter().map(|(&id, name)| (id, name.as_str()))
+    }
+
     /// The name of `identity`: a well-known one's, else the file's.
     pub fn get(&self, identity: u32) -> Option<&str> {
         crate::Identity::new(identity)

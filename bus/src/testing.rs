@@ -228,3 +228,107 @@ impl Drop for BpfStats {
         let _ = fs::write(BPF_STATS, self.before.trim());
     }
 }
+
+/// A running program that prints JSON lines: its lines on a channel, its
+/// stderr kept; killed on drop.
+pub struct JsonChild {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl JsonChild {
+    /// Spawn `cmd` with stdout and stderr piped.
+    pub fn spawn(cmd: &mut std::process::Command) -> JsonChild {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                let _ = tx.send(v);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err = BufReader::new(child.stderr.take().expect("piped"));
+        let keep = stderr.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                keep.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        JsonChild {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait (20 s at most) until stderr holds `what` `times` times.
+    pub fn wait_stderr_n(&self, what: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.stderr().matches(what).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} (x{times}) on stderr:\n{}",
+                self.stderr()
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_stderr(&self, what: &str) {
+        self.wait_stderr_n(what, 1);
+    }
+
+    /// The next line satisfying `want` within 10 s, skipping others.
+    pub fn next(&self, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if want(&v) => return v,
+                Ok(_) => {}
+                Err(_) => panic!("no such line; stderr:\n{}", self.stderr()),
+            }
+        }
+    }
+
+    /// Every line that arrives within `d`.
+    pub fn drain(&self, d: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + d;
+        let mut v = vec![];
+        while let Ok(e) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            v.push(e);
+        }
+        v
+    }
+
+    /// Send `sig` (e.g. `libc::SIGHUP`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory preconditions.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill {sig}");
+    }
+}
+
+impl Drop for JsonChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,8 +3,7 @@
 //! comm and filename come from the traced program: they are printed
 //! escaped, never raw.
 
-use std::time::{Duration, SystemTime};
-
+use prism_bus::record::{BootClock, c_string};
 use prism_bus::{Flags, LatencyClass};
 use serde::Serialize;
 
@@ -33,29 +32,15 @@ pub struct Event {
 }
 
 /// Turns kernel records into events: boot-clock times into wall-clock ones.
+#[derive(Default)]
 pub struct Decoder {
-    boot_offset: Duration,
-}
-
-impl Default for Decoder {
-    fn default() -> Self {
-        Decoder::new()
-    }
+    clock: BootClock,
 }
 
 impl Decoder {
     pub fn new() -> Decoder {
-        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
-        let boot = unsafe {
-            let mut ts: libc::timespec = std::mem::zeroed();
-            libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts);
-            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-        };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
         Decoder {
-            boot_offset: now.saturating_sub(boot),
+            clock: BootClock::new(),
         }
     }
 
@@ -82,7 +67,7 @@ impl Decoder {
         let class = Flags::decode(e.flags)
             .map(|f| f.class)
             .unwrap_or(LatencyClass::Unset);
-        let wall = SystemTime::UNIX_EPOCH + self.boot_offset + Duration::from_nanos(e.time_ns);
+        let wall = self.clock.wall(e.time_ns);
         Some(Event {
             time: humantime::format_rfc3339_micros(wall).to_string(),
             event,
@@ -98,15 +83,6 @@ impl Decoder {
             class: class.name(),
         })
     }
-}
-
-fn c_string(raw: &[std::os::raw::c_char]) -> String {
-    let bytes: Vec<u8> = raw
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The table's header line.

@@ -4,104 +4,23 @@
 //! others out; the bus may come late or be re-created; a full ring buffer's
 //! drops are reported.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
+use prism_bus::testing::{JsonChild, TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{BusWriter, LatencyClass};
 use serde_json::Value;
 
-/// A running prism-trace: its JSON lines on a channel, its stderr kept.
-struct Trace {
-    child: Child,
-    lines: Receiver<Value>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Trace {
-    fn start(args: &[&str]) -> Trace {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prism-trace"))
+/// A running prism-trace, its JSON lines read.
+fn start(args: &[&str]) -> JsonChild {
+    JsonChild::spawn(
+        Command::new(env!("CARGO_BIN_EXE_prism-trace"))
             .args(args)
-            .args(["--names-file", "/nonexistent/prism-test-names.json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn prism-trace");
-        let (tx, lines) = channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                let _ = tx.send(serde_json::from_str(&line).expect("a JSON line"));
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = BufReader::new(child.stderr.take().unwrap());
-        let keep = stderr.clone();
-        thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                keep.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Trace {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn wait_stderr(&self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.stderr().contains(what) {
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} from prism-trace: {}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The next event satisfying `want`, skipping others.
-    fn next(&self, want: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if want(&v) => return v,
-                Ok(_) => {}
-                Err(_) => panic!("no such event; stderr:\n{}", self.stderr()),
-            }
-        }
-    }
-
-    /// Every event that arrives within `d`.
-    fn drain(&self, d: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + d;
-        let mut v = vec![];
-        while let Ok(e) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            v.push(e);
-        }
-        v
-    }
-}
-
-impl Drop for Trace {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(["--names-file", "/nonexistent/prism-test-names.json"]),
+    )
 }
 
 /// `sh -c 'read x; exec <cmd>'` moved into `cg` first: the exec happens in
@@ -133,7 +52,7 @@ fn an_exec_in_a_labelled_cgroup_carries_its_identity_class_and_parent() {
     let cg = TempCgroup::new("trace-exec");
     let bus = TempBusDir::new("trace-exec");
     let _w = bus_with(&bus, &[(cg.id(), 300, LatencyClass::Critical)]);
-    let t = Trace::start(&[
+    let t = start(&[
         "--cgroup",
         cg.path.to_str().unwrap(),
         "--bus-dir",
@@ -178,13 +97,13 @@ fn identity_and_class_filters_run_in_the_kernel() {
             (b.id(), 311, LatencyClass::Batch),
         ],
     );
-    let by_id = Trace::start(&[
+    let by_id = start(&[
         "--identity",
         "311",
         "--bus-dir",
         bus.paths.dir.to_str().unwrap(),
     ]);
-    let by_class = Trace::start(&[
+    let by_class = start(&[
         "--class",
         "critical",
         "--events",
@@ -215,7 +134,7 @@ fn identity_and_class_filters_run_in_the_kernel() {
 fn a_late_bus_is_picked_up_and_a_recreated_one_followed() {
     let cg = TempCgroup::new("trace-late");
     let bus = TempBusDir::new("trace-late");
-    let t = Trace::start(&[
+    let t = start(&[
         "--cgroup",
         cg.path.to_str().unwrap(),
         "--events",
@@ -240,18 +159,14 @@ fn a_late_bus_is_picked_up_and_a_recreated_one_followed() {
     std::fs::remove_file(bus.paths.identity()).unwrap();
     std::fs::remove_file(bus.paths.meta()).unwrap();
     let _w = bus_with(&bus, &[(cg.id(), 321, LatencyClass::Normal)]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while t.stderr().matches("bus attached").count() < 2 {
-        assert!(Instant::now() < deadline, "{}", t.stderr());
-        thread::sleep(Duration::from_millis(20));
-    }
+    t.wait_stderr_n("bus attached", 2);
     assert_eq!(run(), 321);
 }
 
 #[test]
 fn a_full_ring_buffer_is_reported_not_silent() {
     let cg = TempCgroup::new("trace-drops");
-    let t = Trace::start(&[
+    let t = start(&[
         "--cgroup",
         cg.path.to_str().unwrap(),
         "--ring-size",
@@ -261,12 +176,10 @@ fn a_full_ring_buffer_is_reported_not_silent() {
     ]);
     thread::sleep(Duration::from_millis(500));
     // prism-trace stops reading; the burst overflows its 4 KiB buffer.
-    // SAFETY: kill has no memory preconditions.
-    unsafe { libc::kill(t.child.id() as i32, libc::SIGSTOP) };
+    t.signal(libc::SIGSTOP);
     let mut burst = exec_in(&cg.path, "sh -c 'for i in $(seq 100); do /bin/true; done'");
     assert!(burst.wait().unwrap().success());
-    // SAFETY: as above.
-    unsafe { libc::kill(t.child.id() as i32, libc::SIGCONT) };
+    t.signal(libc::SIGCONT);
     t.wait_stderr("events dropped");
     let printed = t.drain(Duration::from_secs(1)).len();
     let err = t.stderr();
