@@ -317,14 +317,31 @@ pub fn cgroup2_root() -> PathBuf {
 }
 
 /// The sum, over the lines of a scheduler's `--stats` log, of the number
-/// after `name` (e.g. " resumed "): a counter's total over the run.
+/// after `name` (e.g. " resumed "; of `a/b/c` figures, the first): a
+/// counter's total over the run.
 pub fn stat_sum(log: &str, name: &str) -> u64 {
     log.lines()
         .filter_map(|l| {
             let rest = &l[l.find(name)? + name.len()..];
-            rest.split_whitespace().next()?.parse::<u64>().ok()
+            let figure = rest.split_whitespace().next()?;
+            figure.split('/').next()?.parse::<u64>().ok()
         })
         .sum()
+}
+
+/// One busy task in `cgroup` for 3 s under the scheduler `start` loads
+/// (with `--stats 1`): the critical class's CPU ms and the bus resolutions
+/// of workloads without the sched facet, summed from its log.
+pub fn one_hogs_critical_cpu_ms(cgroup: &Path, start: impl FnOnce() -> SchedProcess) -> (u64, u64) {
+    let s = start();
+    let hog = Hogs::start(cgroup, 1);
+    sleep(Duration::from_secs(3));
+    drop(hog);
+    let log = stop_cleanly(s);
+    (
+        stat_sum(&log, "cpu ms c/n/b "),
+        stat_sum(&log, "no-sched-facet "),
+    )
 }
 
 /// SIGINT the scheduler and assert it went away cleanly: exit status 0,

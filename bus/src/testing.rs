@@ -23,12 +23,13 @@ fn unique(tag: &str) -> String {
 }
 
 /// A bus entry as a test or a lab experiment writes it: identity `id` with
-/// the sched facet, `class`, and `weight` (0: unset). Panics on a bad value.
+/// every facet (as the feeder stamps by default), `class`, and `weight`
+/// (0: unset). Panics on a bad value.
 pub fn sched_entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
     Entry {
         identity: Identity::new(id).expect("a 24-bit identity"),
         flags: Flags {
-            facets: Facets::SCHED,
+            facets: Facets::ALL,
             class,
             weight: Weight::new(weight).expect("a weight in 0..=127"),
         },

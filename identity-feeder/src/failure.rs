@@ -29,6 +29,10 @@ pub enum Failure {
     CriticalNotAllowed,
     /// A weight above neutral from a namespace not allowed to promote.
     WeightNotAllowed,
+    /// `prism.io/facets` is not a `.`-separated list of net, sched, observe, or `none`.
+    BadFacets,
+    /// Facets that drop one of the feeder's defaults, from a namespace not allowed to.
+    FacetsNotAllowed,
     /// A cgroup rule that cannot be used (bad glob, label or class).
     BadRule,
     /// A cgroup directory name that cannot be part of an identity.
@@ -51,7 +55,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 21] = [
+    pub const ALL: [Failure; 23] = [
         Failure::MalformedPod,
         Failure::IncompletePod,
         Failure::BadLabelKey,
@@ -64,6 +68,8 @@ impl Failure {
         Failure::BadWeight,
         Failure::CriticalNotAllowed,
         Failure::WeightNotAllowed,
+        Failure::BadFacets,
+        Failure::FacetsNotAllowed,
         Failure::BadRule,
         Failure::BadCgroupName,
         Failure::Allocation,
@@ -90,6 +96,8 @@ impl Failure {
             Failure::BadWeight => "bad_weight",
             Failure::CriticalNotAllowed => "critical_not_allowed",
             Failure::WeightNotAllowed => "weight_not_allowed",
+            Failure::BadFacets => "bad_facets",
+            Failure::FacetsNotAllowed => "facets_not_allowed",
             Failure::BadRule => "bad_rule",
             Failure::BadCgroupName => "bad_cgroup_name",
             Failure::Allocation => "allocation",

@@ -124,7 +124,9 @@ struct Opts {
     )]
     promote_namespaces: Vec<String>,
 
-    /// Facet bits stamped on every entry: which subsystems act on workloads.
+    /// The facets every entry gets (which consumers act on workloads) unless
+    /// a pod's `prism.io/facets` label or a cgroup rule's `facets` says
+    /// otherwise; only --promote-namespace namespaces may leave one out.
     #[arg(
         long,
         value_enum,
@@ -258,8 +260,16 @@ fn run(opts: Opts) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
+    let default_facets = opts.facets.iter().fold(Facets::NONE, |f, x| {
+        f.union(match x {
+            Facet::Net => Facets::NET,
+            Facet::Sched => Facets::SCHED,
+            Facet::Observe => Facets::OBSERVE,
+        })
+    });
     let policy = NamespacePolicy::new(&opts.promote_namespaces)
-        .context("--promote-namespace is not a glob")?;
+        .context("--promote-namespace is not a glob")?
+        .with_default_facets(default_facets);
     let root = match &opts.cgroup_root {
         Some(r) => r.clone(),
         None => prism_bus::cgroup::cgroup2_root().context("finding the cgroup2 mount")?,
@@ -347,13 +357,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
     };
     let config = reconcile::Config {
         layout: KubepodsLayout::new(opts.cgroup_driver, opts.kubepods_cgroup.as_deref()),
-        facets: opts.facets.iter().fold(Facets::NONE, |f, x| {
-            f.union(match x {
-                Facet::Net => Facets::NET,
-                Facet::Sched => Facets::SCHED,
-                Facet::Observe => Facets::OBSERVE,
-            })
-        }),
+        facets: default_facets,
         sources: names.clone(),
         delete_grace: opts.delete_grace,
     };

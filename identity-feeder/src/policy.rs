@@ -1,26 +1,55 @@
-//! A workload's latency class and weight, and who may declare them.
+//! A workload's latency class, weight and facets, and who may declare them.
 //!
 //! Pods declare them with the labels `prism.io/latency-class` (critical |
-//! normal | batch) and `prism.io/weight` (1..=127, 64 neutral), which are
-//! not part of the identity. A pod can only demote itself: `critical`, and
-//! a weight above neutral, are honoured only in the namespaces the operator
-//! allows (`--promote-namespace`); elsewhere they are dropped and counted.
-//! An invalid value is dropped and counted too; the pod keeps its identity.
+//! normal | batch), `prism.io/weight` (1..=127, 64 neutral) and
+//! `prism.io/facets` (which consumers act on the pod: `.`-separated net,
+//! sched, observe, or `none`), which are not part of the identity. A pod can
+//! only demote itself: `critical`, a weight above neutral, and facets that
+//! leave out one of the feeder's defaults (`--facets`: escaping accounting,
+//! tracing or the exec gate) are honoured only in the namespaces the
+//! operator allows (`--promote-namespace`); elsewhere they are dropped and
+//! counted. A pod may always add facets. An invalid value is dropped and
+//! counted too; the pod keeps its identity.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use prism_bus::{LatencyClass, Weight};
+use prism_bus::{Facets, LatencyClass, Weight};
 
 use crate::failure::Failure;
 use crate::labels::Labels;
 
 pub const CLASS_LABEL: &str = "prism.io/latency-class";
 pub const WEIGHT_LABEL: &str = "prism.io/weight";
+pub const FACETS_LABEL: &str = "prism.io/facets";
 
-/// What a workload's bus entry says about scheduling.
+/// What a workload's bus entry says besides its identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Policy {
     pub class: LatencyClass,
     pub weight: Weight,
+    /// Which consumers act on it; `None`: the feeder's default (`--facets`).
+    pub facets: Option<Facets>,
+}
+
+/// `net`, `sched`, `observe`, `.`-separated (a label value has no commas),
+/// any case, each at most once; or `none`.
+pub fn parse_facets(value: &str) -> Result<Facets, Failure> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(Facets::NONE);
+    }
+    let mut facets = Facets::NONE;
+    for part in value.split('.') {
+        let f = match part.to_ascii_lowercase().as_str() {
+            "net" => Facets::NET,
+            "sched" => Facets::SCHED,
+            "observe" => Facets::OBSERVE,
+            _ => return Err(Failure::BadFacets),
+        };
+        if facets.contains(f) {
+            return Err(Failure::BadFacets);
+        }
+        facets = facets.union(f);
+    }
+    Ok(facets)
 }
 
 /// `critical`, `normal` or `batch` (any case).
@@ -49,6 +78,7 @@ pub fn parse_weight(value: &str) -> Result<Weight, Failure> {
 #[derive(Debug, Clone)]
 pub struct NamespacePolicy {
     promote: GlobSet,
+    default_facets: Facets,
 }
 
 impl NamespacePolicy {
@@ -60,7 +90,15 @@ impl NamespacePolicy {
         }
         Ok(NamespacePolicy {
             promote: b.build()?,
+            default_facets: Facets::ALL,
         })
+    }
+
+    /// The facets every entry gets unless its labels say otherwise (all by
+    /// default); only allowed namespaces may leave one out.
+    pub fn with_default_facets(mut self, facets: Facets) -> Self {
+        self.default_facets = facets;
+        self
     }
 
     pub fn may_promote(&self, namespace: &str) -> bool {
@@ -90,6 +128,15 @@ impl NamespacePolicy {
                 Err(f) => issues.push(f),
             }
         }
+        if let Some(v) = labels.get(FACETS_LABEL) {
+            match parse_facets(v) {
+                Ok(f) if !may_promote && !f.contains(self.default_facets) => {
+                    issues.push(Failure::FacetsNotAllowed)
+                }
+                Ok(f) => policy.facets = Some(f),
+                Err(f) => issues.push(f),
+            }
+        }
         policy
     }
 }
@@ -111,6 +158,42 @@ mod tests {
         for bad in ["0", "128", "999", "-1", "+5", "1.5", "", "abc", "0127"] {
             assert_eq!(parse_weight(bad), Err(Failure::BadWeight), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn facet_values() {
+        assert_eq!(parse_facets("net.sched.observe"), Ok(Facets::ALL));
+        assert_eq!(parse_facets("Observe"), Ok(Facets::OBSERVE));
+        assert_eq!(parse_facets("none"), Ok(Facets::NONE));
+        for bad in ["", "net,sched", "net.", "net.net", "cpu", "none.net", "."] {
+            assert_eq!(parse_facets(bad), Err(Failure::BadFacets), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_pod_may_add_facets_but_only_allowed_namespaces_drop_them() {
+        let p = NamespacePolicy::new(&["prod-*".into()])
+            .unwrap()
+            .with_default_facets(Facets::NET.union(Facets::OBSERVE));
+        let mut issues = vec![];
+        let all = labels(&[(FACETS_LABEL, "net.sched.observe")]);
+        assert_eq!(
+            p.for_pod("tenant", &all, &mut issues).facets,
+            Some(Facets::ALL)
+        );
+        let quiet = labels(&[(FACETS_LABEL, "sched")]);
+        assert_eq!(p.for_pod("tenant", &quiet, &mut issues).facets, None);
+        assert_eq!(issues, vec![Failure::FacetsNotAllowed]);
+        issues.clear();
+        assert_eq!(
+            p.for_pod("prod-eu", &quiet, &mut issues).facets,
+            Some(Facets::SCHED)
+        );
+        assert!(issues.is_empty());
+        assert_eq!(p.for_pod("tenant", &labels(&[]), &mut issues).facets, None);
+        let bad = labels(&[(FACETS_LABEL, "everything")]);
+        assert_eq!(p.for_pod("prod-eu", &bad, &mut issues).facets, None);
+        assert_eq!(issues, vec![Failure::BadFacets]);
     }
 
     #[test]

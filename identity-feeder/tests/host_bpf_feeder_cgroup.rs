@@ -89,6 +89,7 @@ fn rules_set_classes_weights_and_labels_and_sighup_reloads_them() {
                 [[rule]]
                 match = "system.slice/batch-*.service"
                 class = "batch"
+                facets = ["sched", "observe"]
                 "#
             ),
         )
@@ -108,6 +109,8 @@ fn rules_set_classes_weights_and_labels_and_sighup_reloads_them() {
     let (e1, e2) = (bus.get(b1).unwrap(), bus.get(b2).unwrap());
     assert_eq!(e1.identity, e2.identity, "one rule, one identity");
     assert_eq!(e1.flags.class, LatencyClass::Batch);
+    assert_eq!(e1.flags.facets, Facets::SCHED.union(Facets::OBSERVE));
+    assert_eq!(e.flags.facets, Facets::ALL, "no facets key: the default");
     let cron = bus.get(other).expect("a unit no rule matches");
     assert_eq!(cron.flags.class, LatencyClass::Unset);
     assert_ne!(cron.identity, e1.identity);

@@ -18,8 +18,8 @@ use std::mem::MaybeUninit;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::LatencyClass;
 use prism_bus::consumer::SlotKeeper;
+use prism_bus::{Facets, LatencyClass};
 use prism_bus_bpf_tests::probe::{self, Echo, SRC_OWN};
 use serde_json::json;
 use support::fake_api::{FakeApi, ListFault};
@@ -128,8 +128,41 @@ fn systemd_driver_list_then_watch_and_one_lookup_for_a_containers_process() {
             .clone()
     };
 
-    // MODIFIED: the class label removed. Same identity, no class.
+    // MODIFIED: facets. A namespace allowed to promote may leave some out
+    // (here: everything but sched); a tenant's attempt is dropped, counted,
+    // and its entry keeps every facet.
     let (web, web_cg, _) = pod("shop/web-7d9f8b6c5d-x2k4p");
+    let mut faceted = web.json.clone();
+    faceted["metadata"]["labels"]["prism.io/facets"] = json!("sched");
+    faceted["metadata"]["resourceVersion"] = json!("5990");
+    api.event("MODIFIED", &faceted);
+    let e = bus
+        .wait_entry("the facets label", web_cg, |e| {
+            e.is_some_and(|e| e.flags.facets == Facets::SCHED)
+        })
+        .unwrap();
+    assert_eq!(e.identity, web_entry.identity);
+    let (tenant, tenant_cg, _) = node
+        .iter()
+        .find(|(p, _, _)| p.name.starts_with("tenant-a/"))
+        .unwrap()
+        .clone();
+    let mut escaping = tenant.json.clone();
+    escaping["metadata"]["labels"]["prism.io/facets"] = json!("sched");
+    escaping["metadata"]["resourceVersion"] = json!("5991");
+    api.event("MODIFIED", &escaping);
+    wait_for(
+        "the tenant's facets refused",
+        Duration::from_secs(10),
+        || {
+            (f.metric("prism_feeder_failures_total{reason=\"facets_not_allowed\"}") >= 1.0)
+                .then_some(())
+        },
+    );
+    assert_eq!(bus.get(tenant_cg).unwrap().flags.facets, Facets::ALL);
+
+    // MODIFIED: the class label removed. Same identity, no class (and the
+    // facets label gone with it: every facet again).
     let mut relabelled = web.json.clone();
     relabelled["metadata"]["labels"]
         .as_object_mut()
@@ -139,7 +172,7 @@ fn systemd_driver_list_then_watch_and_one_lookup_for_a_containers_process() {
     api.event("MODIFIED", &relabelled);
     let after = bus
         .wait_entry("the relabel", web_cg, |e| {
-            e.is_some_and(|e| e.flags.class == LatencyClass::Unset)
+            e.is_some_and(|e| e.flags.class == LatencyClass::Unset && e.flags.facets == Facets::ALL)
         })
         .unwrap();
     assert_eq!(after.identity, web_entry.identity);

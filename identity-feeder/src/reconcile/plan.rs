@@ -591,7 +591,7 @@ impl Plan {
         Some(Entry {
             identity: t.identity?,
             flags: Flags {
-                facets: self.config.facets,
+                facets: t.workload.policy.facets.unwrap_or(self.config.facets),
                 class: t.workload.policy.class,
                 weight: t.workload.policy.weight,
             },

@@ -11,6 +11,7 @@
 //! name = "postgres"            # for people (metrics, traces); default: the glob
 //! class = "critical"           # critical | normal | batch
 //! weight = 96                  # 1..=127
+//! facets = ["sched", "observe"] # which consumers act on it (default: --facets)
 //! ```
 //!
 //! Every cgroup a rule matches shares the rule's identity (canonical
@@ -35,8 +36,9 @@ use crate::canonical::Canonical;
 use crate::cgroup_tree::TreeEvent;
 use crate::failure::{Failure, shown};
 use crate::labels::Labels;
-use crate::policy::{Policy, parse_class};
+use crate::policy::{Policy, parse_class, parse_facets};
 use crate::workload::{Workload, WorkloadKey};
+use prism_bus::Facets;
 
 /// Most rules a file may hold.
 const MAX_RULES: usize = 4096;
@@ -65,6 +67,7 @@ struct RuleSpec {
     labels: Labels,
     class: Option<String>,
     weight: Option<u32>,
+    facets: Option<Vec<String>>,
 }
 
 struct Rule {
@@ -164,10 +167,26 @@ fn compile(spec: &RuleSpec) -> anyhow::Result<Rule> {
         Some(_) => anyhow::bail!("name must be 1..253 printable characters"),
         None => &spec.pattern,
     };
+    let facets = match &spec.facets {
+        None => None,
+        Some(names) => Some(names.iter().try_fold(Facets::NONE, |all, n| {
+            let f = parse_facets(n)
+                .ok()
+                .filter(|f| *f != Facets::NONE && !all.contains(*f))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("facets are net, sched and observe, each at most once: {n:?}")
+                })?;
+            anyhow::Ok(all.union(f))
+        })?),
+    };
     Ok(Rule {
         glob,
         canonical,
-        policy: Policy { class, weight },
+        policy: Policy {
+            class,
+            weight,
+            facets,
+        },
         name: Arc::from(name.as_str()),
     })
 }

@@ -89,6 +89,7 @@ pub struct Maps {
     slots: MapHandle,
     counters: MapHandle,
     overflow: MapHandle,
+    unfaceted: MapHandle,
     deny: MapHandle,
     policy: MapHandle,
     pub bus_identity_slot: MapHandle,
@@ -102,6 +103,7 @@ impl Maps {
             slots: MapHandle::try_from(&m.net_slots)?,
             counters: MapHandle::try_from(&m.net_counters)?,
             overflow: MapHandle::try_from(&m.net_overflow)?,
+            unfaceted: MapHandle::try_from(&m.net_unfaceted)?,
             deny: MapHandle::try_from(&m.net_deny)?,
             policy: MapHandle::try_from(&m.net_policy)?,
             bus_identity_slot: MapHandle::try_from(&m.prism_bus_identity)?,
@@ -152,6 +154,19 @@ impl Maps {
                 a += c;
                 a
             }))
+    }
+
+    /// Sockets resolved to a workload without the net facet (counted as
+    /// identity 0, never denied).
+    pub fn unfaceted(&self) -> anyhow::Result<u64> {
+        let per_cpu = self
+            .unfaceted
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .map(|b| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")))
+            .sum())
     }
 
     /// Make the deny set `policy`'s, then bump its generation so sockets

@@ -155,6 +155,13 @@ impl Collector for Exporter {
             None,
             c.metric_type(),
         )?)?;
+        let c = ConstCounter::new(self.maps.unfaceted().unwrap_or_default());
+        c.encode(encoder.encode_descriptor(
+            "prism_net_unfaceted_sockets",
+            "Sockets of workloads whose bus entry lacks the net facet (counted as identity 0, never denied)",
+            None,
+            c.metric_type(),
+        )?)?;
         let g = ConstGauge::new(i64::from(self.bus_attached.load(Ordering::Relaxed)));
         g.encode(encoder.encode_descriptor(
             "prism_net_bus_attached",

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
-use prism_bus::{BusWriter, LatencyClass};
+use prism_bus::{BusWriter, Facets, LatencyClass};
 use support::{Helper, NetNs, PrismNet, labels, wait_for};
 
 /// IPv4 + UDP headers.
@@ -191,6 +191,54 @@ fn tcp_is_counted_within_the_header_overhead_both_ways() {
     );
     assert!(acks_out > 0);
     assert_eq!(acks_out, acks_in);
+}
+
+#[test]
+fn a_workload_without_the_net_facet_is_neither_counted_nor_denied() {
+    let s = setup("net-facet");
+    let d = s.parent.child("d");
+    let mut w = BusWriter::create_or_open(&s.bus.paths, 1024).unwrap();
+    let mut quiet = sched_entry(302, LatencyClass::Normal, 0);
+    quiet.flags.facets = Facets::SCHED.union(Facets::OBSERVE);
+    w.write_batch(&[(d.id(), quiet)], &[]).unwrap();
+    let policy = std::env::temp_dir().join(format!("prism-net-facet-{}.toml", std::process::id()));
+    std::fs::write(&policy, "[[deny]]\nidentity = 302\n").unwrap();
+    let net = start(&s, &["--policy", policy.to_str().unwrap()]);
+    let ns = NetNs::new();
+    let to = format!("{}:9400", ns.ns_ip);
+    const N: u64 = 300;
+    let recv = in_cgroup(
+        Helper::spawn(Some(&ns), &["udp-recv", "0.0.0.0:9400", &N.to_string()]),
+        &s.b.path,
+    );
+    let r = in_cgroup(
+        Helper::spawn(None, &["udp-send", &to, &N.to_string(), "100", "0"]),
+        &d.path,
+    )
+    .result();
+    assert_eq!(
+        (r["sent"], r["errors"]),
+        (N, 0),
+        "302 is denied only with the net facet"
+    );
+    assert_eq!(recv.result()["received"], N);
+    assert_eq!(
+        net.value(&format!(
+            "prism_net_packets_total{{{}}}",
+            labels("0", "egress", "unknown")
+        )),
+        N,
+        "counted as no workload's"
+    );
+    assert_eq!(
+        net.value(&format!(
+            "prism_net_packets_total{{{}}}",
+            labels("302", "egress", "unnamed")
+        )),
+        0
+    );
+    assert!(net.value("prism_net_unfaceted_sockets_total") >= 1);
+    let _ = std::fs::remove_file(&policy);
 }
 
 #[test]

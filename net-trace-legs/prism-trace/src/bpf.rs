@@ -103,9 +103,16 @@ pub fn load<'obj>(
 
 /// Events that found the ring buffer full, since load.
 pub fn dropped(skel: &TraceSkel) -> anyhow::Result<u64> {
-    let per_cpu = skel
-        .maps
-        .dropped
+    sum_per_cpu(&skel.maps.dropped)
+}
+
+/// Events of workloads without the observe facet (not reported), since load.
+pub fn unfaceted(skel: &TraceSkel) -> anyhow::Result<u64> {
+    sum_per_cpu(&skel.maps.unfaceted)
+}
+
+fn sum_per_cpu(map: &impl MapCore) -> anyhow::Result<u64> {
+    let per_cpu = map
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?
         .unwrap_or_default();
     Ok(per_cpu

@@ -169,6 +169,13 @@ fn run(opts: Opts) -> anyhow::Result<()> {
     }
     let _ = rb.consume();
     report_drops(&skel, dropped);
+    match bpf::unfaceted(&skel) {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "prism-trace: {n} events of workloads without the observe facet were not reported"
+        ),
+        Err(e) => eprintln!("prism-trace: reading the unfaceted count failed: {e}"),
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use prism_bus::testing::{JsonChild, TempBusDir, TempCgroup, sched_entry};
-use prism_bus::{BusWriter, LatencyClass};
+use prism_bus::{BusWriter, Facets, LatencyClass};
 use serde_json::Value;
 
 /// A running prism-trace, its JSON lines read.
@@ -83,6 +83,41 @@ fn an_exec_in_a_labelled_cgroup_carries_its_identity_class_and_parent() {
     sleeper.wait().unwrap();
     let exit = t.next(|e| e["event"] == "exit" && e["pid"] == pid);
     assert_eq!(exit["exit_signal"], 9, "{exit}");
+}
+
+#[test]
+fn a_workload_without_the_observe_facet_is_not_reported() {
+    let (seen, unseen) = (
+        TempCgroup::new("trace-facet-a"),
+        TempCgroup::new("trace-facet-b"),
+    );
+    let bus = TempBusDir::new("trace-facet");
+    let mut quiet = sched_entry(331, LatencyClass::Normal, 0);
+    quiet.flags.facets = Facets::NET.union(Facets::SCHED);
+    let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
+    w.write_batch(
+        &[
+            (seen.id(), sched_entry(330, LatencyClass::Normal, 0)),
+            (unseen.id(), quiet),
+        ],
+        &[],
+    )
+    .unwrap();
+    let t = start(&[
+        "--events",
+        "exec",
+        "--bus-dir",
+        bus.paths.dir.to_str().unwrap(),
+    ]);
+    t.wait_stderr("bus attached");
+    for cg in [&unseen, &seen] {
+        assert!(exec_in(&cg.path, "/bin/true").wait().unwrap().success());
+    }
+    let all = t.drain(Duration::from_secs(2));
+    assert!(all.iter().any(|e| e["identity"] == 330), "{all:?}");
+    assert!(all.iter().all(|e| e["identity"] != 331), "{all:?}");
+    t.signal(libc::SIGTERM);
+    t.wait_stderr("events of workloads without the observe facet were not reported");
 }
 
 #[test]

@@ -59,6 +59,7 @@ pub struct BpfCounters {
     pub bus_own: u64,
     pub bus_ancestor: u64,
     pub bus_miss: u64,
+    pub bus_no_sched_facet: u64,
     pub throttling: Throttling,
     pub runnable_weight: i64,
 }
@@ -266,6 +267,7 @@ impl<'obj> BpfScheduler<'obj> {
             bus_own: b.nr_bus_own,
             bus_ancestor: b.nr_bus_ancestor,
             bus_miss: b.nr_bus_miss,
+            bus_no_sched_facet: b.nr_bus_no_sched_facet,
             throttling: self.throttling(),
             runnable_weight: b.runnable_weight_seen,
         }

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub bus_fallback: u64,
     #[stat(desc = "Bus resolutions that found nothing")]
     pub bus_miss: u64,
+    #[stat(desc = "Bus resolutions of workloads without the sched facet (no class, no weight)")]
+    pub bus_no_sched_facet: u64,
     #[stat(desc = "cgroups with a cpu.max limit")]
     pub limited_cgroups: u64,
     #[stat(desc = "Times limited cgroups ran out of budget")]
@@ -121,6 +123,7 @@ impl Metrics {
             bus_hit: d(cur.bus_own, prev.bus_own),
             bus_fallback: d(cur.bus_ancestor, prev.bus_ancestor),
             bus_miss: d(cur.bus_miss, prev.bus_miss),
+            bus_no_sched_facet: d(cur.bus_no_sched_facet, prev.bus_no_sched_facet),
             limited_cgroups: throttling.limited as u64,
             throttles: throttling.throttles,
             throttled_ms: throttling.throttled_ns / 1_000_000,
@@ -157,7 +160,7 @@ impl Metrics {
         )?;
         writeln!(
             w,
-            "                     wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | bus cache {} hit {} anc {} miss {}",
+            "                     wait p50/p99 us: crit {:.0}/{:.0} norm {:.0}/{:.0} batch {:.0}/{:.0} | bus cache {} hit {} anc {} miss {} no-sched-facet {}",
             self.critical_wait_p50_us,
             self.critical_wait_p99_us,
             self.normal_wait_p50_us,
@@ -168,6 +171,7 @@ impl Metrics {
             self.bus_hit,
             self.bus_fallback,
             self.bus_miss,
+            self.bus_no_sched_facet,
         )?;
         let most = (self.most_throttled_cgroup != 0).then_some((
             self.most_throttled_cgroup,

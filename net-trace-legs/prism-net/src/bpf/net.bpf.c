@@ -53,6 +53,14 @@ struct {
 	__type(value, struct net_counts);
 } net_overflow SEC(".maps");
 
+/* sockets resolved to a workload without the net facet (counted as identity 0) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} net_unfaceted SEC(".maps");
+
 /* the deny set, written by user space: (identity, direction) -> 1 */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -94,19 +102,34 @@ static __always_inline __u64 policy_generation(void)
 	return g ? *g : 0;
 }
 
+/* A workload's identity if its entry carries the net facet; else 0, counted. */
+static __always_inline __u32 net_identity(const struct prism_identity *v)
+{
+	__u32 zero = 0;
+	__u64 *n;
+
+	if (prism_has_facet(v->flags, PRISM_FACET_NET))
+		return prism_id(v->identity);
+	n = bpf_map_lookup_elem(&net_unfaceted, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
 /*
  * The identity of the packet's cgroup: ONE lookup of its own id (the feeder
  * writes every cgroup of a workload); only a cgroup newer than the feeder's
- * last write falls back to its nearest ancestor with an entry.
+ * last write falls back to its nearest ancestor with an entry. A workload
+ * without the net facet is counted as no workload (identity 0), never denied.
  */
 static __always_inline __u32 resolve(struct __sk_buff *skb, __u64 cgroup_id)
 {
 	const struct prism_identity *v = prism_lookup(cgroup_id);
-	__u32 nearest = 0;
+	const struct prism_identity *nearest = NULL;
 	int level;
 
 	if (v)
-		return prism_id(v->identity);
+		return net_identity(v);
 	for (level = 1; level <= NET_ANCESTOR_LEVELS; level++) {
 		__u64 anc = bpf_skb_ancestor_cgroup_id(skb, level);
 
@@ -114,9 +137,9 @@ static __always_inline __u32 resolve(struct __sk_buff *skb, __u64 cgroup_id)
 			break;
 		v = prism_lookup(anc);
 		if (v)
-			nearest = prism_id(v->identity);
+			nearest = v;
 	}
-	return nearest;
+	return nearest ? net_identity(nearest) : 0;
 }
 
 static __always_inline __u32 deny_bits(__u32 identity)

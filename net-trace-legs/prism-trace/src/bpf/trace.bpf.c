@@ -4,7 +4,8 @@
  * task's identity, class and cgroup from the bus (through the header's
  * per-task cache: one resolution per task and bus generation), its pid,
  * parent, comm and the file executed, sent to user space through a ring
- * buffer. The filters run here, before anything is copied; an event that
+ * buffer. Workloads whose bus entry lacks the observe facet are not
+ * reported (only counted). The filters run here, before anything is copied; an event that
  * finds the ring buffer full is counted as dropped, never lost silently.
  */
 #include <vmlinux.h>
@@ -43,6 +44,14 @@ struct {
 	__type(value, __u64);
 } dropped SEC(".maps");
 
+/* events of workloads whose entry lacks the observe facet: not reported */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unfaceted SEC(".maps");
+
 static __always_inline bool in_wanted_cgroup(struct task_struct *p)
 {
 	struct cgroup *cgrp;
@@ -77,6 +86,14 @@ static __always_inline int emit(struct task_struct *p, __u32 kind, struct linux_
 	if (info) {
 		identity = info->identity;
 		flags = info->flags;
+	}
+	if (identity && !prism_has_facet(flags, PRISM_FACET_OBSERVE)) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&unfaceted, &zero);
+
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return 0;
 	}
 	if (!wanted(identity, flags))
 		return 0;

@@ -200,8 +200,8 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 	info = prism_resolve_counted(p);
 	if (!info)
 		return PRISM_CLASS_UNSET;
-	*bus_weight = prism_weight(info->flags);
-	return prism_known_class(info->flags);
+	*bus_weight = prism_weight(prism_sched_flags(info));
+	return prism_known_class(prism_sched_flags(info));
 }
 
 /*
