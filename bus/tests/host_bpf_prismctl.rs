@@ -251,3 +251,92 @@ fn watch_prints_changes_as_they_happen() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn identity_list_and_get_group_the_bus_by_workload() {
+    let tmp = TempBusDir::new("ctl-identity");
+    let pod = TempCgroup::new("ctl-identity");
+    let container = pod.child("container");
+    let other = TempCgroup::new("ctl-identity-other");
+    let mut w = BusWriter::create_or_open(&tmp.paths, 1024).unwrap();
+    let web = entry(800, LatencyClass::Critical, 90, Facets::ALL);
+    w.write_batch(
+        &[
+            (pod.id(), web),
+            (container.id(), web),
+            (other.id(), entry(801, LatencyClass::Batch, 0, Facets::NET)),
+        ],
+        &[],
+    )
+    .unwrap();
+    let names = std::env::temp_dir().join(format!("prismctl-names-{}.json", std::process::id()));
+    prism_bus::names::write(
+        &names,
+        &prism_bus::names::NamesFile::new(vec![prism_bus::names::NamedIdentity::new(
+            800, "shop/web",
+        )]),
+    )
+    .unwrap();
+    let with_names = |args: &[&str]| {
+        let mut all = vec!["--names-file", names.to_str().unwrap()];
+        all.extend_from_slice(args);
+        prismctl(&tmp.paths, &all)
+    };
+
+    let o = with_names(&["identity", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["identity"], 800);
+    assert_eq!(rows[0]["name"], "shop/web");
+    assert_eq!(rows[0]["cgroups"], 2);
+    assert_eq!(rows[0]["class"], "critical");
+    assert_eq!(rows[0]["weight"], 90);
+    assert_eq!(
+        rows[0]["facets"],
+        serde_json::json!(["net", "sched", "observe"])
+    );
+    assert!(rows[0]["age_s"].as_f64().unwrap() < 60.0);
+    assert_eq!(
+        (rows[1]["identity"].as_u64(), rows[1]["name"].is_null()),
+        (Some(801), true)
+    );
+
+    let table = stdout(&with_names(&["identity", "list"]));
+    let line = table.lines().find(|l| l.starts_with("800")).expect(&table);
+    for want in ["shop/web", "critical", "90", "net,sched,observe", " 2 "] {
+        assert!(line.contains(want), "{want:?} missing in {line}");
+    }
+
+    let o = with_names(&["identity", "get", "800", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let members: Vec<u64> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["cgroup_id"].as_u64().unwrap())
+        .collect();
+    let mut want = vec![pod.id(), container.id()];
+    want.sort_unstable();
+    assert_eq!(members, want);
+    assert_eq!(
+        v["members"][0]["path"]
+            .as_str()
+            .map(std::path::PathBuf::from),
+        Some(if pod.id() < container.id() {
+            pod.path.clone()
+        } else {
+            container.path.clone()
+        })
+    );
+
+    let o = with_names(&["identity", "get", "999"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no entry carries identity 999"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_file(&names);
+}

@@ -4,6 +4,7 @@
 //! empty bus the way prism-feeder does at start. Exit status: 0 ok, 1 error
 //! or nothing found, 2 no bus pinned.
 
+mod identity;
 mod lookup;
 mod row;
 mod watch;
@@ -29,6 +30,10 @@ struct Opts {
     /// Directory where the bus is pinned.
     #[arg(long, env = "PRISM_BUS_DIR", default_value = DEFAULT_PIN_DIR, global = true)]
     bus_dir: PathBuf,
+
+    /// The feeder's identity names file (for `identity`).
+    #[arg(long, env = "PRISM_NAMES_FILE", default_value = prism_bus::names::DEFAULT_NAMES_PATH, global = true)]
+    names_file: PathBuf,
 
     #[command(subcommand)]
     command: Command,
@@ -58,6 +63,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Identities: one row each (name, class, weight, facets, cgroups, age).
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
     /// Entries, generation, ABI version and capacity.
     Stats {
         /// One JSON object instead of text.
@@ -81,6 +91,24 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Every identity on the bus.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One identity and the cgroups that carry it (exit 1 if none does).
+    Get {
+        /// The identity's number.
+        identity: u32,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let opts = Opts::parse();
     match run(opts) {
@@ -101,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: Opts) -> Result<ExitCode> {
-    let paths = BusPaths::new(opts.bus_dir);
+    let paths = BusPaths::new(&opts.bus_dir);
     let mut out = io::BufWriter::new(io::stdout().lock());
     let code = match opts.command {
         Command::Dump { json } => dump(&Bus::open(&paths)?, json, &mut out)?,
@@ -119,6 +147,18 @@ fn run(opts: Opts) -> Result<ExitCode> {
             };
             lookup::run(&Bus::open(&paths)?, &target, json, &mut out)?
         }
+        Command::Identity { command } => match command {
+            IdentityCommand::List { json } => {
+                identity::list(&Bus::open(&paths)?, opts.names_file, json, &mut out)?
+            }
+            IdentityCommand::Get { identity, json } => identity::get(
+                &Bus::open(&paths)?,
+                opts.names_file,
+                identity,
+                json,
+                &mut out,
+            )?,
+        },
         Command::Stats { json } => stats(&Bus::open(&paths)?, json, &mut out)?,
         Command::Watch {
             interval_ms,

@@ -86,7 +86,7 @@ impl fmt::Display for Row {
     }
 }
 
-fn human_age(s: f64) -> String {
+pub fn human_age(s: f64) -> String {
     match s {
         s if s < 60.0 => format!("{s:.0}s"),
         s if s < 3600.0 => format!("{:.0}m", s / 60.0),
