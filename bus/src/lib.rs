@@ -11,6 +11,7 @@
 
 pub mod abi;
 pub mod cgroup;
+pub mod cli;
 pub mod consumer;
 mod label_hash;
 pub mod names;

@@ -36,8 +36,15 @@ impl Health {
         self.start.elapsed().saturating_sub(last) < STALE
     }
 
+    /// Ready from now on; the first time, systemd is told too (`READY=1`
+    /// on `$NOTIFY_SOCKET`, for `Type=notify`: units ordered after the
+    /// feeder start on a written bus). Nothing without the socket.
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
+        if !self.ready.swap(true, Ordering::Relaxed)
+            && let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready])
+        {
+            tracing::warn!(error = %e, "telling systemd the feeder is ready failed");
+        }
     }
 
     pub fn is_ready(&self) -> bool {

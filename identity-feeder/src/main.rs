@@ -240,7 +240,7 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
 
 fn main() -> ExitCode {
     prism_feeder::memory::limit_arenas();
-    let opts = Opts::parse();
+    let opts = prism_bus::cli::parse_or_print_man::<Opts>();
     logging::init(opts.log_format, opts.verbose);
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,

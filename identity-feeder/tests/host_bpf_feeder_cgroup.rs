@@ -246,3 +246,30 @@ fn a_full_bus_is_reported_the_rest_served_and_room_reused() {
     });
     assert_eq!(bus.all().len(), 4);
 }
+
+#[test]
+fn systemd_hears_ready_once_and_only_after_the_bus_is_written() {
+    let root = CgroupRoot::new("feeder-notify");
+    let bus = TestBus::new("feeder-notify");
+    let a = root.mkdir("system.slice/a.service");
+    let sock_path =
+        std::env::temp_dir().join(format!("prism-feeder-notify-{}.sock", std::process::id()));
+    let _ = fs::remove_file(&sock_path);
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(READY)).unwrap();
+    let _f = Feeder::start_env(
+        &support::cgroup_feeder_args(&root, &bus, &[]),
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 from the feeder");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+    assert!(
+        bus.get(a).is_some(),
+        "READY=1 came before the bus held the unit's entry"
+    );
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "READY=1 is sent once");
+    let _ = fs::remove_file(&sock_path);
+}

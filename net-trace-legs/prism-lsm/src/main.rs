@@ -65,7 +65,7 @@ struct Opts {
 }
 
 fn main() -> ExitCode {
-    match run(Opts::parse()) {
+    match run(prism_bus::cli::parse_or_print_man::<Opts>()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("prism-lsm: {e:#}");

@@ -61,7 +61,7 @@ struct Opts {
 }
 
 fn main() -> ExitCode {
-    let opts = Opts::parse();
+    let opts = prism_bus::cli::parse_or_print_man::<Opts>();
     let level = if opts.verbose > 0 { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(

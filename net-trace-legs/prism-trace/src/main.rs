@@ -84,7 +84,7 @@ enum Class {
 }
 
 fn main() -> ExitCode {
-    match run(Opts::parse()) {
+    match run(prism_bus::cli::parse_or_print_man::<Opts>()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("prism-trace: {e:#}");

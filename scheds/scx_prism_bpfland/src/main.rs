@@ -175,7 +175,10 @@ fn run_once(
 }
 
 fn main() -> std::process::ExitCode {
-    prism_sched::cli::exit_code(SCHEDULER_NAME, run(Opts::parse()))
+    prism_sched::cli::exit_code(
+        SCHEDULER_NAME,
+        run(prism_bus::cli::parse_or_print_man::<Opts>()),
+    )
 }
 
 fn run(opts: Opts) -> Result<()> {

@@ -23,6 +23,7 @@ use row::Row;
 
 #[derive(Parser)]
 #[command(
+    name = "prismctl",
     version,
     about = "Inspect Prism's identity bus (the pinned prism_identity map)"
 )]
@@ -110,7 +111,7 @@ enum IdentityCommand {
 }
 
 fn main() -> ExitCode {
-    let opts = Opts::parse();
+    let opts = prism_bus::cli::parse_or_print_man::<Opts>();
     match run(opts) {
         Ok(code) => code,
         Err(e) => {
