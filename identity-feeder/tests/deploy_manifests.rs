@@ -8,6 +8,7 @@ use std::process::Command;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,9 +18,7 @@ fn deploy_dir() -> std::path::PathBuf {
 }
 
 fn read<T: DeserializeOwned>(file: &str, kind: &str) -> T {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy")
-        .join(file);
+    let path = deploy_dir().join(file);
     let text = std::fs::read_to_string(&path).expect("manifest");
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
     let doc = docs
@@ -206,6 +205,8 @@ fn every_manifest_matches_the_api_schema_and_the_kustomization_lists_them_all() 
             "ClusterRole",
             "ClusterRoleBinding",
             "DaemonSet",
+            "DaemonSet",
+            "DaemonSet",
             "Namespace",
             "ServiceAccount"
         ]
@@ -221,4 +222,141 @@ fn the_schema_check_catches_a_misspelt_field() {
     doc["spec"]["template"]["spec"]["serviceAcountName"] = "typo".into();
     let caught = std::panic::catch_unwind(|| schema_check::<DaemonSet>("daemonset.yaml", &doc));
     assert!(caught.is_err());
+}
+
+/// The pod spec and its one container of a DaemonSet manifest.
+fn daemonset(file: &str) -> (PodSpec, Container) {
+    let ds: DaemonSet = read(file, "DaemonSet");
+    assert_eq!(ds.metadata.namespace.as_deref(), Some("prism-system"));
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers.len(), 1, "{file}");
+    let c = pod.containers[0].clone();
+    (pod, c)
+}
+
+fn added_caps(c: &Container) -> Vec<String> {
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.privileged, Some(false), "{}", c.name);
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    caps.add.clone().unwrap_or_default()
+}
+
+fn mount<'a>(c: &'a Container, path: &str) -> &'a VolumeMount {
+    c.volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == path)
+        .unwrap_or_else(|| panic!("{} does not mount {path}", c.name))
+}
+
+/// Every flag of `args` is one `binary` (built beside the feeder, by a
+/// workspace build) knows: clap refuses an unknown one before --help.
+fn flags_known(binary: &str, args: &[String]) {
+    let feeder = Path::new(env!("CARGO_BIN_EXE_prism-feeder"));
+    let bin = feeder.with_file_name(binary);
+    if !bin.exists() {
+        println!(
+            "{binary} is not built beside the feeder (a workspace build makes it): its flags are not checked"
+        );
+        return;
+    }
+    let out = Command::new(&bin)
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{binary} refuses the manifest's flags: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_scheduler_runs_in_the_host_pid_namespace_with_bpf_and_perfmon_only() {
+    let (pod, c) = daemonset("scheduler-daemonset.yaml");
+    assert_eq!(
+        pod.host_pid,
+        Some(true),
+        "BPF knows the policy loop by its host pid"
+    );
+    assert_ne!(pod.host_network, Some(true));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert!(
+        pod.node_selector
+            .unwrap()
+            .contains_key("prism.io/scheduler")
+    );
+    assert_eq!(added_caps(&c), ["BPF", "PERFMON"]);
+    assert_eq!(mount(&c, "/sys/fs/bpf/prism").read_only, Some(true));
+    assert_eq!(mount(&c, "/sys/fs/cgroup").read_only, Some(true));
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["/usr/local/bin/scx_prism".to_string()][..])
+    );
+    flags_known("scx_prism", c.args.as_ref().unwrap());
+}
+
+#[test]
+fn prism_net_attaches_with_bpf_and_net_admin_only() {
+    let (pod, c) = daemonset("net-daemonset.yaml");
+    assert_ne!(pod.host_pid, Some(true));
+    assert_ne!(
+        pod.host_network,
+        Some(true),
+        "cgroup_skb at the root cgroup sees every pod"
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(added_caps(&c), ["BPF", "NET_ADMIN"]);
+    for path in ["/sys/fs/bpf/prism", "/sys/fs/cgroup", "/run/prism"] {
+        assert_eq!(mount(&c, path).read_only, Some(true), "{path}");
+    }
+    flags_known("prism-net", c.args.as_ref().unwrap());
+}
+
+#[test]
+fn the_kubelet_source_overlay_grants_nodes_proxy_get_only() {
+    let text =
+        std::fs::read_to_string(deploy_dir().join("kubelet-source/rbac-kubelet.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let role: ClusterRole = serde_json::from_value(
+        docs.iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let rules = role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["nodes/proxy".to_string()][..])
+    );
+    assert_eq!(rules[0].verbs, ["get"]);
+    for doc in &docs {
+        match doc["kind"].as_str() {
+            Some("ClusterRole") => schema_check::<ClusterRole>("rbac-kubelet.yaml", doc),
+            Some("ClusterRoleBinding") => {
+                schema_check::<ClusterRoleBinding>("rbac-kubelet.yaml", doc)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let k: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(deploy_dir().join("kubelet-source/kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        k["resources"],
+        serde_json::json!(["../", "rbac-kubelet.yaml"])
+    );
+    let patch = k["patches"][0]["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("--source=kubelet") && patch.contains("status.hostIP"),
+        "{patch}"
+    );
 }
