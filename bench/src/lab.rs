@@ -329,6 +329,23 @@ pub fn stat_sum(log: &str, name: &str) -> u64 {
         .sum()
 }
 
+/// The scx libbpf options reach libbpf: `scheduler` (started with `args`)
+/// fails to load with `--btf-custom-path` naming no file, and loads with it
+/// naming the kernel's own BTF.
+pub fn check_libbpf_options(scheduler: &Path, args: &[&str]) {
+    let with = |btf: &str| {
+        let mut all = args.to_vec();
+        all.extend(["--btf-custom-path", btf]);
+        SchedProcess::try_start(scheduler, &all)
+    };
+    let refused = with("/nonexistent/vmlinux")
+        .err()
+        .expect("loaded with no BTF file");
+    assert!(refused.contains("never enabled"), "{refused}");
+    let s = with("/sys/kernel/btf/vmlinux").unwrap_or_else(|e| panic!("{e}"));
+    stop_cleanly(s);
+}
+
 /// One busy task in `cgroup` for 3 s under the scheduler `start` loads
 /// (with `--stats 1`): the critical class's CPU ms and the bus resolutions
 /// of workloads without the sched facet, summed from its log.

@@ -37,6 +37,12 @@ pub struct CommonOpts {
     /// Print the version (with build id) and exit.
     #[arg(short = 'V', long)]
     pub version: bool,
+
+    /// libbpf's object-open options, as every scx scheduler takes them
+    /// (--relaxed-maps, --pin-root-path, --kconfig, --btf-custom-path,
+    /// --bpf-token-path).
+    #[command(flatten, next_help_heading = "Libbpf Options")]
+    pub libbpf: scx_utils::libbpf_clap_opts::LibbpfOpts,
 }
 
 /// What a scheduler does before it loads anything, the scx way: --version

@@ -32,6 +32,8 @@ pub struct BpfConfig {
     pub partial: bool,
     pub exit_dump_len: u32,
     pub verbose: bool,
+    /// libbpf's object-open options (scx_utils' `--relaxed-maps` & co.).
+    pub libbpf: scx_utils::libbpf_clap_opts::LibbpfOpts,
 }
 
 /// Counters the BPF side keeps (cumulative since load).
@@ -73,7 +75,7 @@ impl<'obj> BpfScheduler<'obj> {
             builder,
             open_object,
             prism_ops,
-            None::<libbpf_rs::libbpf_sys::bpf_object_open_opts>
+            cfg.libbpf.clone().into_bpf_open_opts()
         )?;
 
         let ops = skel.struct_ops.prism_ops_mut();

@@ -117,6 +117,7 @@ impl Opts {
             partial: self.common.partial,
             exit_dump_len: self.common.exit_dump_len,
             verbose: self.common.verbose,
+            libbpf: self.common.libbpf.clone(),
         }
     }
 }

@@ -635,3 +635,15 @@ fn a_workload_without_the_sched_facet_gets_no_class() {
         "critical CPU {crit_without} ms without the facet, {crit_with} ms with it"
     );
 }
+
+/// The standard scx libbpf options (scx_utils' LibbpfOpts, flattened) are
+/// taken and applied: a custom BTF path that names nothing stops the load.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn loads_with_the_scx_libbpf_options() {
+    let bus = TempBusDir::new("libbpf-opts");
+    lab::check_libbpf_options(
+        &scheduler(),
+        &["--prism", "--bus-dir", bus.paths.dir.to_str().unwrap()],
+    );
+}
