@@ -32,6 +32,21 @@ pub const MAX_NAME: usize = 253;
 pub struct NamedIdentity {
     pub identity: u32,
     pub name: String,
+    /// The Kubernetes namespace of a pod identity (`name` is then
+    /// `namespace/...`); absent for anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// The longest Kubernetes namespace (a DNS-1123 label).
+const MAX_NAMESPACE: usize = 63;
+
+fn is_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= MAX_NAMESPACE
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl NamedIdentity {
@@ -55,7 +70,22 @@ impl NamedIdentity {
         NamedIdentity {
             identity,
             name: shown,
+            namespace: None,
         }
+    }
+
+    /// A pod identity's: `namespace` is kept if it is one Kubernetes could
+    /// have and `name` starts with it and a `/`.
+    pub fn in_namespace(mut self, namespace: &str) -> NamedIdentity {
+        if is_namespace(namespace)
+            && self
+                .name
+                .strip_prefix(namespace)
+                .is_some_and(|rest| rest.starts_with('/'))
+        {
+            self.namespace = Some(namespace.to_string());
+        }
+        self
     }
 
     /// Whether a reader takes it: a 24-bit identity and a name
@@ -65,6 +95,10 @@ impl NamedIdentity {
             && !self.name.is_empty()
             && self.name.len() <= MAX_NAME
             && !self.name.chars().any(char::is_control)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| is_namespace(ns) && self.name.starts_with(&format!("{ns}/")))
     }
 }
 
@@ -136,7 +170,7 @@ pub fn parse(bytes: &[u8], origin: &Path) -> io::Result<NamesFile> {
 pub struct Names {
     path: Option<std::path::PathBuf>,
     seen: Option<std::time::SystemTime>,
-    by_id: std::collections::HashMap<u32, String>,
+    by_id: std::collections::HashMap<u32, NamedIdentity>,
 }
 
 impl Names {
@@ -166,14 +200,14 @@ impl Names {
         self.by_id = file
             .identities
             .into_iter()
-            .map(|n| (n.identity, n.name))
+            .map(|n| (n.identity, n))
             .collect();
         Ok(())
     }
 
     /// Every identity the file names, with its name.
     pub fn named(&self) -> impl Iterator<Item = (u32, &str)> {
-        self.by_id.iter().map(|(&id, name)| (id, name.as_str()))
+        self.by_id.iter().map(|(&id, n)| (id, n.name.as_str()))
     }
 
     /// The name of `identity`: a well-known one's, else the file's.
@@ -181,7 +215,19 @@ impl Names {
         crate::Identity::new(identity)
             .ok()
             .and_then(crate::Identity::well_known_name)
-            .or_else(|| self.by_id.get(&identity).map(String::as_str))
+            .or_else(|| self.by_id.get(&identity).map(|n| n.name.as_str()))
+    }
+
+    /// A pod identity's namespace and its name within it (`shop/web`:
+    /// `(Some("shop"), "web")`); anything else's whole name, no namespace.
+    pub fn workload(&self, identity: u32) -> Option<(Option<&str>, &str)> {
+        if let Some(n) = self.by_id.get(&identity)
+            && let Some(ns) = n.namespace.as_deref()
+            && let Some(rest) = n.name.strip_prefix(ns).and_then(|r| r.strip_prefix('/'))
+        {
+            return Some((Some(ns), rest));
+        }
+        self.get(identity).map(|name| (None, name))
     }
 }
 
@@ -197,12 +243,13 @@ mod tests {
     fn round_trip_and_refusals() {
         let dir = std::env::temp_dir().join(format!("prism-names-{}", std::process::id()));
         let path = dir.join("identities.json");
-        let names = NamesFile::new(vec![NamedIdentity {
-            identity: 300,
-            name: "shop/web".into(),
-        }]);
+        let names = NamesFile::new(vec![
+            NamedIdentity::new(300, "shop/web").in_namespace("shop"),
+            NamedIdentity::new(302, "system.slice/cron.service"),
+        ]);
         write(&path, &names).unwrap();
         assert_eq!(read(&path).unwrap(), names);
+        assert_eq!(names.identities[0].namespace.as_deref(), Some("shop"));
         // An entry no writer makes costs only itself.
         for bad_entry in [
             r#"{"identity":16777216,"name":"x"}"#,
@@ -212,6 +259,8 @@ mod tests {
                 r#"{{"identity":300,"name":"{}"}}"#,
                 "x".repeat(MAX_NAME + 1)
             ),
+            r#"{"identity":300,"name":"shop/web","namespace":"other"}"#,
+            r#"{"identity":300,"name":"shop/web","namespace":"Shop"}"#,
         ] {
             let text = format!(
                 r#"{{"abi_version":1,"identities":[{bad_entry},{{"identity":301,"name":"shop/db"}}]}}"#
@@ -240,6 +289,49 @@ mod tests {
     }
 
     #[test]
+    fn a_pods_namespace_is_kept_only_when_its_name_is_in_it() {
+        assert_eq!(
+            NamedIdentity::new(300, "shop/web")
+                .in_namespace("shop")
+                .namespace
+                .as_deref(),
+            Some("shop")
+        );
+        for (name, ns) in [
+            ("shop/web", "sho"),
+            ("shopweb", "shop"),
+            ("a/b", "A"),
+            ("x/y", ""),
+        ] {
+            assert_eq!(
+                NamedIdentity::new(300, name).in_namespace(ns).namespace,
+                None,
+                "{name} {ns}"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("prism-names-ns-{}", std::process::id()));
+        let path = dir.join("identities.json");
+        write(
+            &path,
+            &NamesFile::new(vec![
+                NamedIdentity::new(300, "shop/web").in_namespace("shop"),
+                NamedIdentity::new(301, "system.slice/cron.service"),
+            ]),
+        )
+        .unwrap();
+        let mut names = Names::new(Some(path));
+        names.refresh().unwrap();
+        assert_eq!(names.workload(300), Some((Some("shop"), "web")));
+        assert_eq!(
+            names.workload(301),
+            Some((None, "system.slice/cron.service"))
+        );
+        assert_eq!(names.workload(1), Some((None, "host")));
+        assert_eq!(names.workload(999), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn any_name_is_written_as_one_every_reader_takes() {
         let long_unit = format!("system.slice/{}.scope", "é".repeat(200));
         for name in ["shop/web", "", "a\u{1b}[2Jb", &"s".repeat(300), &long_unit] {
@@ -262,12 +354,7 @@ mod tests {
         names.refresh().unwrap();
         assert_eq!(names.get(300), None, "no file yet");
         assert_eq!(names.get(1), Some("host"));
-        let one = |id, name: &str| {
-            NamesFile::new(vec![NamedIdentity {
-                identity: id,
-                name: name.into(),
-            }])
-        };
+        let one = |id, name: &str| NamesFile::new(vec![NamedIdentity::new(id, name)]);
         write(&path, &one(300, "shop/web")).unwrap();
         names.refresh().unwrap();
         assert_eq!(names.get(300), Some("shop/web"));

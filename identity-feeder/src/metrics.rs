@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::allocator::Acquired;
@@ -97,6 +98,11 @@ impl Metrics {
                 .inc_by(0);
         }
         let r = &mut m.registry;
+        r.register(
+            "prism_feeder_build",
+            "The running build: its version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         r.register(
             "prism_feeder_workloads_processed",
             "Pods (or plain-host cgroup workloads) processed, by source and event",
@@ -229,5 +235,24 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_and_every_failure_reason_are_exported_from_the_start() {
+        let text = Metrics::new().encode();
+        let build = format!(
+            "prism_feeder_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+        for f in Failure::ALL {
+            let series = format!("prism_feeder_failures_total{{reason=\"{}\"}} 0", f.reason());
+            assert!(text.contains(&series), "{series} missing");
+        }
     }
 }

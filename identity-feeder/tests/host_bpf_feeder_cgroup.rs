@@ -119,6 +119,10 @@ fn rules_set_classes_weights_and_labels_and_sighup_reloads_them() {
     assert_eq!(names[&e.identity.get()], "postgres");
     assert_eq!(names[&e1.identity.get()], "system.slice/batch-*.service");
     assert_eq!(names[&cron.identity.get()], "system.slice/cron.service");
+    assert!(
+        f.namespaces().is_empty(),
+        "no cgroup identity has a namespace"
+    );
 
     // A new class for postgres: same identity, new class, on the next SIGHUP.
     write_rules("batch");

@@ -88,6 +88,12 @@ fn systemd_driver_list_then_watch_and_one_lookup_for_a_containers_process() {
         .into(),
         "{names:?}"
     );
+    // A pod identity's namespace, apart, for the consumers' labels.
+    let namespaces = f.namespaces();
+    for (id, name) in &names {
+        let ns = name.split_once('/').unwrap().0;
+        assert_eq!(namespaces.get(id).map(String::as_str), Some(ns), "{name}");
+    }
     for t in tiers {
         assert_eq!(bus.get(t), None, "the kubepods slices are no pod's");
     }

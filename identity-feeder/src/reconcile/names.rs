@@ -1,5 +1,6 @@
 //! The identity names file for people and the node's consumers
-//! (`/run/prism/identities.json`): rewritten when the names change, at most
+//! (`/run/prism/identities.json`, a pod identity's namespace apart):
+//! rewritten when the names change, at most
 //! once a second; a failed write is logged and tried again next time.
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ pub struct NamesWriter {
     /// `None`: names are written nowhere.
     path: Option<PathBuf>,
     /// What was last written, and when.
-    last: BTreeMap<u32, Arc<str>>,
+    last: BTreeMap<u32, (Arc<str>, Option<Arc<str>>)>,
     written_at: Option<Instant>,
 }
 
@@ -32,7 +33,11 @@ impl NamesWriter {
 
     /// Write `names()` if it is time and they changed (`names` is only
     /// computed when it is time).
-    pub fn update(&mut self, now: Instant, names: impl FnOnce() -> BTreeMap<u32, Arc<str>>) {
+    pub fn update(
+        &mut self,
+        now: Instant,
+        names: impl FnOnce() -> BTreeMap<u32, (Arc<str>, Option<Arc<str>>)>,
+    ) {
         let Some(path) = &self.path else {
             return;
         };
@@ -49,7 +54,13 @@ impl NamesWriter {
         let file = NamesFile::new(
             names
                 .iter()
-                .map(|(&identity, name)| NamedIdentity::new(identity, name))
+                .map(|(&identity, (name, namespace))| {
+                    let named = NamedIdentity::new(identity, name);
+                    match namespace {
+                        Some(ns) => named.in_namespace(ns),
+                        None => named,
+                    }
+                })
                 .collect(),
         );
         match prism_bus::names::write(path, &file) {

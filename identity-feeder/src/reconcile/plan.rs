@@ -670,10 +670,18 @@ impl Plan {
     }
 
     /// Identity -> its name, for every workload that has an id.
-    pub fn names(&self) -> BTreeMap<u32, Arc<str>> {
+    /// Each identity's name for people, and a pod identity's namespace.
+    pub fn names(&self) -> BTreeMap<u32, (Arc<str>, Option<Arc<str>>)> {
         self.workloads
             .values()
-            .filter_map(|t| Some((t.identity?.get(), t.workload.identity_name.clone())))
+            .filter_map(|t| {
+                let name = t.workload.identity_name.clone();
+                let namespace = match t.workload.key {
+                    WorkloadKey::Pod(_) => name.split_once('/').map(|(ns, _)| Arc::from(ns)),
+                    WorkloadKey::Cgroup(_) => None,
+                };
+                Some((t.identity?.get(), (name, namespace)))
+            })
             .collect()
     }
 

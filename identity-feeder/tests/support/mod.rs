@@ -199,6 +199,18 @@ impl Feeder {
         })
     }
 
+    /// identity -> namespace, for the pod identities of the names file.
+    pub fn namespaces(&self) -> std::collections::BTreeMap<u32, String> {
+        prism_bus::names::read(&self.names_file)
+            .map(|f| {
+                f.identities
+                    .into_iter()
+                    .filter_map(|n| Some((n.identity, n.namespace?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }

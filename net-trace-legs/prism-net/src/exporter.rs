@@ -1,5 +1,5 @@
 //! The Prometheus side: on each scrape, the BPF counters summed over CPUs,
-//! labelled by identity, direction and the workload name the feeder's names
+//! labelled by identity, direction, and the namespace and workload name the feeder's names
 //! file gives (re-read when it changes). At most `max_identities` get series
 //! of their own, the first seen keeping theirs; the traffic of any more is
 //! summed under identity "other", so no traffic pattern can grow the number
@@ -21,6 +21,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
@@ -31,13 +32,19 @@ use crate::bpf::{Counts, Maps};
 struct NetLabels {
     identity: String,
     direction: &'static str,
+    /// A pod identity's namespace; empty for anything else.
+    namespace: String,
+    /// A pod identity's name within its namespace; anything else's name.
     workload: String,
 }
 
-/// The feeder's names for identities: a well-known one's, the file's, or
-/// "unnamed".
-fn name_of(names: &Names, identity: u32) -> String {
-    names.get(identity).unwrap_or("unnamed").to_string()
+/// The feeder's names for identities, as (namespace, workload): a pod
+/// identity's namespace apart, a well-known one's name, or "unnamed".
+fn name_of(names: &Names, identity: u32) -> (String, String) {
+    match names.workload(identity) {
+        Some((ns, name)) => (ns.unwrap_or_default().to_string(), name.to_string()),
+        None => (String::new(), "unnamed".to_string()),
+    }
 }
 
 #[derive(Debug)]
@@ -72,15 +79,18 @@ impl Exporter {
             let own = exported.contains(&identity)
                 || (exported.len() < self.max_identities && exported.insert(identity));
             let labels = if own {
+                let (namespace, workload) = name_of(names, identity);
                 NetLabels {
                     identity: identity.to_string(),
                     direction: direction.name(),
-                    workload: name_of(names, identity),
+                    namespace,
+                    workload,
                 }
             } else {
                 NetLabels {
                     identity: "other".into(),
                     direction: direction.name(),
+                    namespace: String::new(),
                     workload: "other".into(),
                 }
             };
@@ -180,6 +190,11 @@ struct Shared {
 
 pub fn router(exporter: Arc<Exporter>) -> Router {
     let mut registry = Registry::default();
+    registry.register(
+        "prism_net_build",
+        "The running build: its version",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
     registry.register_collector(Box::new(exporter));
     Router::new()
         .route("/metrics", get(metrics))

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{BusWriter, Facets, LatencyClass};
-use support::{Helper, NetNs, PrismNet, labels, wait_for};
+use support::{Helper, NetNs, PrismNet, labels, pod_labels, wait_for};
 
 /// IPv4 + UDP headers.
 const UDP_OVERHEAD: u64 = 20 + 8;
@@ -128,6 +128,13 @@ fn udp_from_both_cpus_is_counted_exactly_per_identity_and_direction() {
         2 * N * (SIZE + UDP_OVERHEAD)
     );
     assert_eq!(net.value("prism_net_uncounted_packets_total"), 0);
+    assert_eq!(
+        net.value(&format!(
+            "prism_net_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1
+    );
 }
 
 #[test]
@@ -418,14 +425,8 @@ fn names_come_from_the_feeders_file_and_series_are_bounded() {
     prism_bus::names::write(
         &names,
         &prism_bus::names::NamesFile::new(vec![
-            prism_bus::names::NamedIdentity {
-                identity: 300,
-                name: "shop/web".into(),
-            },
-            prism_bus::names::NamedIdentity {
-                identity: 301,
-                name: "batch/report".into(),
-            },
+            prism_bus::names::NamedIdentity::new(300, "shop/web").in_namespace("shop"),
+            prism_bus::names::NamedIdentity::new(301, "system.slice/report.service"),
         ]),
     )
     .unwrap();
@@ -456,12 +457,12 @@ fn names_come_from_the_feeders_file_and_series_are_bounded() {
     }
     let packets = net.family("prism_net_packets_total");
     assert_eq!(
-        packets.get(&labels("300", "egress", "shop/web")),
+        packets.get(&pod_labels("300", "egress", "shop", "web")),
         Some(&10),
         "{packets:?}"
     );
     assert_eq!(
-        packets.get(&labels("301", "egress", "batch/report")),
+        packets.get(&labels("301", "egress", "system.slice/report.service")),
         Some(&10),
         "{packets:?}"
     );

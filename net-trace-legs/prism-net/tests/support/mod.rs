@@ -417,7 +417,15 @@ impl Drop for PrismNet {
     }
 }
 
-/// `identity="N",direction="D",workload="W"` as the exporter writes it.
+/// `identity="N",direction="D",namespace="",workload="W"` as the exporter
+/// writes it for a workload that is no pod.
 pub fn labels(identity: &str, direction: &str, workload: &str) -> String {
-    format!("identity=\"{identity}\",direction=\"{direction}\",workload=\"{workload}\"")
+    pod_labels(identity, direction, "", workload)
+}
+
+/// The labels of a pod identity's series: its namespace apart.
+pub fn pod_labels(identity: &str, direction: &str, namespace: &str, workload: &str) -> String {
+    format!(
+        "identity=\"{identity}\",direction=\"{direction}\",namespace=\"{namespace}\",workload=\"{workload}\""
+    )
 }
