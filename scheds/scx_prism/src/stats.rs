@@ -19,6 +19,8 @@ use crate::share_guard::{BATCH, CRITICAL, ClassOrder, NORMAL, UNSET};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
 #[stat(top)]
 pub struct Metrics {
+    #[stat(desc = "The running build (version and build id)")]
+    pub build_info: String,
     #[stat(desc = "Online CPUs")]
     pub nr_cpus: u64,
     #[stat(desc = "Tasks running")]
@@ -118,6 +120,7 @@ impl Metrics {
         let affine = d(cur.affine, prev.affine);
         let events = direct + queued + preempts + deferred + affine;
         Metrics {
+            build_info: scx_utils::build_id::full_version(env!("CARGO_PKG_VERSION")),
             nr_cpus: cur.nr_online_cpus,
             nr_running: cur.nr_running,
             bus_attached: u64::from(l.bus_attached),

@@ -24,6 +24,8 @@ const UNSET: usize = LatencyClass::Unset as usize;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, Stats)]
 #[stat(top)]
 pub struct Metrics {
+    #[stat(desc = "The running build (version and build id)")]
+    pub build_info: String,
     #[stat(desc = "Bus: -1 --prism off (not opened), 0 not pinned yet, 1 attached")]
     pub bus: i64,
     #[stat(desc = "Total weight of the runnable tasks (100 per nice-0 task)")]
@@ -99,6 +101,7 @@ impl Metrics {
         let cpu_ms = |c: usize| d(cur.class_runtime_ns[c], prev.class_runtime_ns[c]) / 1_000_000;
         let runs = |c: usize| d(cur.runs[c], prev.runs[c]);
         Metrics {
+            build_info: scx_utils::build_id::full_version(env!("CARGO_PKG_VERSION")),
             bus: bus.map_or(-1, i64::from),
             runnable_weight: cur.runnable_weight,
             direct: d(cur.direct_dispatches, prev.direct_dispatches),
