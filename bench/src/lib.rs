@@ -7,3 +7,4 @@ pub mod lab;
 pub mod latency;
 pub mod stats;
 pub mod timing;
+pub mod topology;

@@ -647,3 +647,42 @@ fn loads_with_the_scx_libbpf_options() {
         &["--prism", "--bus-dir", bus.paths.dir.to_str().unwrap()],
     );
 }
+
+/// On the lab's numa profile (8 vCPUs, 2 NUMA nodes, 2 LLCs; ci/test runs
+/// the `topology_` tests there, and only there): pipe pairs move across
+/// LLCs well under as often as placement blind to LLCs would (2/3 of it),
+/// hogs fill both LLCs, 45 s of stress-ng on 8 vCPUs ejects nothing.
+#[test]
+#[ignore = "needs the lab's numa profile (PRISM_LAB_TOPOLOGY=numa)"]
+fn topology_places_by_llc_and_survives_stress_on_two_numa_nodes() {
+    let bus = TempBusDir::new("topology");
+    let p = prism_bench::topology::check_placement(|| start(&bus, true, &["--stats", "5"]));
+    println!(
+        "pipe pairs, CPU changes that crossed LLCs: {:.0}% ({} of {}) under this scheduler, {:.0}% under EEVDF, {:.0}% at random",
+        p.pipes.cross_share() * 100.0,
+        p.pipes.llc,
+        p.pipes.cpu,
+        p.eevdf.cross_share() * 100.0,
+        p.random_cross * 100.0
+    );
+    println!(
+        "busy per CPU under hogs: {:?}",
+        p.busy
+            .iter()
+            .map(|b| format!("{:.0}%", b * 100.0))
+            .collect::<Vec<_>>()
+    );
+    assert!(p.pipes.samples > 1000, "{p:?}");
+    // LLC-aware: well under what placement blind to the LLCs gives.
+    assert!(
+        p.pipes.cross_share() < p.random_cross * 2.0 / 3.0,
+        "{:.0}% of CPU changes crossed LLCs (random: {:.0}%)",
+        p.pipes.cross_share() * 100.0,
+        p.random_cross * 100.0
+    );
+    assert!(
+        p.busy.iter().all(|&b| b > 0.7),
+        "a CPU of one LLC sat idle beside runnable hogs: {:?}",
+        p.busy
+    );
+}
