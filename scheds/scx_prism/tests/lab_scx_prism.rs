@@ -166,6 +166,54 @@ fn kill_9_falls_back_to_the_fair_class() {
     drop(hogs);
 }
 
+/// The policy loop stopped (SIGSTOP) for 3 s, then for 10 s, under 2 x
+/// nCPU hogs: the per-wakeup path is BPF's, so the hogs keep the CPUs busy
+/// through the stop; after SIGCONT the scheduler is still the one loaded
+/// (no ejection), and it stops cleanly.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn stopping_the_policy_loop_for_3s_and_10s_keeps_every_task_running() {
+    let bus = TempBusDir::new("sigstop");
+    let hogs_cg = TempCgroup::new("sigstop-hogs");
+    let mut s = start(&bus, &["--stats", "1"]);
+    let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+    sleep(Duration::from_millis(500));
+    for secs in [3, 10] {
+        let before = lab::cpu_usage_us(&hogs_cg.path);
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(s.pid() as i32, libc::SIGSTOP) };
+        sleep(Duration::from_secs(secs));
+        let used = lab::cpu_usage_us(&hogs_cg.path) - before;
+        // SAFETY: as above.
+        unsafe { libc::kill(s.pid() as i32, libc::SIGCONT) };
+        let share = used as f64 / (secs * 1_000_000 * lab::nr_cpus() as u64) as f64;
+        println!(
+            "policy loop stopped {secs} s: the hogs used {:.0}% of the CPUs; state {}",
+            share * 100.0,
+            lab::state()
+        );
+        assert!(
+            share > 0.7,
+            "the hogs starved while the loop was stopped: {share:.2}"
+        );
+        sleep(Duration::from_secs(1));
+        assert!(
+            s.alive(),
+            "scx_prism died after a {secs} s stop:\n{}",
+            s.log_text()
+        );
+        assert_eq!(
+            lab::state(),
+            "enabled",
+            "ejected after a {secs} s stop:\n{}",
+            s.log_text()
+        );
+    }
+    drop(hogs);
+    let log = stop_cleanly(s);
+    assert!(!log.contains("runnable task stall"), "{log}");
+}
+
 /// One timer-mode probe per class, each alone under 2 x nCPU batch hogs: a
 /// waking critical task preempts a hog at once, a normal one once the hog
 /// has run --preempt-min-run-us, a batch one waits for a hog's slice to end
@@ -501,6 +549,42 @@ fn a_messaging_load_finishes_sooner_than_under_eevdf() {
         p / e
     );
     assert!(p < e, "scx_prism took {p:.2} s, EEVDF {e:.2} s");
+}
+
+/// The stall reproducer: a 160-task messaging storm (4 groups of 20
+/// senders and 20 receivers over pipes) run again and again for 60 s, the
+/// load under which the watchdog once ejected scx_prism. No ejection, every
+/// run completes, and the rescues of the scheduler's own watchdog are
+/// reported.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn a_60s_messaging_storm_never_stalls_a_task() {
+    let bus = TempBusDir::new("storm");
+    let cg = TempCgroup::new("storm");
+    let bin = lab::built_beside(&scx_prism(), "prism-messaging");
+    let mut s = start(&bus, &["--stats", "1"]);
+    let t0 = Instant::now();
+    let mut runs = 0;
+    while t0.elapsed() < Duration::from_secs(60) {
+        Probe::start(&bin, &cg.path, "storm", "--messages 200")
+            .try_json()
+            .unwrap_or_else(|e| panic!("run {runs}: {e}\n{}", s.log_text()));
+        runs += 1;
+        assert_eq!(
+            lab::state(),
+            "enabled",
+            "ejected in run {runs}:\n{}",
+            s.log_text()
+        );
+    }
+    assert!(s.alive(), "{}", s.log_text());
+    let log = stop_cleanly(s);
+    let rescued = lab::stat_sum(&log, " rescued ");
+    println!(
+        "{runs} messaging runs in 60 s, no ejection; {rescued} tasks rescued by scx_prism's own watchdog"
+    );
+    assert!(runs >= 5, "only {runs} runs in 60 s");
+    assert!(!log.contains("runnable task stall"), "{log}");
 }
 
 /// cpu.weight is a group share whatever the thread counts: 2 busy threads at
