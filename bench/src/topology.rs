@@ -179,10 +179,43 @@ fn pipe_pairs_moves(llcs: &[String]) -> Moves {
 }
 
 /// On the numa profile: the pipe pairs under EEVDF, then under the
-/// scheduler `start` loads; 2 x nCPU hogs, which must keep every CPU of
-/// both LLCs and nodes busy (both LLCs' queues serve); 45 s of stress-ng on
-/// all 8 vCPUs, no ejection. Returns the figures.
+/// scheduler `start` loads, must move across LLCs well under as often as
+/// placement blind to LLCs would (3/4 of it: scx_prism_bpfland measured
+/// 32-34% where random is 57%); 2 x nCPU hogs must keep every
+/// CPU of both LLCs and nodes busy (both LLCs' queues serve); 45 s of
+/// stress-ng on all 8 vCPUs must eject nothing. Prints and returns the
+/// figures.
 pub fn check_placement(start: impl FnOnce() -> SchedProcess) -> Placement {
+    let p = measure_placement(start);
+    println!(
+        "pipe pairs, CPU changes that crossed LLCs: {:.0}% ({} of {}) under this scheduler, {:.0}% under EEVDF, {:.0}% at random",
+        p.pipes.cross_share() * 100.0,
+        p.pipes.llc,
+        p.pipes.cpu,
+        p.eevdf.cross_share() * 100.0,
+        p.random_cross * 100.0
+    );
+    let busy: Vec<String> = p
+        .busy
+        .iter()
+        .map(|b| format!("{:.0}%", b * 100.0))
+        .collect();
+    println!("busy per CPU under hogs: {busy:?}");
+    assert!(p.pipes.samples > 1000, "{p:?}");
+    assert!(
+        p.pipes.cross_share() < p.random_cross * 3.0 / 4.0,
+        "{:.0}% of CPU changes crossed LLCs (random: {:.0}%)",
+        p.pipes.cross_share() * 100.0,
+        p.random_cross * 100.0
+    );
+    assert!(
+        p.busy.iter().all(|&b| b > 0.7),
+        "a CPU of one LLC sat idle beside runnable hogs: {busy:?}"
+    );
+    p
+}
+
+fn measure_placement(start: impl FnOnce() -> SchedProcess) -> Placement {
     let llcs = require_numa_profile();
     let n = llcs.len();
     let others = |cpu: usize| llcs.iter().filter(|l| **l != llcs[cpu]).count();

@@ -197,6 +197,24 @@ fn remove_tree(dir: &Path, root: &Path) {
     }
 }
 
+/// Print an overhead benchmark's pairs, then the medians and the
+/// difference: `what` names one measured operation (e.g. "exec of
+/// /bin/true"), `with` the program measured, `per` how many operations a
+/// trial made.
+pub fn report_pairs(what: &str, with: &str, per: u32, pairs: Vec<(f64, f64)>) {
+    for (pair, (a, b)) in pairs.iter().enumerate() {
+        println!("pair {pair}: without {a:.1} us, with {b:.1} us per {what}");
+    }
+    let n = pairs.len();
+    let (without, with_it): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    let (a, b) = (median(&without), median(&with_it));
+    println!(
+        "{what}: median without {a:.1} us, with {with} {b:.1} us: {:+.1} us each ({:+.1}%), {n} pairs of {per}",
+        b - a,
+        (b / a - 1.0) * 100.0
+    );
+}
+
 /// Kernel BPF run-time statistics (`kernel.bpf_stats_enabled`) while this
 /// lives; the previous setting is restored on drop. Benchmarks use it to
 /// say what a program costs per run, exactly, beside their noisy totals.

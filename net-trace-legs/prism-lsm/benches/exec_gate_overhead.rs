@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{TempBusDir, TempCgroup, median, paired_trials};
+use prism_bus::testing::{TempBusDir, TempCgroup, paired_trials};
 use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
 
 const EXECS: u32 = 500;
@@ -84,15 +84,6 @@ fn main() {
             );
         }
     });
-    for (pair, (without, with)) in pairs.iter().enumerate() {
-        println!("pair {pair}: without {without:.1} us/exec, with {with:.1} us/exec");
-    }
-    let (without, with): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
-    let (a, b) = (median(&without), median(&with));
-    println!(
-        "gated exec of /usr/bin/true: median without {a:.1} us, with prism-lsm {b:.1} us: {:+.1} us per exec ({:+.1}%), {PAIRS} pairs of {EXECS}",
-        b - a,
-        (b / a - 1.0) * 100.0
-    );
+    prism_bus::testing::report_pairs("gated exec of /usr/bin/true", "prism-lsm", EXECS, pairs);
     let _ = std::fs::remove_file(policy);
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{median, paired_trials};
+use prism_bus::testing::paired_trials;
 
 const EXECS: u32 = 1000;
 const PAIRS: usize = 7;
@@ -50,14 +50,5 @@ fn main() {
             );
         }
     });
-    for (pair, (without, with)) in pairs.iter().enumerate() {
-        println!("pair {pair}: without {without:.1} us/exec, with {with:.1} us/exec");
-    }
-    let (without, with): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
-    let (a, b) = (median(&without), median(&with));
-    println!(
-        "exec+exit of /bin/true: median without {a:.1} us, with prism-trace {b:.1} us: {:+.1} us per exec ({:+.1}%), {PAIRS} pairs of {EXECS}",
-        b - a,
-        (b / a - 1.0) * 100.0
-    );
+    prism_bus::testing::report_pairs("exec+exit of /bin/true", "prism-trace", EXECS, pairs);
 }

@@ -14,7 +14,7 @@ use prism_bus::names::Names;
 use prism_bus::{Bus, Entry};
 use serde::Serialize;
 
-use crate::row::{CgroupPaths, human_age, realtime_ns};
+use crate::row::{CgroupPaths, facets_text, human_age, realtime_ns};
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct IdentityRow {
@@ -90,11 +90,7 @@ impl fmt::Display for IdentityRow {
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
         let weight = self.weight.map_or("-".to_string(), |w| w.to_string());
-        let facets = if self.facets.is_empty() {
-            "-".to_string()
-        } else {
-            self.facets.join(",")
-        };
+        let facets = facets_text(&self.facets);
         let age = self.age_s.map_or("-".to_string(), human_age);
         write!(
             f,

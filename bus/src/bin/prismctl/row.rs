@@ -68,11 +68,7 @@ impl fmt::Display for Row {
             None => self.identity.to_string(),
         };
         let weight = self.weight.map_or("-".to_string(), |w| w.to_string());
-        let facets = if self.facets.is_empty() {
-            "-".to_string()
-        } else {
-            self.facets.join(",")
-        };
+        let facets = facets_text(&self.facets);
         let age = self.age_s.map_or("-".to_string(), human_age);
         let path = self
             .path
@@ -83,6 +79,15 @@ impl fmt::Display for Row {
             "{:<15} {identity:<17} {:<9} {weight:>6}  {facets:<17} {age:>5}  {path}",
             self.cgroup_id, self.class
         )
+    }
+}
+
+/// Facet names as a table shows them: `net,sched`, or `-` for none.
+pub fn facets_text(facets: &[&str]) -> String {
+    if facets.is_empty() {
+        "-".to_string()
+    } else {
+        facets.join(",")
     }
 }
 
