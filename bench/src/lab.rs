@@ -329,6 +329,62 @@ pub fn stat_sum(log: &str, name: &str) -> u64 {
         .sum()
 }
 
+/// 30 s of stress-ng in `cgroup` (labelled `entry` on `bus`) while the bus
+/// is deleted and re-created 10 times a second, under the scheduler `start`
+/// loads: no ejection, and the scheduler ends attached to the bus (its
+/// last stats line says `bus on`). Returns how many times the bus was
+/// re-created.
+pub fn survives_bus_churn_under_stress(
+    bus: &prism_bus::testing::TempBusDir,
+    cgroup: &prism_bus::testing::TempCgroup,
+    entry: prism_bus::Entry,
+    start: impl FnOnce() -> SchedProcess,
+) -> u64 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    drop(label(bus, &[(cgroup, entry)]));
+    let mut s = start();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (stop, paths, cg) = (stop.clone(), bus.paths.clone(), cgroup.id());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::remove_file(paths.identity());
+                let _ = fs::remove_file(paths.meta());
+                let mut w = prism_bus::BusWriter::create_or_open(&paths, 1024).expect("bus");
+                w.write_batch(&[(cg, entry)], &[]).expect("bus write");
+                n += 1;
+                drop(w);
+                sleep(Duration::from_millis(100));
+            }
+            n
+        })
+    };
+    stress(&cgroup.path, 30);
+    stop.store(true, Ordering::Relaxed);
+    let recreated = churn.join().expect("the churn thread");
+    assert!(s.alive(), "died under bus churn:\n{}", s.log_text());
+    assert_eq!(
+        state(),
+        "enabled",
+        "ejected under bus churn:\n{}",
+        s.log_text()
+    );
+    sleep(Duration::from_secs(3));
+    let log = stop_cleanly(s);
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("[scx_prism") && l.contains(" bus "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains(" bus on "),
+        "not attached to the last bus: {last}\n{log}"
+    );
+    recreated
+}
+
 /// The scx libbpf options reach libbpf: `scheduler` (started with `args`)
 /// fails to load with `--btf-custom-path` naming no file, and loads with it
 /// naming the kernel's own BTF.

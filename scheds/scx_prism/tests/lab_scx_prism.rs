@@ -799,3 +799,19 @@ fn topology_places_by_llc_and_survives_stress_on_two_numa_nodes() {
     let bus = TempBusDir::new("topology");
     prism_bench::topology::check_placement(|| start(&bus, &["--stats", "5"]));
 }
+
+/// The bus deleted and re-created 10 times a second during 30 s of
+/// stress-ng in a labelled cgroup: no ejection, and the scheduler follows
+/// the bus to its last incarnation.
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn survives_the_bus_recreated_10_times_a_second_under_stress() {
+    let bus = TempBusDir::new("bus-churn");
+    let cg = TempCgroup::new("bus-churn");
+    let n =
+        lab::survives_bus_churn_under_stress(&bus, &cg, entry(333, LatencyClass::Critical), || {
+            start(&bus, &["--stats", "1"])
+        });
+    println!("the bus was re-created {n} times under stress");
+    assert!(n >= 100, "only {n} re-creations in 30 s");
+}
