@@ -385,6 +385,43 @@ pub fn survives_bus_churn_under_stress(
     recreated
 }
 
+/// prism-swarm (built beside `scheduler`) in `cgroup`, 50 always-runnable
+/// threads, a fork stream and a SCHED_FIFO hog for 10 s of its 30, under
+/// the scheduler `start` loads: no ejection, and the longest any thread
+/// waited runnable (ms), which must stay under half the schedulers' 5 s
+/// watchdog timeout.
+pub fn longest_wait_beside_a_fifo_hog_ms(
+    scheduler: &Path,
+    cgroup: &Path,
+    start: impl FnOnce() -> SchedProcess,
+) -> f64 {
+    let bin = built_beside(scheduler, "prism-swarm");
+    let mut s = start();
+    let cmd = format!(
+        "{} --threads 50 --forks-per-s 100 --duration-s 30 --fifo-hog-s 10",
+        bin.display()
+    );
+    let out = in_cgroup(cgroup, &cmd).output().expect("prism-swarm");
+    assert!(
+        out.status.success(),
+        "prism-swarm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("prism-swarm's JSON");
+    assert!(s.alive(), "died beside the FIFO hog:\n{}", s.log_text());
+    assert_eq!(
+        state(),
+        "enabled",
+        "ejected beside the FIFO hog:\n{}",
+        s.log_text()
+    );
+    stop_cleanly(s);
+    println!("prism-swarm beside a SCHED_FIFO hog: {v}");
+    let longest = v["longest_wait_ms"].as_f64().expect("longest_wait_ms");
+    assert!(longest < 2500.0, "a thread waited {longest:.0} ms runnable");
+    longest
+}
+
 /// The scx libbpf options reach libbpf: `scheduler` (started with `args`)
 /// fails to load with `--btf-custom-path` naming no file, and loads with it
 /// naming the kernel's own BTF.
