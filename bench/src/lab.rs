@@ -442,7 +442,7 @@ pub fn check_libbpf_options(scheduler: &Path, args: &[&str]) {
 /// One busy task in `cgroup` for 3 s under the scheduler `start` loads
 /// (with `--stats 1`): the critical class's CPU ms and the bus resolutions
 /// of workloads without the sched facet, summed from its log.
-pub fn one_hogs_critical_cpu_ms(cgroup: &Path, start: impl FnOnce() -> SchedProcess) -> (u64, u64) {
+fn one_hogs_critical_cpu_ms(cgroup: &Path, start: &impl Fn() -> SchedProcess) -> (u64, u64) {
     let s = start();
     let hog = Hogs::start(cgroup, 1);
     sleep(Duration::from_secs(3));
@@ -452,6 +452,41 @@ pub fn one_hogs_critical_cpu_ms(cgroup: &Path, start: impl FnOnce() -> SchedProc
         stat_sum(&log, "cpu ms c/n/b "),
         stat_sum(&log, "no-sched-facet "),
     )
+}
+
+/// A critical label is the scheduler's only with the sched facet: under
+/// the scheduler `start` loads on `bus` (with `--stats 1`), a busy task of
+/// a critical workload whose entry lacks it runs as no class (a quarter at
+/// most of the critical CPU time the same task gets with the facet), and
+/// the scheduler counts the entry.
+pub fn check_sched_facet(bus: &prism_bus::testing::TempBusDir, start: impl Fn() -> SchedProcess) {
+    use prism_bus::{Facets, LatencyClass};
+    let with = prism_bus::testing::TempCgroup::new("facet-with");
+    let without = prism_bus::testing::TempCgroup::new("facet-without");
+    let mut quiet = prism_bus::testing::sched_entry(312, LatencyClass::Critical, 0);
+    quiet.flags.facets = Facets::NET.union(Facets::OBSERVE);
+    label(
+        bus,
+        &[
+            (
+                &with,
+                prism_bus::testing::sched_entry(311, LatencyClass::Critical, 0),
+            ),
+            (&without, quiet),
+        ],
+    );
+    let (crit_without, unfaceted) = one_hogs_critical_cpu_ms(&without.path, &start);
+    let (crit_with, _) = one_hogs_critical_cpu_ms(&with.path, &start);
+    println!(
+        "critical CPU ms: {crit_without} without the sched facet, {crit_with} with it; {unfaceted} resolutions without it"
+    );
+    assert!(unfaceted >= 1, "the entry without the facet is counted");
+    // The stats lines cover most of the 3 s the hog ran (at least a
+    // quarter of it is asked); the contrast is the point.
+    assert!(
+        crit_with > 750 && crit_without < crit_with / 4,
+        "critical CPU {crit_without} ms without the facet, {crit_with} ms with it"
+    );
 }
 
 /// SIGINT the scheduler and assert it went away cleanly: exit status 0,

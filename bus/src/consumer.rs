@@ -28,6 +28,19 @@ pub enum SlotChange {
     Detached,
 }
 
+/// The sum over CPUs of slot 0 of a one-slot per-CPU array of u64: how a
+/// consumer's BPF side counts what it could not do (events dropped,
+/// workloads without its facet).
+pub fn sum_per_cpu_u64(map: &dyn MapCore) -> Result<u64, libbpf_rs::Error> {
+    let per_cpu = map
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .filter_map(|b| Some(u64::from_ne_bytes(b.get(..8)?.try_into().ok()?)))
+        .sum())
+}
+
 /// Puts a bus's maps in a consumer's slots.
 pub fn attach(
     identity_slot: &dyn MapCore,

@@ -113,13 +113,5 @@ pub fn denials(skel: &LsmSkel) -> Vec<(u32, u64)> {
 
 /// Denials that found the ring buffer full (denied and counted all the same).
 pub fn dropped(skel: &LsmSkel) -> anyhow::Result<u64> {
-    let per_cpu = skel
-        .maps
-        .dropped
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?
-        .unwrap_or_default();
-    Ok(per_cpu
-        .iter()
-        .map(|b| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")))
-        .sum())
+    Ok(prism_bus::consumer::sum_per_cpu_u64(&skel.maps.dropped)?)
 }

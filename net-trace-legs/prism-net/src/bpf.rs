@@ -159,14 +159,7 @@ impl Maps {
     /// Sockets resolved to a workload without the net facet (counted as
     /// identity 0, never denied).
     pub fn unfaceted(&self) -> anyhow::Result<u64> {
-        let per_cpu = self
-            .unfaceted
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?
-            .unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .map(|b| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")))
-            .sum())
+        Ok(prism_bus::consumer::sum_per_cpu_u64(&self.unfaceted)?)
     }
 
     /// Make the deny set `policy`'s, then bump its generation so sockets

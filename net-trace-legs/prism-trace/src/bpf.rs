@@ -103,20 +103,10 @@ pub fn load<'obj>(
 
 /// Events that found the ring buffer full, since load.
 pub fn dropped(skel: &TraceSkel) -> anyhow::Result<u64> {
-    sum_per_cpu(&skel.maps.dropped)
+    Ok(prism_bus::consumer::sum_per_cpu_u64(&skel.maps.dropped)?)
 }
 
 /// Events of workloads without the observe facet (not reported), since load.
 pub fn unfaceted(skel: &TraceSkel) -> anyhow::Result<u64> {
-    sum_per_cpu(&skel.maps.unfaceted)
-}
-
-fn sum_per_cpu(map: &impl MapCore) -> anyhow::Result<u64> {
-    let per_cpu = map
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?
-        .unwrap_or_default();
-    Ok(per_cpu
-        .iter()
-        .map(|b| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")))
-        .sum())
+    Ok(prism_bus::consumer::sum_per_cpu_u64(&skel.maps.unfaceted)?)
 }

@@ -12,7 +12,7 @@ use prism_bench::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_clean
 use prism_bench::latency::Summary;
 use prism_bench::{contract, hotplug};
 use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
-use prism_bus::{Entry, Facets, LatencyClass};
+use prism_bus::{Entry, LatencyClass};
 
 fn entry(id: u32, class: LatencyClass) -> Entry {
     sched_entry(id, class, 0)
@@ -602,40 +602,13 @@ fn every_program_verifies_under_half_the_complexity_limit() {
     println!("{line}");
 }
 
-/// A critical label is the scheduler's only with the sched facet: a busy
-/// task of a workload whose entry lacks it runs as no class (its CPU is not
-/// the critical class's), and the scheduler counts the entry.
+/// A critical label is the scheduler's only with the sched facet
+/// (`lab::check_sched_facet`).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn a_workload_without_the_sched_facet_gets_no_class() {
     let bus = TempBusDir::new("facet");
-    let (with, without) = (
-        TempCgroup::new("facet-with"),
-        TempCgroup::new("facet-without"),
-    );
-    let mut quiet = entry(312, LatencyClass::Critical);
-    quiet.flags.facets = Facets::NET.union(Facets::OBSERVE);
-    lab::label(
-        &bus,
-        &[
-            (&with, entry(311, LatencyClass::Critical)),
-            (&without, quiet),
-        ],
-    );
-    let (crit_without, unfaceted) =
-        lab::one_hogs_critical_cpu_ms(&without.path, || start(&bus, true, &["--stats", "1"]));
-    let (crit_with, _) =
-        lab::one_hogs_critical_cpu_ms(&with.path, || start(&bus, true, &["--stats", "1"]));
-    println!(
-        "critical CPU ms: {crit_without} without the sched facet, {crit_with} with it; {unfaceted} resolutions without it"
-    );
-    assert!(unfaceted >= 1, "the entry without the facet is counted");
-    // The stats lines cover most of the 3 s the hog ran (at least a
-    // quarter of it is asked); the contrast is the point.
-    assert!(
-        crit_with > 750 && crit_without < crit_with / 4,
-        "critical CPU {crit_without} ms without the facet, {crit_with} ms with it"
-    );
+    lab::check_sched_facet(&bus, || start(&bus, true, &["--stats", "1"]));
 }
 
 /// The standard scx libbpf options (scx_utils' LibbpfOpts, flattened) are

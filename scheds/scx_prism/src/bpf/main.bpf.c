@@ -200,6 +200,7 @@ static u64 nr_waiting(void)
 static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 {
 	struct prism_task_info *info;
+	u32 flags;
 
 	*bus_weight = 0;
 	if (((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1) || p->tgid == usersched_pid)
@@ -207,8 +208,9 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 	info = prism_resolve_counted(p);
 	if (!info)
 		return PRISM_CLASS_UNSET;
-	*bus_weight = prism_weight(prism_sched_flags(info));
-	return prism_known_class(prism_sched_flags(info));
+	flags = prism_sched_flags(info);
+	*bus_weight = prism_weight(flags);
+	return prism_known_class(flags);
 }
 
 /*

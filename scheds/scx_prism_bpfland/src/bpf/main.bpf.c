@@ -186,6 +186,7 @@ static inline bool pinned(const struct task_struct *p)
 static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 {
 	struct prism_task_info *info;
+	u32 flags;
 
 	*bus_weight = 0;
 	if (!prism_enabled)
@@ -200,8 +201,9 @@ static u32 bus_lookup(struct task_struct *p, u32 *bus_weight)
 	info = prism_resolve_counted(p);
 	if (!info)
 		return PRISM_CLASS_UNSET;
-	*bus_weight = prism_weight(prism_sched_flags(info));
-	return prism_known_class(prism_sched_flags(info));
+	flags = prism_sched_flags(info);
+	*bus_weight = prism_weight(flags);
+	return prism_known_class(flags);
 }
 
 /*
