@@ -189,6 +189,8 @@ int BPF_PROG(record_origin, struct linux_binprm *bprm)
  * and then its interpreter. Fails closed for an allow-listed identity:
  * a file whose name does not fit the key cannot be on its list.
  */
+_Static_assert((LSM_PATH_LEN & (LSM_PATH_LEN - 1)) == 0, "the padding loop masks its index");
+
 SEC("lsm.s/bprm_check_security")
 int BPF_PROG(gate_exec, struct linux_binprm *bprm, int ret)
 {
@@ -221,7 +223,8 @@ int BPF_PROG(gate_exec, struct linux_binprm *bprm, int ret)
 		/* d_path leaves bytes of its work after the NUL: the key is NUL-padded */
 		for (i = len; i < LSM_PATH_LEN; i++) {
 			asm volatile("" : "+r"(i));	/* a loop, not a memset BPF lacks */
-			key.path[i] = 0;
+			/* the mask is the bound older verifiers (6.12) can see */
+			key.path[i & (LSM_PATH_LEN - 1)] = 0;
 		}
 		listed = bpf_map_lookup_elem(&rules, &key) != NULL;
 	} else {
