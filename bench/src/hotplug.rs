@@ -93,14 +93,6 @@ pub fn enable_seq() -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time a process has had, ns (/proc/PID/schedstat).
-fn ran_ns(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn set_online(cpu: usize, online: bool) {
     let path = format!("/sys/devices/system/cpu/cpu{cpu}/online");
     fs::write(&path, if online { "1" } else { "0" })
@@ -174,7 +166,7 @@ pub fn offline_online_cycles(
     let seq_before = enable_seq();
     let mut out = Vec::new();
     for _ in 0..cycles {
-        let before: Vec<u64> = pids.iter().map(|&p| ran_ns(p)).collect();
+        let before: Vec<u64> = pids.iter().map(|&p| lab::process_cpu_ns(p)).collect();
         let mut not_enabled = Duration::ZERO;
         let t0 = Instant::now();
         set_online(cpu, false);
@@ -192,7 +184,7 @@ pub fn offline_online_cycles(
         let ran_ns = pids
             .iter()
             .zip(&before)
-            .map(|(&p, &b)| ran_ns(p).saturating_sub(b))
+            .map(|(&p, &b)| lab::process_cpu_ns(p).saturating_sub(b))
             .collect();
         out.push(Cycle {
             not_enabled,

@@ -278,6 +278,29 @@ impl Probe {
     }
 }
 
+/// CPU time a process's threads have had, ns (each /proc/PID/task/TID/schedstat).
+pub fn process_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Context switches on every CPU since boot (/proc/stat ctxt).
+pub fn context_switches() -> u64 {
+    fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("ctxt ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// CPU time a cgroup has used, microseconds (cpu.stat usage_usec).
 pub fn cpu_usage_us(cgroup: &Path) -> u64 {
     fs::read_to_string(cgroup.join("cpu.stat"))
@@ -420,6 +443,91 @@ pub fn longest_wait_beside_a_fifo_hog_ms(
     let longest = v["longest_wait_ms"].as_f64().expect("longest_wait_ms");
     assert!(longest < 2500.0, "a thread waited {longest:.0} ms runnable");
     longest
+}
+
+/// The class order at depth: a critical request probe in `crit` beside 4
+/// batch hogs in `batch`, then beside 2,000 always-runnable batch threads
+/// (prism-swarm, built beside `scheduler`), under the scheduler `start`
+/// loads. Thousands of queued lower-class tasks must not get ahead of
+/// critical work: returns the probe's figures with few and with thousands
+/// (the caller bounds the second by the first), after checking nothing was
+/// ejected and every batch thread ran (prism-swarm's longest wait, printed).
+pub fn critical_beside_few_and_thousands_of_batch(
+    scheduler: &Path,
+    crit: &Path,
+    batch: &Path,
+    start: impl FnOnce() -> SchedProcess,
+) -> (Summary, Summary) {
+    const PROBE: &str = "--workers 2 --interval-us 2000 --work-us 300 --duration-s 5";
+    let probe = built_beside(scheduler, "prism-probe");
+    let s = start();
+    let few = {
+        let _hogs = Hogs::start(batch, 4);
+        sleep(Duration::from_millis(300));
+        Probe::start(&probe, crit, "beside-4", PROBE).finish()
+    };
+    let swarm = built_beside(scheduler, "prism-swarm");
+    let cmd = format!(
+        "{} --threads 2000 --forks-per-s 0 --duration-s 12",
+        swarm.display()
+    );
+    let swarm = in_cgroup(batch, &cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prism-swarm");
+    // its threads start behind a barrier, released when the last exists
+    let t0 = Instant::now();
+    while fs::read_to_string(batch.join("cgroup.threads")).map_or(0, |t| t.lines().count()) < 2000 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "prism-swarm's threads did not start"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    sleep(Duration::from_millis(500));
+    let thousands = Probe::start(&probe, crit, "beside-2000", PROBE).finish();
+    let out = swarm.wait_with_output().expect("prism-swarm");
+    assert!(
+        out.status.success(),
+        "prism-swarm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("prism-swarm's JSON");
+    assert_eq!(
+        state(),
+        "enabled",
+        "ejected beside 2,000 batch threads:\n{}",
+        s.log_text()
+    );
+    let log = stop_cleanly(s);
+    let tail: Vec<&str> = log.lines().rev().take(12).collect();
+    println!("the scheduler's last lines:");
+    for l in tail.iter().rev() {
+        println!("  {l}");
+    }
+    println!(
+        "critical p50/p99 beside 4 batch hogs {:.0}/{:.0} us, beside 2,000 batch threads {:.0}/{:.0} us; prism-swarm: {v}",
+        few.p50_us, few.p99_us, thousands.p50_us, thousands.p99_us
+    );
+    (few, thousands)
+}
+
+/// The bound of `critical_beside_few_and_thousands_of_batch`: critical's
+/// p99 beside thousands of batch threads within twice its p99 beside a
+/// few, plus 2 ms for what emulation adds (a queue of any depth ahead of
+/// it would cost a batch slice per task: seconds).
+pub fn assert_depth_does_not_reorder_classes(few: &Summary, thousands: &Summary) {
+    assert!(
+        few.samples > 1000 && thousands.samples > 1000,
+        "too few samples"
+    );
+    assert!(
+        thousands.p99_us <= 2.0 * few.p99_us + 2000.0,
+        "critical p99 {:.0} us beside 2,000 batch threads, {:.0} us beside 4",
+        thousands.p99_us,
+        few.p99_us
+    );
 }
 
 /// The scx libbpf options reach libbpf: `scheduler` (started with `args`)

@@ -12,6 +12,21 @@ pub struct Summary {
     pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
+    /// The distribution's shape: the latency at each of [`CDF_PER_MILLE`]
+    /// (empty from a probe that predates it).
+    #[serde(default)]
+    pub cdf_us: Vec<f64>,
+}
+
+/// Where the summary samples the distribution, in per mille: evenly through
+/// the body, densely in the tail, where schedulers differ.
+pub const CDF_PER_MILLE: [usize; 17] = [
+    10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 950, 980, 990, 995, 998, 999,
+];
+
+/// The figure name of the latency at `per_mille` of the distribution.
+pub fn cdf_metric(per_mille: usize) -> String {
+    format!("cdf_{per_mille}_us")
 }
 
 impl Summary {
@@ -40,6 +55,7 @@ impl Summary {
             p999_us: pct(999),
             max_us: samples_ns.last().map_or(0.0, |&m| m as f64 / 1000.0),
             mean_us: mean,
+            cdf_us: CDF_PER_MILLE.iter().map(|&pm| pct(pm)).collect(),
         }
     }
 }
@@ -57,6 +73,11 @@ mod tests {
         assert_eq!(s.p99_us, 990.0);
         assert_eq!(s.p999_us, 999.0);
         assert_eq!(s.max_us, 1000.0);
+        assert_eq!(s.cdf_us.len(), CDF_PER_MILLE.len());
+        assert_eq!(s.cdf_us[0], 10.0);
+        assert_eq!(s.cdf_us[6], s.p50_us);
+        assert_eq!(*s.cdf_us.last().unwrap(), s.p999_us);
+        assert!(s.cdf_us.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(Summary::of(&mut []).p99_us, 0.0);
     }
 }

@@ -38,3 +38,24 @@ pub fn spin_for(d: Duration) {
         std::hint::spin_loop();
     }
 }
+
+/// The calling thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Busy work for `d` of this thread's CPU time: a request that costs `d`
+/// of CPU however often it is preempted (spin_for's wall time would count
+/// the time preempted as work done).
+pub fn spin_cpu_for(d: Duration) {
+    let end = thread_cpu_ns() + d.as_nanos() as u64;
+    while thread_cpu_ns() < end {
+        std::hint::spin_loop();
+    }
+}

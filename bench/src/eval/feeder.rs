@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use prism_bus::{Bus, BusPaths, LatencyClass};
 
 /// The rules: each scenario cgroup below the feeder's --cgroup-root gets its
-/// class; nothing else gets an identity (`units = false`), so `plain` and
+/// class; nothing else gets an identity (`units = false`), so `plain`, `noise` and
 /// the root stay unlabelled.
 pub const RULES: &str = r#"units = false
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::Record;
+use super::scenarios::SCHEDULER_COST;
 use super::schedulers::{self, EEVDF};
 use crate::stats::{Estimate, bootstrap_median};
 
@@ -139,6 +140,10 @@ pub struct Head<'a> {
     pub plots: &'a [String],
 }
 
+/// Subjects a scenario's table does not give columns of their own: the
+/// hogs' CPUs are its last column; the scheduler's cost has its own section.
+const NOT_COLUMNS: [&str; 2] = ["hogs", "scheduler"];
+
 pub fn markdown(rows: &[Row], cx: &Head) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# {}\n", cx.title);
@@ -167,7 +172,7 @@ pub fn markdown(rows: &[Row], cx: &Head) -> String {
         let subjects = ordered(
             in_sc
                 .iter()
-                .filter(|r| r.subject != "hogs")
+                .filter(|r| !NOT_COLUMNS.contains(&r.subject.as_str()))
                 .map(|r| r.subject.as_str()),
         );
         // each subject's columns follow what was measured of it
@@ -234,6 +239,7 @@ pub fn markdown(rows: &[Row], cx: &Head) -> String {
         md.push('\n');
     }
     peers_section(&mut md, rows, &scheds, cx.scenarios);
+    cost_section(&mut md, rows, &scheds, cx.scenarios);
     if !cx.plots.is_empty() {
         let _ = writeln!(md, "## Plots\n");
         for p in cx.plots {
@@ -259,7 +265,7 @@ fn peers_section(md: &mut String, rows: &[Row], scheds: &[String], scenarios: &[
     }
     let _ = writeln!(
         md,
-        "## Ours vs each peer\n\nCritical p99 of ours over the peer's (below 1: ours is better).\n"
+        "## Ours vs each peer\n\nThe measured service's p99 (critical, or the unlabelled service) of ours over the peer's (below 1: ours is better).\n"
     );
     let mut head = vec!["scenario".to_string()];
     for o in &ours {
@@ -270,18 +276,18 @@ fn peers_section(md: &mut String, rows: &[Row], scheds: &[String], scenarios: &[
     let _ = writeln!(md, "| {} |", head.join(" | "));
     let _ = writeln!(md, "|{}", "---|".repeat(head.len()));
     for (sc, _) in scenarios {
-        if !rows
-            .iter()
-            .any(|r| &r.scenario == sc && r.subject == "critical" && r.metric == "p99_us")
-        {
+        let Some(subject) = ["critical", "service"].into_iter().find(|su| {
+            rows.iter()
+                .any(|r| &r.scenario == sc && r.subject == *su && r.metric == "p99_us")
+        }) else {
             continue;
-        }
+        };
         let mut line = vec![sc.clone()];
         for o in &ours {
             for p in &peers {
                 let v = match (
-                    find(rows, o, sc, "critical", "p99_us"),
-                    find(rows, p, sc, "critical", "p99_us"),
+                    find(rows, o, sc, subject, "p99_us"),
+                    find(rows, p, sc, subject, "p99_us"),
                 ) {
                     (Some(a), Some(b)) => format!("{:.2}", a.median / b.median),
                     _ => "–".into(),
@@ -289,6 +295,40 @@ fn peers_section(md: &mut String, rows: &[Row], scheds: &[String], scenarios: &[
                 line.push(v);
             }
         }
+        let _ = writeln!(md, "| {} |", line.join(" | "));
+    }
+    md.push('\n');
+}
+
+/// Each scheduler process's own CPU per 1,000 context switches, per
+/// scenario: what its user-space side costs per scheduling event.
+fn cost_section(md: &mut String, rows: &[Row], scheds: &[String], scenarios: &[(String, String)]) {
+    let get = |s: &str, sc: &str| find(rows, s, sc, "scheduler", SCHEDULER_COST);
+    let cols: Vec<&String> = scenarios
+        .iter()
+        .map(|(sc, _)| sc)
+        .filter(|sc| scheds.iter().any(|s| get(s, sc).is_some()))
+        .collect();
+    if cols.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## The scheduler process's CPU per 1,000 context switches\n\n\
+         Microseconds of the scheduler process's own CPU time (all its threads: for scx_prism, \
+         the user-space policy loop) per 1,000 context switches on the machine during the \
+         scenario; EEVDF has no process.\n"
+    );
+    let mut head = vec!["scheduler".to_string()];
+    head.extend(cols.iter().map(|c| c.to_string()));
+    let _ = writeln!(md, "| {} |", head.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(head.len()));
+    for s in scheds {
+        if cols.iter().all(|sc| get(s, sc).is_none()) {
+            continue;
+        }
+        let mut line = vec![s.clone()];
+        line.extend(cols.iter().map(|sc| cell(get(s, sc))));
         let _ = writeln!(md, "| {} |", line.join(" | "));
     }
     md.push('\n');
@@ -345,6 +385,34 @@ mod tests {
             md.contains("| scx_prism | – | 200 [100–300] | – | 0.10 |"),
             "{md}"
         );
+        assert!(!md.contains("CPU per 1,000 context switches"), "{md}");
+        // the scheduler's cost: its own section, not a column of the scenario
+        let mut with_cost = raw.clone();
+        for (t, v) in [(1, 40.0), (2, 60.0), (3, 50.0)] {
+            with_cost.push(Record {
+                subject: "scheduler".into(),
+                metric: SCHEDULER_COST.into(),
+                ..rec(t, "scx_prism", v)
+            });
+        }
+        let md = markdown(
+            &summarize(&with_cost),
+            &Head {
+                title: "t",
+                command: "c",
+                environment: "e",
+                scenarios: &scen,
+                failures: &[],
+                plots: &[],
+            },
+        );
+        let (table, cost) = md
+            .split_once("CPU per 1,000 context switches")
+            .expect("cost section");
+        assert!(!table.contains("scheduler (points)"), "{md}");
+        assert!(cost.contains("| scheduler | contended-2x |"), "{md}");
+        assert!(cost.contains("| scx_prism | 50 [40–60] |"), "{md}");
+        assert!(!cost.contains("| EEVDF"), "{md}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

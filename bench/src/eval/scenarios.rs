@@ -1,6 +1,6 @@
 //! The scenarios prism-eval runs under each scheduler, in the cgroups the
-//! feeder labels: `crit` (critical), `normal`, `batch`, and `plain` (no
-//! identity).
+//! feeder labels: `crit` (critical), `normal`, `batch`, and `plain` and
+//! `noise` (no identity).
 
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
@@ -10,7 +10,7 @@ use prism_bus::testing::TempCgroup;
 
 use crate::contract::{self, Tree};
 use crate::lab::{self, Hogs, Probe};
-use crate::latency::Summary;
+use crate::latency::{CDF_PER_MILLE, Summary, cdf_metric};
 
 /// The request probe: a dispatcher hands requests to 2 workers every 2 ms;
 /// each worker records hand-off to run (the scheduler's wakeup latency,
@@ -31,6 +31,11 @@ const RPC: &str = "--stages 3 --rate 100 --work-us 100";
 const RPC_LENGTH: f64 = 2.5;
 /// A control loop's tick: a 1 ms deadline, 50 us of work.
 const TIMER_PROBE: &str = "--interval-us 1000 --work-us 50";
+/// A CPU-hungry request service: a request every 1 ms, each 1.9 ms of work,
+/// handed in turn to 2 workers: 1.9 CPUs of demand on 2 (a service wanting
+/// more than its share beside other load), timed from each request's
+/// arrival (the queueing behind a worker's last request counts).
+const HUNGRY: &str = "--workers 2 --interval-us 1000 --work-us 1900 --from-arrival --cpu-work";
 const MESSAGING: &str = "--groups 4 --senders 20 --receivers 20 --messages 200";
 const MESSAGING_THREADS: usize = 160;
 
@@ -55,9 +60,12 @@ pub enum Scenario {
     /// Groups of unlabelled senders and receivers over pipes, nothing else:
     /// the time they take.
     Messaging,
+    /// The CPU-hungry request service beside 2 x nCPU hogs: critical beside
+    /// batch (labelled), or both without identity.
+    Hungry { labelled: bool },
 }
 
-pub const ALL: [Scenario; 11] = [
+pub const ALL: [Scenario; 13] = [
     Scenario::Idle,
     Scenario::Contended(1),
     Scenario::Contended(2),
@@ -69,9 +77,11 @@ pub const ALL: [Scenario; 11] = [
     Scenario::KubeNode,
     Scenario::Timer,
     Scenario::Messaging,
+    Scenario::Hungry { labelled: true },
+    Scenario::Hungry { labelled: false },
 ];
 /// CI's run (kube-node is in the full run only, for CI's time).
-pub const QUICK: [Scenario; 7] = [
+pub const QUICK: [Scenario; 9] = [
     Scenario::Idle,
     Scenario::Contended(2),
     Scenario::Selective,
@@ -79,6 +89,8 @@ pub const QUICK: [Scenario; 7] = [
     Scenario::Rpc,
     Scenario::Timer,
     Scenario::Messaging,
+    Scenario::Hungry { labelled: true },
+    Scenario::Hungry { labelled: false },
 ];
 pub const DEMO: [Scenario; 2] = [Scenario::Contended(2), Scenario::Selective];
 
@@ -94,6 +106,8 @@ impl Scenario {
             Scenario::KubeNode => "kube-node".into(),
             Scenario::Timer => "timer".into(),
             Scenario::Messaging => "messaging".into(),
+            Scenario::Hungry { labelled: true } => "hungry".into(),
+            Scenario::Hungry { labelled: false } => "hungry-unlabelled".into(),
         }
     }
 
@@ -109,6 +123,8 @@ impl Scenario {
             Scenario::KubeNode => "the kubelet's cgroup tree (systemd driver: kubepods.slice, QoS slices, pods, containers; cpu.weight from CPU requests of 100m, 500m and 1000m with 2, 4 and 1 busy threads, a BestEffort pod with 2, one hog in system.slice) beside the critical request probe: each busy leaf's share of the tree's CPU, the largest gap from that promise in percentage points, and the probe's latency".into(),
             Scenario::Rpc => "3 services calling each other over Unix sockets, 100 requests/s offered, 100 us per hop, latency from the intended send time (coordinated omission corrected), under 2 x nCPU batch hogs".into(),
             Scenario::Timer => "a critical task that sleeps to a deadline every 1 ms and works 50 us (a control loop, a media or telemetry tick): how late it wakes, timer delivery included, under 2 x nCPU batch hogs".into(),
+            Scenario::Hungry { labelled: true } => "a CPU-hungry critical request service (2 workers, a request every 1 ms, 1.9 ms of work each: 1.9 CPUs of demand) beside 2 x nCPU batch CPU hogs, timed from each request's arrival; the hogs' CPUs show what the noise kept".into(),
+            Scenario::Hungry { labelled: false } => "the CPU-hungry request service and 2 x nCPU CPU hogs, both in cgroups without identity (what a scheduler does for a workload nobody labelled)".into(),
             Scenario::Messaging => format!("{MESSAGING_THREADS} unlabelled threads in 4 groups of 20 senders and 20 receivers over pipes, each sender writing 100-byte messages to each receiver of its group, nothing else running: seconds to the last message read (lower is better)"),
         }
     }
@@ -174,6 +190,14 @@ pub fn kube_node_ideal(nr_cpus: usize) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The scheduler process's own CPU time per 1,000 context switches on the
+/// machine (its user-space loop's cost per scheduling event, in us).
+pub const SCHEDULER_COST: &str = "cpu_us_per_1k_switches";
+
+pub fn scheduler_cost(cpu_ns: u64, switches: u64) -> Option<f64> {
+    (switches > 0).then(|| cpu_ns as f64 / 1000.0 / (switches as f64 / 1000.0))
+}
+
 /// The scenario cgroups, under one root the feeder follows.
 pub struct Cgroups {
     pub root: TempCgroup,
@@ -181,6 +205,7 @@ pub struct Cgroups {
     pub normal: TempCgroup,
     pub batch: TempCgroup,
     pub plain: TempCgroup,
+    pub noise: TempCgroup,
 }
 
 impl Cgroups {
@@ -194,6 +219,7 @@ impl Cgroups {
             normal: root.child("normal"),
             batch: root.child("batch"),
             plain: root.child("plain"),
+            noise: root.child("noise"),
             root,
         }
     }
@@ -241,6 +267,9 @@ fn latency(subject: &str, s: &Summary, out: &mut Figures) {
         ("p999_us", s.p999_us),
     ] {
         out.push((subject.into(), metric.into(), v));
+    }
+    for (&pm, &v) in CDF_PER_MILLE.iter().zip(&s.cdf_us) {
+        out.push((subject.into(), cdf_metric(pm), v));
     }
 }
 
@@ -312,6 +341,20 @@ pub fn run(s: Scenario, cg: &Cgroups, t: &Tools) -> Result<Figures, String> {
                 .as_f64()
                 .ok_or_else(|| format!("prism-messaging printed no time: {v}"))?;
             out.push(("messaging".into(), "seconds".into(), seconds));
+        }
+        Scenario::Hungry { labelled } => {
+            let (service, noise) = if labelled {
+                (&cg.crit.path, &cg.batch.path)
+            } else {
+                (&cg.plain.path, &cg.noise.path)
+            };
+            let _hogs = Hogs::start(noise, 2 * n);
+            settle();
+            let (u0, t0) = (lab::cpu_usage_us(noise), Instant::now());
+            let summary = probe(t, &t.probe, service, "service", HUNGRY, 1.0).try_finish()?;
+            let cpus = (lab::cpu_usage_us(noise) - u0) as f64 / 1e6 / t0.elapsed().as_secs_f64();
+            latency("service", &summary, &mut out);
+            out.push(("hogs".into(), "cpus".into(), cpus));
         }
         Scenario::Selective => {
             let _hogs = Hogs::start(&cg.plain.path, 2 * n);
@@ -387,6 +430,13 @@ mod tests {
         let f = kube_node_figures(&groups, &skewed, 2);
         let gap = f.iter().find(|(s, _, _)| s == "largest gap").unwrap().2;
         assert!((gap - 10.0).abs() < 1e-6, "{gap}");
+    }
+
+    #[test]
+    fn scheduler_cost_is_cpu_per_thousand_switches() {
+        assert_eq!(scheduler_cost(5_000_000, 10_000), Some(500.0));
+        assert_eq!(scheduler_cost(0, 2_000), Some(0.0));
+        assert_eq!(scheduler_cost(1_000, 0), None);
     }
 
     #[test]

@@ -801,3 +801,36 @@ fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
     let ms = lab::longest_wait_beside_a_fifo_hog_ms(&scx_prism(), &cg.path, || start(&bus, &[]));
     println!("longest runnable wait beside the FIFO hog: {ms:.0} ms");
 }
+
+/// Thousands of queued batch tasks never get ahead of critical work (what a
+/// ring buffer to user space that overflowed once let happen): the critical
+/// probe's p99 beside 2,000 always-runnable batch threads stays within
+/// twice (plus 2 ms of emulation noise) its p99 beside 4 batch hogs.
+/// Measured: 297 -> 266 us, batch threads' longest wait 1.17 s. (The
+/// same test fails for scx_prism_bpfland --prism, whose classes are weights
+/// in one queue: 302 us -> 48-124 ms, critical waits up to 1.6 s; not yet
+/// fixed, so not in its suite.)
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn thousands_of_queued_batch_tasks_never_get_ahead_of_critical() {
+    lab::enable_cpu_controller(&cgroup2_root());
+    let bus = TempBusDir::new("depth");
+    let (crit, batch) = (
+        TempCgroup::new("depth-crit"),
+        TempCgroup::new("depth-batch"),
+    );
+    lab::label(
+        &bus,
+        &[
+            (&crit, entry(340, LatencyClass::Critical)),
+            (&batch, entry(341, LatencyClass::Batch)),
+        ],
+    );
+    let (few, thousands) = lab::critical_beside_few_and_thousands_of_batch(
+        &scx_prism(),
+        &crit.path,
+        &batch.path,
+        || start(&bus, &["--stats", "1"]),
+    );
+    lab::assert_depth_does_not_reorder_classes(&few, &thousands);
+}
