@@ -806,10 +806,8 @@ fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
 /// ring buffer to user space that overflowed once let happen): the critical
 /// probe's p99 beside 2,000 always-runnable batch threads stays within
 /// twice (plus 2 ms of emulation noise) its p99 beside 4 batch hogs.
-/// Measured: 297 -> 266 us, batch threads' longest wait 1.17 s. (The
-/// same test fails for scx_prism_bpfland --prism, whose classes are weights
-/// in one queue: 302 us -> 48-124 ms, critical waits up to 1.6 s; not yet
-/// fixed, so not in its suite.)
+/// Measured: 297 -> 266 us, batch threads' longest wait 1.17 s.
+/// scx_prism_bpfland's suite runs the same check.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn thousands_of_queued_batch_tasks_never_get_ahead_of_critical() {

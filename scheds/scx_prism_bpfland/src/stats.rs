@@ -40,6 +40,8 @@ pub struct Metrics {
     pub steals: u64,
     #[stat(desc = "Tasks run next because they had waited 1 s (a wall-time bound)")]
     pub rescued: u64,
+    #[stat(desc = "Critical wakeups owed CPU, queued before the LLC's deadline queue (--prism)")]
+    pub owed_critical: u64,
     #[stat(
         desc = "Tasks preempted inside an RCU read-side section, queued for a short stint soon"
     )]
@@ -109,6 +111,7 @@ impl Metrics {
             preempted: d(cur.preemptions, prev.preemptions),
             steals: d(cur.steals, prev.steals),
             rescued: d(cur.rescued, prev.rescued),
+            owed_critical: d(cur.owed_critical, prev.owed_critical),
             rcu_readers: d(cur.rcu_readers, prev.rcu_readers),
             critical_runs: runs(CRITICAL),
             normal_runs: runs(NORMAL) + runs(UNSET),
@@ -141,7 +144,7 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {} rcu {}",
+            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {} owed-critical {} rcu {}",
             match self.bus {
                 -1 => "off",
                 0 => "waiting",
@@ -159,6 +162,7 @@ impl Metrics {
             self.preempted,
             self.steals,
             self.rescued,
+            self.owed_critical,
             self.rcu_readers,
         )?;
         writeln!(

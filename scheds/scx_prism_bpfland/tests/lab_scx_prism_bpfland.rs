@@ -663,3 +663,33 @@ fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
         lab::longest_wait_beside_a_fifo_hog_ms(&scheduler(), &cg.path, || start(&bus, false, &[]));
     println!("longest runnable wait beside the FIFO hog: {ms:.0} ms");
 }
+
+/// Thousands of queued batch tasks never get ahead of critical work under
+/// --prism: see scx_prism's test of the same name. Here the classes are
+/// weights in one queue, so the proof is the jump: an owed critical wakeup
+/// queued before a batch head (without it: 302 us -> 48-124 ms, waits of
+/// 1.6 s).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn thousands_of_queued_batch_tasks_never_get_ahead_of_critical() {
+    lab::enable_cpu_controller(&cgroup2_root());
+    let bus = TempBusDir::new("depth");
+    let (crit, batch) = (
+        TempCgroup::new("depth-crit"),
+        TempCgroup::new("depth-batch"),
+    );
+    lab::label(
+        &bus,
+        &[
+            (&crit, entry(340, LatencyClass::Critical)),
+            (&batch, entry(341, LatencyClass::Batch)),
+        ],
+    );
+    let (few, thousands) = lab::critical_beside_few_and_thousands_of_batch(
+        &scheduler(),
+        &crit.path,
+        &batch.path,
+        || start(&bus, true, &["--stats", "1"]),
+    );
+    lab::assert_depth_does_not_reorder_classes(&few, &thousands);
+}

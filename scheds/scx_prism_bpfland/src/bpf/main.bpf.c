@@ -11,7 +11,8 @@
  * nice and, with --prism, the bus weight and class.
  *
  * Queues: one deadline-ordered DSQ per LLC, one per CPU for tasks that can
- * run on that CPU only. Idle CPUs are chosen by topology: the previous CPU
+ * run on that CPU only, and with --prism one per LLC for owed critical
+ * wakeups. Idle CPUs are chosen by topology: the previous CPU
  * if its whole SMT core is idle, then a fully idle core in the same LLC, the
  * same node, anywhere; then any idle CPU in that order. Slices shrink as the
  * LLC's queue grows. A waking task whose deadline is earlier than that of
@@ -23,7 +24,10 @@
  *  - critical: critical_weight_factor times the weight (so it gets the CPU
  *    it asks for, up to that multiple of a fair share), deadline
  *    class_offset earlier, and when it wakes it preempts batch or normal
- *    work with a later deadline at once;
+ *    work with a later deadline at once; a wakeup owed CPU (vruntime not
+ *    ahead of the fair clock) goes to its LLC's owed-critical queue, served
+ *    before the deadline queue, and preempts lower classes whatever their
+ *    deadline (however many light tasks are queued);
  *  - batch: no interactive bonus on its credit, deadline class_offset later,
  *    batch_slice_factor longer slices, and it preempts nobody;
  *  - weight 1..127 multiplies the task's weight by weight/64.
@@ -47,8 +51,9 @@ char _license[] SEC("license") = "GPL";
 
 UEI_DEFINE(uei);
 
-/* DSQ ids: CPUs 0..MAX_CPUS-1, then the LLCs */
+/* DSQ ids: CPUs 0..MAX_CPUS-1, then the LLCs, then each LLC's owed-critical queue */
 #define LLC_DSQ_BASE	MAX_CPUS
+#define OWED_DSQ_BASE	(LLC_DSQ_BASE + MAX_LLCS)
 
 /* set by user space before load */
 const volatile u64 slice_max_ns = 5000000ULL;
@@ -75,6 +80,7 @@ volatile u64 nr_queued_dispatches;	/* went through a DSQ */
 volatile u64 nr_preemptions;
 volatile u64 nr_steals;			/* taken from another LLC's queue */
 volatile u64 nr_rescued;		/* waited starve_ns: run next */
+volatile u64 nr_owed_critical;		/* critical wakeups owed CPU, queued first */
 volatile u64 nr_runs[PRISM_NR_CLASSES];
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
@@ -163,6 +169,11 @@ static u32 node_of(s32 cpu)
 static u64 llc_dsq(s32 cpu)
 {
 	return LLC_DSQ_BASE + llc_of(cpu);
+}
+
+static u64 owed_dsq(s32 cpu)
+{
+	return OWED_DSQ_BASE + llc_of(cpu);
 }
 
 static u64 cpu_dsq(s32 cpu)
@@ -347,7 +358,9 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu)
 /*
  * A CPU of @p's LLC to preempt for @p, waking with deadline @dl, or -1.
  * The victim always has a later deadline than @dl, so preemption never
- * beats the fair order. Critical takes a lower class's CPU at once; a
+ * beats the fair order, unless @p is @owed (an owed critical wakeup, which
+ * goes before the LLC's whole deadline queue) and the victim's class is
+ * lower. Critical takes a lower class's CPU at once; a
  * normal (or unlabelled) task takes batch's, or, from the CPU it wakes on,
  * same-class work, once that has run preempt_min_ns. Kicking another CPU
  * costs an IPI, so the waking CPU is the first choice and same-class
@@ -355,7 +368,7 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu)
  * nobody.
  */
 static s32 preemption_victim(const struct task_struct *p, const struct task_ctx *tctx,
-			     u64 dl, s32 prev_cpu)
+			     u64 dl, bool owed, s32 prev_cpu)
 {
 	u32 rank = prism_class_rank(tctx->class), llc = llc_of(prev_cpu), best_rank = 3;
 	s32 this_cpu = bpf_get_smp_processor_id(), cpu, victim = -1;
@@ -377,7 +390,7 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 			continue;
 		r = prism_class_rank(cctx->class);
 		if (r > rank || (r == rank && !local && !preempt_same_class) ||
-		    !prism_vtime_before(dl, cctx->deadline))
+		    (!prism_vtime_before(dl, cctx->deadline) && !(owed && r < rank)))
 			continue;
 		if (!(rank == 2 && r < rank) && (s64)(now - cctx->started_at) < (s64)preempt_min_ns)
 			continue;
@@ -414,12 +427,29 @@ s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 	return cpu;
 }
 
+/*
+ * Does @tctx, waking, go to its LLC's owed-critical queue? A critical task
+ * that is owed CPU (its vruntime not ahead of the fair clock: EEVDF's
+ * eligibility) runs before the LLC's deadline queue. The class offset
+ * cannot do that at depth: it is wall time converted at the fair clock's
+ * speed, which thousands of light queued tasks slow to a crawl, while
+ * their vruntimes spread over one run each, a second of wall time and
+ * more; half of 2,000 batch threads were ahead of a waking critical task
+ * (waits of 1.6 s). Only owed wakeups go: a CPU-bound critical task is
+ * charged as ever and shares by weight.
+ */
+static bool owed_critical(const struct task_ctx *tctx)
+{
+	return tctx->class == PRISM_CLASS_CRITICAL &&
+	       !prism_vtime_before(prism_vtime_now, tctx->fair.vruntime);
+}
+
 void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	u64 dl = prism_vtime_now, slice;
-	bool rcu_reader;
+	bool rcu_reader, owed;
 
 	if (tctx)
 		dl = task_deadline(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
@@ -459,11 +489,17 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 		}
 	}
 
-	scx_bpf_dsq_insert_vtime(p, llc_dsq(prev_cpu), slice, dl, enq_flags);
+	owed = tctx && (enq_flags & SCX_ENQ_WAKEUP) && owed_critical(tctx);
+	if (owed) {
+		scx_bpf_dsq_insert_vtime(p, owed_dsq(prev_cpu), slice, dl, enq_flags);
+		__sync_fetch_and_add(&nr_owed_critical, 1);
+	} else {
+		scx_bpf_dsq_insert_vtime(p, llc_dsq(prev_cpu), slice, dl, enq_flags);
+	}
 	__sync_fetch_and_add(&nr_queued_dispatches, 1);
 
 	if (tctx && (enq_flags & SCX_ENQ_WAKEUP)) {
-		cpu = preemption_victim(p, tctx, dl, prev_cpu);
+		cpu = preemption_victim(p, tctx, dl, owed, prev_cpu);
 		if (cpu >= 0) {
 			scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 			__sync_fetch_and_add(&nr_preemptions, 1);
@@ -568,13 +604,15 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 	u32 llc = llc_of(cpu), i;
 
 	prism_bw_release();
-	if (rescue_starving(cpu) || prev_goes_on(prev, cpu) || take_earliest(cpu))
+	if (rescue_starving(cpu) || scx_bpf_dsq_move_to_local(owed_dsq(cpu), 0) ||
+	    prev_goes_on(prev, cpu) || take_earliest(cpu))
 		return;
 	/* nothing here: help another LLC */
 	bpf_for(i, 0, nr_llcs) {
 		if (i == llc || i >= MAX_LLCS)
 			continue;
-		if (scx_bpf_dsq_move_to_local(LLC_DSQ_BASE + i, 0)) {
+		if (scx_bpf_dsq_move_to_local(OWED_DSQ_BASE + i, 0) ||
+		    scx_bpf_dsq_move_to_local(LLC_DSQ_BASE + i, 0)) {
 			__sync_fetch_and_add(&nr_steals, 1);
 			return;
 		}
@@ -785,6 +823,8 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(pbl_init)
 		if (i >= MAX_LLCS)
 			break;
 		err = scx_bpf_create_dsq(LLC_DSQ_BASE + i, -1);
+		if (!err)
+			err = scx_bpf_create_dsq(OWED_DSQ_BASE + i, -1);
 		if (err)
 			return err;
 	}
