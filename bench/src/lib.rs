@@ -1,10 +1,5 @@
-//! Measurement tools shared by the lab tests and the benchmarks.
+//! prism-bench: the evaluation (`prism-eval`) and the probes and loads it
+//! runs. What it shares with the tests lives in prism-testkit.
 
-pub mod contract;
 pub mod eval;
-pub mod hotplug;
-pub mod lab;
-pub mod latency;
-pub mod stats;
 pub mod timing;
-pub mod topology;

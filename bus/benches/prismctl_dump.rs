@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::TempBusDir;
 use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_testkit::fixtures::TempBusDir;
 
 const ENTRIES: u64 = 100_000;
 const RUNS: usize = 5;

@@ -3,8 +3,8 @@
 //!
 //!     cargo run --example label -- /sys/fs/bpf/prism /sys/fs/cgroup/crit critical [weight]
 
-use prism_bus::testing::sched_entry;
 use prism_bus::{BusPaths, BusWriter, LatencyClass, cgroup};
+use prism_testkit::fixtures::sched_entry;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -17,8 +17,6 @@ mod label_hash;
 pub mod names;
 pub mod pinned;
 pub mod record;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use abi::{AbiError, Entry, Facets, Flags, Identity, LatencyClass, Meta, Weight};
 pub use label_hash::label_hash;

@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use libbpf_rs::{MapCore, MapHandle, MapType};
 use prism_bus::abi::{BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, IDENTITY_MAP_FLAGS};
-use prism_bus::testing::{TempBusDir, sched_entry};
 use prism_bus::{Bus, BusError, BusWriter, Entry, LatencyClass, label_hash};
+use prism_testkit::fixtures::{TempBusDir, sched_entry};
 
 fn entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
     Entry {

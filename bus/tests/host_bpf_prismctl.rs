@@ -4,8 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{TempBusDir, TempCgroup};
 use prism_bus::{BusPaths, BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup};
 
 fn prismctl(paths: &BusPaths, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_prismctl"))

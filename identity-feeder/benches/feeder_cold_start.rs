@@ -130,7 +130,7 @@ fn cold_start(args: &[&str], bus: &TestBus, want: u64) -> (Feeder, Duration) {
 }
 
 fn main() {
-    prism_bus::testing::require_root();
+    prism_testkit::fixtures::require_root();
     let node = build_node(PODS);
     let want = support::cgroup_count(node.root.path()) as u64 - 3; // kubepods.slice and its burstable and besteffort slices are no pod's
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use prism_bus::{BusPaths, BusWriter, Facets};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -22,17 +22,18 @@ use prism_feeder::allocator::Allocator;
 use prism_feeder::allocator::etcd::{EtcdAllocator, EtcdConfig};
 use prism_feeder::allocator::grace::ReleaseGrace;
 use prism_feeder::allocator::local::LocalAllocator;
-use prism_feeder::cgroup_tree::{self, Subscriber};
 use prism_feeder::health::Health;
 use prism_feeder::logging::{self, LogFormat};
 use prism_feeder::metrics::Metrics;
-use prism_feeder::pod_cgroup::{Driver, KubepodsLayout};
-use prism_feeder::policy::NamespacePolicy;
+use prism_feeder::pod::cgroup_name::{Driver, KubepodsLayout};
+use prism_feeder::reconcile::inbox::{Input, SourceId};
 use prism_feeder::reconcile::{self, Reconciler};
 use prism_feeder::sources::cgroup_rules::CgroupRulesSource;
+use prism_feeder::sources::cgroup_tree::{self, RescanHandle, Subscriber};
 use prism_feeder::sources::kube::KubeSource;
 use prism_feeder::sources::kubelet::{KubeletConfig, KubeletSource};
-use prism_feeder::sources::{Feed, Input, Source, SourceId};
+use prism_feeder::sources::{Feed, Source};
+use prism_feeder::workload::declared::NamespacePolicy;
 
 /// Fills Prism's identity bus: every workload on this node (a Kubernetes pod,
 /// or a systemd unit on a plain host) gets a stable 24-bit identity and its
@@ -252,7 +253,14 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: Opts) -> anyhow::Result<()> {
+    // Everything the command line can get wrong, before anything is created.
     let kinds = resolve_sources(&opts.sources)?;
+    let facets = default_facets(&opts.facets);
+    let policy = NamespacePolicy::new(&opts.promote_namespaces)
+        .context("--promote-namespace is not a glob")?
+        .with_default_facets(facets);
+    let root = cgroup_root(&opts)?;
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -260,16 +268,75 @@ fn run(opts: Opts) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let default_facets = opts.facets.iter().fold(Facets::NONE, |f, x| {
+    let bus = BusWriter::create_or_open(&BusPaths::new(&opts.bus_dir), opts.max_entries)
+        .with_context(|| format!("opening the bus at {}", opts.bus_dir.display()))?;
+    let (inputs, inbox) = unbounded();
+    let (reload_tx, reload_rx) = unbounded::<()>();
+
+    let sources = start_sources(&opts, &kinds, &rt, &policy, &inputs, &metrics, reload_rx)?;
+    let allocator = allocator(&opts, &rt, &inputs, &metrics)?;
+    let reconciler = Reconciler::new(
+        bus,
+        allocator,
+        reconcile::Config {
+            layout: KubepodsLayout::new(opts.cgroup_driver, opts.kubepods_cgroup.as_deref()),
+            facets,
+            sources: sources.names.clone(),
+            delete_grace: opts.delete_grace,
+        },
+        (opts.names_file.as_os_str() != "off").then(|| opts.names_file.clone()),
+        metrics.clone(),
+        health.clone(),
+    );
+    let worker = thread::Builder::new()
+        .name("reconciler".into())
+        .spawn(move || reconciler.run(inbox))
+        .context("starting the reconciler")?;
+    let rescan = cgroup_tree::spawn(root.clone(), sources.subscribers, metrics.clone())
+        .with_context(|| format!("watching the cgroup tree at {}", root.display()))?;
+    rt.spawn(rescan_every(opts.resync, rescan));
+    if let Listen(Some(addr)) = opts.listen {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("listening on {addr}"))?;
+        let router = prism_feeder::http::router(metrics.clone(), health.clone());
+        rt.spawn(prism_feeder::http::serve(listener, router));
+    }
+    info!(
+        sources = ?sources.names,
+        bus = %opts.bus_dir.display(),
+        cgroup_root = %root.display(),
+        listen = ?opts.listen.0,
+        "prism-feeder started"
+    );
+
+    let why = rt.block_on(wait_for_stop(
+        &worker,
+        &reload_tx,
+        kinds.contains(&SourceKind::Cgroup),
+    ))?;
+    info!("{why}: committing what is pending");
+    let _ = inputs.send(Input::Shutdown);
+    if worker.join().is_err() {
+        bail!("the reconciler panicked");
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// The facets every workload gets unless it declares otherwise (`--facets`).
+fn default_facets(facets: &[Facet]) -> Facets {
+    facets.iter().fold(Facets::NONE, |f, x| {
         f.union(match x {
             Facet::Net => Facets::NET,
             Facet::Sched => Facets::SCHED,
             Facet::Observe => Facets::OBSERVE,
         })
-    });
-    let policy = NamespacePolicy::new(&opts.promote_namespaces)
-        .context("--promote-namespace is not a glob")?
-        .with_default_facets(default_facets);
+    })
+}
+
+/// The cgroup2 root the feeder watches: `--cgroup-root`, else the mount.
+fn cgroup_root(opts: &Opts) -> anyhow::Result<PathBuf> {
     let root = match &opts.cgroup_root {
         Some(r) => r.clone(),
         None => prism_bus::cgroup::cgroup2_root().context("finding the cgroup2 mount")?,
@@ -277,11 +344,27 @@ fn run(opts: Opts) -> anyhow::Result<()> {
     if !root.is_dir() {
         bail!("cgroup root {} is not a directory", root.display());
     }
-    let bus = BusWriter::create_or_open(&BusPaths::new(&opts.bus_dir), opts.max_entries)
-        .with_context(|| format!("opening the bus at {}", opts.bus_dir.display()))?;
+    Ok(root)
+}
 
-    let (inputs, inbox) = unbounded();
-    let (reload_tx, reload_rx) = unbounded::<()>();
+/// The sources started: their names (in [`SourceId`] order) and who hears
+/// the cgroup tree (the reconciler first, then the cgroup-rules source).
+struct StartedSources {
+    names: Vec<&'static str>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// Start every source on the runtime, each with its [`Feed`] to the
+/// reconciler.
+fn start_sources(
+    opts: &Opts,
+    kinds: &[SourceKind],
+    rt: &tokio::runtime::Runtime,
+    policy: &NamespacePolicy,
+    inputs: &Sender<Input>,
+    metrics: &Arc<Metrics>,
+    reload_rx: Receiver<()>,
+) -> anyhow::Result<StartedSources> {
     let mut subscribers: Vec<Subscriber> = vec![{
         let inputs = inputs.clone();
         Box::new(move |e| inputs.send(Input::Tree(e)).is_ok())
@@ -295,7 +378,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
                 subscribers.push(Box::new(move |e| tree_tx.send(e).is_ok()));
                 let source =
                     CgroupRulesSource::new(opts.rules.clone(), tree_rx, reload_rx.clone())?;
-                names.push(start(&rt, source, feed));
+                names.push(start(rt, source, feed));
             }
             SourceKind::Kube => {
                 let node = opts
@@ -305,7 +388,7 @@ fn run(opts: Opts) -> anyhow::Result<()> {
                 let client =
                     rt.block_on(kube_client(opts.kubeconfig.as_deref(), metrics.clone()))?;
                 let source = KubeSource::new(client, node, policy.clone(), opts.resync);
-                names.push(start(&rt, source, feed));
+                names.push(start(rt, source, feed));
             }
             SourceKind::Kubelet => {
                 let config = KubeletConfig {
@@ -320,13 +403,22 @@ fn run(opts: Opts) -> anyhow::Result<()> {
                     let _rt = rt.enter();
                     KubeletSource::new(config, policy.clone(), metrics.clone())?
                 };
-                names.push(start(&rt, source, feed));
+                names.push(start(rt, source, feed));
             }
-            SourceKind::Auto => unreachable!("resolved above"),
+            SourceKind::Auto => unreachable!("resolved before"),
         }
     }
+    Ok(StartedSources { names, subscribers })
+}
 
-    let allocator: Box<dyn Allocator> = match opts.allocator {
+/// The identity allocator `--allocator` names, with the release grace.
+fn allocator(
+    opts: &Opts,
+    rt: &tokio::runtime::Runtime,
+    inputs: &Sender<Input>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Box<dyn Allocator>> {
+    Ok(match opts.allocator {
         AllocatorKind::Local => {
             Box::new(ReleaseGrace::new(LocalAllocator::default(), opts.id_grace))
         }
@@ -354,63 +446,18 @@ fn run(opts: Opts) -> anyhow::Result<()> {
             )?,
             opts.id_grace,
         )),
-    };
-    let config = reconcile::Config {
-        layout: KubepodsLayout::new(opts.cgroup_driver, opts.kubepods_cgroup.as_deref()),
-        facets: default_facets,
-        sources: names.clone(),
-        delete_grace: opts.delete_grace,
-    };
-    let names_file = (opts.names_file.as_os_str() != "off").then(|| opts.names_file.clone());
-    let reconciler = Reconciler::new(
-        bus,
-        allocator,
-        config,
-        names_file,
-        metrics.clone(),
-        health.clone(),
-    );
-    let worker = thread::Builder::new()
-        .name("reconciler".into())
-        .spawn(move || reconciler.run(inbox))
-        .context("starting the reconciler")?;
-    let rescan = cgroup_tree::spawn(root.clone(), subscribers, metrics.clone())
-        .with_context(|| format!("watching the cgroup tree at {}", root.display()))?;
-    rt.spawn(async move {
-        let mut every = tokio::time::interval(opts.resync);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            rescan.request();
-        }
-    });
-    if let Listen(Some(addr)) = opts.listen {
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .with_context(|| format!("listening on {addr}"))?;
-        let router = prism_feeder::http::router(metrics.clone(), health.clone());
-        rt.spawn(prism_feeder::http::serve(listener, router));
-    }
-    info!(
-        sources = ?names,
-        bus = %opts.bus_dir.display(),
-        cgroup_root = %root.display(),
-        listen = ?opts.listen.0,
-        "prism-feeder started"
-    );
+    })
+}
 
-    let why = rt.block_on(wait_for_stop(
-        &worker,
-        &reload_tx,
-        kinds.contains(&SourceKind::Cgroup),
-    ))?;
-    info!("{why}: committing what is pending");
-    let _ = inputs.send(Input::Shutdown);
-    if worker.join().is_err() {
-        bail!("the reconciler panicked");
+/// A whole new snapshot of the cgroup tree every `period` (`--resync`): what
+/// inotify could have missed is found.
+async fn rescan_every(period: Duration, rescan: RescanHandle) {
+    let mut every = tokio::time::interval(period);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        rescan.request();
     }
-    rt.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
 }
 
 /// Run a source on the runtime; its name.

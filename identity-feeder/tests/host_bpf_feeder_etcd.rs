@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use prism_bus::Identity;
 use prism_feeder::allocator::etcd::{EtcdAllocator, EtcdConfig};
 use prism_feeder::allocator::{AllocError, Allocator};
-use prism_feeder::canonical::Canonical;
-use prism_feeder::labels::Labels;
 use prism_feeder::metrics::Metrics;
+use prism_feeder::workload::canonical::Canonical;
+use prism_feeder::workload::labels::Labels;
 use support::etcd::Etcd;
 use support::{CgroupRoot, Feeder, TestBus, wait_for};
 

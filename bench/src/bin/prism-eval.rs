@@ -25,9 +25,9 @@ use prism_bench::eval::schedulers::{
     self, Binaries, EEVDF, PRISM_BPFLAND_CLASSES, SCX_PRISM, Scheduler,
 };
 use prism_bench::eval::{Record, feeder::Feeder, plot};
-use prism_bench::lab::{self, SchedProcess};
-use prism_bus::testing::TempBusDir;
 use prism_bus::{BusWriter, LatencyClass};
+use prism_testkit::fixtures::TempBusDir;
+use prism_testkit::lab::{self, SchedProcess};
 
 #[derive(Parser)]
 #[command(
@@ -177,12 +177,67 @@ fn main() -> Result<()> {
         return Ok(());
     }
     lab::require_sched_ext();
-    let me = std::env::current_exe()?;
-    let bin_dir = me.parent().context("own directory")?.to_path_buf();
+    let bin_dir = tools_dir()?;
     let bins = Binaries {
         ours: bin_dir.clone(),
         peers: o.peers_dir.clone(),
     };
+    let (plan, failures) = plan(&o, &bins)?;
+    std::fs::create_dir_all(&o.out).with_context(|| o.out.display().to_string())?;
+    let stage = Stage::set_up(&bin_dir, &o.out)?;
+    let mut run = Run {
+        tools: Tools {
+            probe: bin_dir.join("prism-probe"),
+            rpc: bin_dir.join("prism-rpc"),
+            messaging: bin_dir.join("prism-messaging"),
+            seconds: plan.seconds,
+        },
+        progress: Progress {
+            started: Instant::now(),
+            done: 0,
+            total: plan.trials * plan.schedulers.len() * plan.scenarios.len(),
+        },
+        o: &o,
+        plan: &plan,
+        bins: &bins,
+        stage,
+        records: Vec::new(),
+        failures,
+    };
+    for trial in 1..=plan.trials {
+        for s in &plan.schedulers {
+            run.one_scheduler(trial, s)?;
+        }
+    }
+    let Run {
+        records,
+        mut failures,
+        stage,
+        ..
+    } = run;
+    drop(stage); // the feeder stops, the cgroups and buses go
+
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let (rows, plot_errors) =
+        write_report(&o.out, &records, &command, &environment(&plan), &failures)?;
+    print_summary(&rows);
+    failures.extend(plot_errors);
+    for f in &failures {
+        eprintln!("not run or failed: {f}");
+    }
+    if o.quick {
+        quick_checks(&rows, &failures)?;
+    }
+    if o.demo {
+        demo_table(&rows);
+    }
+    Ok(())
+}
+
+/// The directory of this binary, which holds the tools it runs.
+fn tools_dir() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin_dir = me.parent().context("own directory")?.to_path_buf();
     for tool in [
         "prism-probe",
         "prism-rpc",
@@ -196,183 +251,214 @@ fn main() -> Result<()> {
             );
         }
     }
-    let (plan, mut failures) = plan(&o, &bins)?;
-    std::fs::create_dir_all(&o.out).with_context(|| o.out.display().to_string())?;
-    let tools = Tools {
-        probe: bin_dir.join("prism-probe"),
-        rpc: bin_dir.join("prism-rpc"),
-        messaging: bin_dir.join("prism-messaging"),
-        seconds: plan.seconds,
-    };
+    Ok(bin_dir)
+}
 
-    // The scenario cgroups, labelled by the real feeder; an empty bus beside.
-    let cg = Cgroups::new();
-    let labelled = TempBusDir::new("eval");
-    let empty = TempBusDir::new("eval-empty");
-    BusWriter::create_or_open(&empty.paths, 1024)?;
-    let mut feeder = Feeder::start(
-        &bin_dir.join("prism-feeder"),
-        &cg.root.path,
-        &labelled.paths.dir,
-    )?;
-    feeder.wait_for(
-        &labelled.paths.dir,
-        &[
-            (cg.crit.id(), LatencyClass::Critical),
-            (cg.normal.id(), LatencyClass::Normal),
-            (cg.batch.id(), LatencyClass::Batch),
-        ],
-    )?;
-    eprintln!("prism-feeder labelled crit/normal/batch (plain has no identity)");
-    let layered_cfg = o.out.join("scx_layered.json");
-    std::fs::write(
-        &layered_cfg,
-        schedulers::layered_config(&format!("{}/crit", cg.root_relative())),
-    )?;
+/// What every run shares: the scenario cgroups, labelled by the real feeder,
+/// an empty bus beside, scx_layered's configuration, the logs directory.
+struct Stage {
+    cg: Cgroups,
+    labelled: TempBusDir,
+    empty: TempBusDir,
+    feeder: Feeder,
+    layered_cfg: PathBuf,
+    logs: PathBuf,
+}
 
-    let logs = o.out.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let mut progress = Progress {
-        started: Instant::now(),
-        done: 0,
-        total: plan.trials * plan.schedulers.len() * plan.scenarios.len(),
-    };
-    let mut records = Vec::new();
-    for trial in 1..=plan.trials {
-        for s in &plan.schedulers {
-            let weights = if s.cgroup_weights {
-                (10000, 100, 1)
-            } else {
-                (100, 100, 100)
-            };
-            cg.set_weights(weights)?;
-            // Scenarios on the feeder's bus first, then (for bus readers) the empty one.
-            for use_empty in [false, true] {
-                let group: Vec<Scenario> = plan
-                    .scenarios
-                    .iter()
-                    .copied()
-                    .filter(|sc| (*sc == Scenario::EmptyBus && s.reads_bus) == use_empty)
-                    .collect();
-                if group.is_empty() {
-                    continue;
-                }
-                let bus = if use_empty {
-                    &empty.paths.dir
-                } else {
-                    &labelled.paths.dir
-                };
-                let mut sched = match s.binary(&bins) {
-                    None => None,
-                    Some(bin) => {
-                        let args = s.args(bus, &layered_cfg);
-                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                        match SchedProcess::try_start(&bin, &args) {
-                            Ok(p) => Some(p),
-                            Err(e) => {
-                                failures.push(format!(
-                                    "{} (trial {trial}) did not load: {}",
-                                    s.name,
-                                    tail(&e)
-                                ));
-                                progress.done += group.len();
-                                continue;
-                            }
-                        }
-                    }
-                };
-                for sc in group {
-                    progress.step(&format!(
-                        "trial {trial}/{}: {} / {}",
-                        plan.trials,
-                        s.name,
-                        sc.name()
-                    ));
-                    let cost_from = sched
-                        .as_ref()
-                        .map(|p| (lab::process_cpu_ns(p.pid()), lab::context_switches()));
-                    let mut figures = match scenarios::run(sc, &cg, &tools) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            failures.push(format!(
-                                "{} / {} (trial {trial}): {e}",
-                                s.name,
-                                sc.name()
-                            ));
-                            continue;
-                        }
-                    };
-                    if let Some(p) = sched.as_mut()
-                        && (!p.alive() || lab::state() != "enabled")
-                    {
-                        failures.push(format!(
-                            "{} (trial {trial}) was ejected during {}: {}",
-                            s.name,
-                            sc.name(),
-                            tail(&p.log_text())
-                        ));
-                        break;
-                    }
-                    if let (Some(p), Some((cpu, switches))) = (sched.as_ref(), cost_from)
-                        && let Some(v) = scenarios::scheduler_cost(
-                            lab::process_cpu_ns(p.pid()).saturating_sub(cpu),
-                            lab::context_switches().saturating_sub(switches),
-                        )
-                    {
-                        figures.push(("scheduler".into(), scenarios::SCHEDULER_COST.into(), v));
-                    }
-                    records.extend(figures.into_iter().map(|(subject, metric, value)| Record {
-                        trial,
-                        scheduler: s.name.into(),
-                        scenario: sc.name(),
-                        subject,
-                        metric,
-                        value,
-                    }));
-                }
-                if let Some(p) = sched {
-                    let (status, log) = p.stop();
-                    let bus_kind = if use_empty { "empty-bus" } else { "bus" };
-                    let file = format!(
-                        "{}-trial{trial}-{bus_kind}.log",
-                        s.name.replace([' ', '/'], "_")
-                    );
-                    std::fs::write(logs.join(file), &log)?;
-                    if !status.success()
-                        && !lab::wait_state("disabled", std::time::Duration::from_secs(10))
-                    {
-                        failures.push(format!(
-                            "{} (trial {trial}) did not stop cleanly: {}",
-                            s.name,
-                            tail(&log)
-                        ));
-                    }
-                }
-            }
-            // what was measured so far survives a crash or an interrupted run
-            report::write_csv(&o.out.join("raw.csv"), &records)?;
-            if !feeder.alive() {
-                bail!("prism-feeder died:\n{}", feeder.log());
+impl Stage {
+    fn set_up(bin_dir: &Path, out: &Path) -> Result<Stage> {
+        let cg = Cgroups::new();
+        let labelled = TempBusDir::new("eval");
+        let empty = TempBusDir::new("eval-empty");
+        BusWriter::create_or_open(&empty.paths, 1024)?;
+        let mut feeder = Feeder::start(
+            &bin_dir.join("prism-feeder"),
+            &cg.root.path,
+            &labelled.paths.dir,
+        )?;
+        feeder.wait_for(
+            &labelled.paths.dir,
+            &[
+                (cg.crit.id(), LatencyClass::Critical),
+                (cg.normal.id(), LatencyClass::Normal),
+                (cg.batch.id(), LatencyClass::Batch),
+            ],
+        )?;
+        eprintln!("prism-feeder labelled crit/normal/batch (plain has no identity)");
+        let layered_cfg = out.join("scx_layered.json");
+        std::fs::write(
+            &layered_cfg,
+            schedulers::layered_config(&format!("{}/crit", cg.root_relative())),
+        )?;
+        let logs = out.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        Ok(Stage {
+            cg,
+            labelled,
+            empty,
+            feeder,
+            layered_cfg,
+            logs,
+        })
+    }
+}
+
+/// A run in progress: what it measured and what failed so far.
+struct Run<'a> {
+    o: &'a Opts,
+    plan: &'a Plan,
+    bins: &'a Binaries,
+    tools: Tools,
+    stage: Stage,
+    progress: Progress,
+    records: Vec<Record>,
+    failures: Vec<String>,
+}
+
+impl Run<'_> {
+    /// One trial of one scheduler: every scenario on the feeder's bus, then
+    /// (for a scheduler that reads the bus) the empty-bus scenario on the
+    /// empty one, each group under one load of the scheduler.
+    fn one_scheduler(&mut self, trial: usize, s: &Scheduler) -> Result<()> {
+        let weights = if s.cgroup_weights {
+            (10000, 100, 1)
+        } else {
+            (100, 100, 100)
+        };
+        self.stage.cg.set_weights(weights)?;
+        for use_empty in [false, true] {
+            let group: Vec<Scenario> = self
+                .plan
+                .scenarios
+                .iter()
+                .copied()
+                .filter(|sc| (*sc == Scenario::EmptyBus && s.reads_bus) == use_empty)
+                .collect();
+            if !group.is_empty() {
+                self.one_load(trial, s, use_empty, &group)?;
             }
         }
+        // what was measured so far survives a crash or an interrupted run
+        report::write_csv(&self.o.out.join("raw.csv"), &self.records)?;
+        if !self.stage.feeder.alive() {
+            bail!("prism-feeder died:\n{}", self.stage.feeder.log());
+        }
+        Ok(())
     }
-    drop(feeder);
 
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let env = environment(&plan);
-    let (rows, plot_errors) = write_report(&o.out, &records, &command, &env, &failures)?;
-    print_summary(&rows);
-    failures.extend(plot_errors);
-    for f in &failures {
-        eprintln!("not run or failed: {f}");
+    /// Load the scheduler, run `group` under it, stop it and keep its log.
+    fn one_load(
+        &mut self,
+        trial: usize,
+        s: &Scheduler,
+        use_empty: bool,
+        group: &[Scenario],
+    ) -> Result<()> {
+        let bus = if use_empty {
+            &self.stage.empty.paths.dir
+        } else {
+            &self.stage.labelled.paths.dir
+        };
+        let mut sched = match s.binary(self.bins) {
+            None => None,
+            Some(bin) => {
+                let args = s.args(bus, &self.stage.layered_cfg);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                match SchedProcess::try_start(&bin, &args) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.failures.push(format!(
+                            "{} (trial {trial}) did not load: {}",
+                            s.name,
+                            tail(&e)
+                        ));
+                        self.progress.done += group.len();
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        for &sc in group {
+            if !self.one_scenario(trial, s, sc, sched.as_mut()) {
+                break;
+            }
+        }
+        if let Some(p) = sched {
+            let (status, log) = p.stop();
+            let bus_kind = if use_empty { "empty-bus" } else { "bus" };
+            let file = format!(
+                "{}-trial{trial}-{bus_kind}.log",
+                s.name.replace([' ', '/'], "_")
+            );
+            std::fs::write(self.stage.logs.join(file), &log)?;
+            if !status.success() && !lab::wait_state("disabled", std::time::Duration::from_secs(10))
+            {
+                self.failures.push(format!(
+                    "{} (trial {trial}) did not stop cleanly: {}",
+                    s.name,
+                    tail(&log)
+                ));
+            }
+        }
+        Ok(())
     }
-    if o.quick {
-        quick_checks(&rows, &failures)?;
+
+    /// Run one scenario and record its figures, with the scheduler
+    /// process's CPU per context switch; false if the scheduler was ejected.
+    fn one_scenario(
+        &mut self,
+        trial: usize,
+        s: &Scheduler,
+        sc: Scenario,
+        sched: Option<&mut SchedProcess>,
+    ) -> bool {
+        self.progress.step(&format!(
+            "trial {trial}/{}: {} / {}",
+            self.plan.trials,
+            s.name,
+            sc.name()
+        ));
+        let cost_from = sched
+            .as_ref()
+            .map(|p| (lab::process_cpu_ns(p.pid()), lab::context_switches()));
+        let mut figures = match scenarios::run(sc, &self.stage.cg, &self.tools) {
+            Ok(f) => f,
+            Err(e) => {
+                self.failures
+                    .push(format!("{} / {} (trial {trial}): {e}", s.name, sc.name()));
+                return true;
+            }
+        };
+        if let Some(p) = sched {
+            if !p.alive() || lab::state() != "enabled" {
+                self.failures.push(format!(
+                    "{} (trial {trial}) was ejected during {}: {}",
+                    s.name,
+                    sc.name(),
+                    tail(&p.log_text())
+                ));
+                return false;
+            }
+            if let Some((cpu, switches)) = cost_from
+                && let Some(v) = scenarios::scheduler_cost(
+                    lab::process_cpu_ns(p.pid()).saturating_sub(cpu),
+                    lab::context_switches().saturating_sub(switches),
+                )
+            {
+                figures.push(("scheduler".into(), scenarios::SCHEDULER_COST.into(), v));
+            }
+        }
+        self.records
+            .extend(figures.into_iter().map(|(subject, metric, value)| Record {
+                trial,
+                scheduler: s.name.into(),
+                scenario: sc.name(),
+                subject,
+                metric,
+                value,
+            }));
+        true
     }
-    if o.demo {
-        demo_table(&rows);
-    }
-    Ok(())
 }
 
 fn tail(log: &str) -> String {

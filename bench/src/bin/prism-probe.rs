@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use prism_bench::latency::Summary;
 use prism_bench::timing::{monotonic_ns, sleep_until, spin_cpu_for, spin_for};
+use prism_testkit::latency::Summary;
 
 #[derive(Parser)]
 #[command(

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use prism_bench::latency::Summary;
 use prism_bench::timing::{monotonic_ns, sleep_until, spin_for};
+use prism_testkit::latency::Summary;
 
 #[derive(Parser)]
 #[command(

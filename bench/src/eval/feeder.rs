@@ -48,7 +48,7 @@ impl Feeder {
         let rules = dir.join("rules.toml");
         fs::write(&rules, RULES)?;
         let log = fs::File::create(dir.join("feeder.log"))?;
-        let port = prism_bus::testing::free_port();
+        let port = prism_testkit::fixtures::free_port();
         let child = Command::new(bin)
             .args(["--source", "cgroup", "--cgroup-root"])
             .arg(root)

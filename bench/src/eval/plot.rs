@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::report::{Row, find};
-use crate::latency::{CDF_PER_MILLE, cdf_metric};
+use prism_testkit::latency::{CDF_PER_MILLE, cdf_metric};
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use super::Record;
 use super::scenarios::SCHEDULER_COST;
 use super::schedulers::{self, EEVDF};
-use crate::stats::{Estimate, bootstrap_median};
+use prism_testkit::stats::{Estimate, bootstrap_median};
 
 /// One figure summarised over trials.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -70,7 +70,7 @@ pub fn summarize(records: &[Record]) -> Vec<Row> {
             &values(&s, &sc, &su, &m),
             seed(&format!("{s}/{sc}/{su}/{m}")),
         );
-        let base = crate::stats::median(&values(EEVDF, &sc, &su, &m));
+        let base = prism_testkit::stats::median(&values(EEVDF, &sc, &su, &m));
         rows.push(Row {
             vs_eevdf: e.median / base,
             scheduler: s,

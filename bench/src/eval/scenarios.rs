@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::TempCgroup;
+use prism_testkit::fixtures::TempCgroup;
 
-use crate::contract::{self, Tree};
-use crate::lab::{self, Hogs, Probe};
-use crate::latency::{CDF_PER_MILLE, Summary, cdf_metric};
+use prism_testkit::contract::{self, Tree};
+use prism_testkit::lab::{self, Hogs, Probe};
+use prism_testkit::latency::{CDF_PER_MILLE, Summary, cdf_metric};
 
 /// The request probe: a dispatcher hands requests to 2 workers every 2 ms;
 /// each worker records hand-off to run (the scheduler's wakeup latency,

@@ -96,7 +96,7 @@ pub mod probe {
     }
 
     pub fn open(obj: &mut MaybeUninit<OpenObject>) -> OpenBusProbeSkel<'_> {
-        prism_bus::testing::require_root();
+        prism_testkit::fixtures::require_root();
         BusProbeSkelBuilder::default()
             .open(obj)
             .expect("open bus_probe")

@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{MapCore, PrintLevel};
 use prism_bus::consumer::{SlotChange, SlotKeeper};
-use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry as entry};
 use prism_bus::{BusWriter, LatencyClass};
 use prism_bus_bpf_tests::probe::{
     Echo, SRC_ANCESTOR, SRC_MISS, SRC_OWN, attach_bus, load_and_attach, observed, open, watch,
 };
+use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry as entry};
 
 /// libbpf's messages (the verifier log among them) for the running test.
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());

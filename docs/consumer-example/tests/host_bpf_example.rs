@@ -7,8 +7,8 @@ use std::mem::MaybeUninit;
 use std::process::{Command, Stdio};
 
 use prism_bus::consumer::SlotKeeper;
-use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{BusWriter, LatencyClass};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 
 #[test]
 fn a_labelled_process_is_counted_under_its_identity() {

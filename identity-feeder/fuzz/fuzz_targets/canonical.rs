@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prism_feeder::canonical::Canonical;
-use prism_feeder::labels::{Labels, MAX_LABELS};
+use prism_feeder::workload::canonical::Canonical;
+use prism_feeder::workload::labels::{Labels, MAX_LABELS};
 
 fuzz_target!(|input: (String, String, Vec<(String, String)>, String)| {
     let (namespace, service_account, pairs, selector) = input;

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prism_feeder::pod::{LenientPod, Mirrors, mirror_uid, pod_state, read_pod_list};
-use prism_feeder::policy::NamespacePolicy;
+use prism_feeder::workload::declared::NamespacePolicy;
 
 fuzz_target!(|data: &[u8]| {
     let policy = NamespacePolicy::new(&["prod-*".to_string()]).expect("a valid glob");

@@ -38,9 +38,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::{Acquired, AllocError, Allocator};
-use crate::canonical::Canonical;
-use crate::labels;
 use crate::metrics::Metrics;
+use crate::workload::canonical::Canonical;
+use crate::workload::labels;
 
 /// Transactions tried before contention is reported as a failure.
 const MAX_TRIES: usize = 16;

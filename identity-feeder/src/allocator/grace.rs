@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use prism_bus::Identity;
 
 use super::{Acquired, AllocError, Allocator};
-use crate::canonical::Canonical;
+use crate::workload::canonical::Canonical;
 
 #[derive(Debug)]
 struct Holding {

@@ -8,7 +8,7 @@ use prism_bus::Identity;
 use prism_bus::abi::{IDENTITY_MASK, MIN_DYNAMIC_IDENTITY};
 
 use super::{Acquired, AllocError, Allocator};
-use crate::canonical::Canonical;
+use crate::workload::canonical::Canonical;
 
 #[derive(Debug)]
 enum Slot {

@@ -17,7 +17,7 @@ pub mod local;
 use prism_bus::Identity;
 use thiserror::Error;
 
-use crate::canonical::Canonical;
+use crate::workload::canonical::Canonical;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AllocError {
@@ -86,8 +86,8 @@ pub trait Allocator: Send {
 pub(crate) mod test_support {
     use prism_bus::Identity;
 
-    use crate::canonical::Canonical;
-    use crate::labels::Labels;
+    use crate::workload::canonical::Canonical;
+    use crate::workload::labels::Labels;
 
     /// The canonical of a pod labelled `app=name`.
     pub fn c(name: &str) -> Canonical {

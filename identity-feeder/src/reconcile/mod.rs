@@ -5,6 +5,7 @@
 //! batch with one generation bump, and writes the names file
 //! ([`names`]), the metrics and the readiness.
 
+pub mod inbox;
 pub mod names;
 pub mod plan;
 #[cfg(test)]
@@ -22,7 +23,7 @@ use crate::allocator::Allocator;
 use crate::failure::Failure;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::sources::Input;
+use inbox::Input;
 use names::NamesWriter;
 pub use plan::{Config, Plan, Write};
 

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use prism_bus::{Entry, Facets, Flags, Identity};
 use tracing::{debug, info, warn};
 
+use super::inbox::{Change, Input, SourceId};
 use crate::allocator::{AllocError, Allocator};
-use crate::canonical::Canonical;
-use crate::cgroup_tree::TreeEvent;
 use crate::failure::Failure;
 use crate::metrics::Metrics;
-use crate::pod_cgroup::{KubepodsLayout, PodUid};
-use crate::sources::{Change, Input, SourceId};
+use crate::pod::cgroup_name::{KubepodsLayout, PodUid};
+use crate::sources::cgroup_tree::TreeEvent;
+use crate::workload::canonical::Canonical;
 use crate::workload::{Workload, WorkloadKey};
 
 /// How often failed allocations and writes are retried.

@@ -25,16 +25,16 @@ use std::time::{Duration, Instant};
 use prism_bus::{Entry, Facets, LatencyClass};
 use proptest::prelude::*;
 
+use super::inbox::{Change, Input, SourceId};
 use super::plan::{Config, Plan, Write};
 use crate::allocator::grace::ReleaseGrace;
 use crate::allocator::local::LocalAllocator;
-use crate::canonical::Canonical;
-use crate::cgroup_tree::TreeEvent;
-use crate::labels::Labels;
 use crate::metrics::Metrics;
-use crate::pod_cgroup::{Driver, KubepodsLayout, PodUid};
-use crate::policy::Policy;
-use crate::sources::{Change, Input, SourceId};
+use crate::pod::cgroup_name::{Driver, KubepodsLayout, PodUid};
+use crate::sources::cgroup_tree::TreeEvent;
+use crate::workload::canonical::Canonical;
+use crate::workload::declared::Policy;
+use crate::workload::labels::Labels;
 use crate::workload::{Workload, WorkloadKey};
 
 const GRACE: Duration = Duration::from_secs(60);

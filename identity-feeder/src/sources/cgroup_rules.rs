@@ -32,11 +32,11 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use super::{Feed, Source};
-use crate::canonical::Canonical;
-use crate::cgroup_tree::TreeEvent;
 use crate::failure::{Failure, shown};
-use crate::labels::Labels;
-use crate::policy::{Policy, parse_class, parse_facets};
+use crate::sources::cgroup_tree::TreeEvent;
+use crate::workload::canonical::Canonical;
+use crate::workload::declared::{Policy, parse_class, parse_facets};
+use crate::workload::labels::Labels;
 use crate::workload::{Workload, WorkloadKey};
 use prism_bus::Facets;
 

@@ -14,10 +14,10 @@ use kube::{Api, Resource};
 use tracing::{info, warn};
 
 use super::{Feed, Source};
-use crate::claims::{Claims, ObjectUid};
 use crate::failure::Failure;
+use crate::pod::claims::{Claims, ObjectUid};
 use crate::pod::{LenientPod, Mirrors, PodState};
-use crate::policy::NamespacePolicy;
+use crate::workload::declared::NamespacePolicy;
 
 /// Pods per page of a listing.
 const PAGE: u32 = 500;

@@ -16,11 +16,11 @@ use kube::runtime::watcher::DefaultBackoff;
 use tracing::{info, warn};
 
 use super::{Feed, Source};
-use crate::claims::Claims;
 use crate::failure::Failure;
 use crate::metrics::Metrics;
+use crate::pod::claims::Claims;
 use crate::pod::{Mirrors, PodState, read_pod_list};
-use crate::policy::NamespacePolicy;
+use crate::workload::declared::NamespacePolicy;
 
 /// Largest `/pods` answer read (about 20k pods); more is refused.
 const MAX_BODY: usize = 128 << 20;

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
-pub use prism_bus::testing::{free_port, wait_for};
+pub use prism_testkit::fixtures::{free_port, wait_for};
 
 pub mod etcd;
 pub mod fake_api;
@@ -19,8 +19,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{TempBusDir, TempCgroup};
 use prism_bus::{Bus, BusPaths, Entry};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup};
 
 /// The same entry, whenever it was written.
 pub fn same(a: &Entry, b: &Entry) -> bool {

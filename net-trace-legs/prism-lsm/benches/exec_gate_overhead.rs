@@ -10,15 +10,16 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{TempBusDir, TempCgroup, paired_trials};
 use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup};
+use prism_testkit::stats::paired_trials;
 
 const EXECS: u32 = 500;
 const PAIRS: usize = 7;
 const IDENTITY: u32 = 700;
 
 fn main() {
-    prism_bus::testing::require_root();
+    prism_testkit::fixtures::require_root();
     let cg = TempCgroup::new("lsm-bench");
     let bus = TempBusDir::new("lsm-bench");
     let mut w = BusWriter::create_or_open(&bus.paths, 1024).unwrap();
@@ -74,7 +75,7 @@ fn main() {
         sleep(Duration::from_millis(1500));
         child
     };
-    let stats = prism_bus::testing::BpfStats::enable();
+    let stats = prism_testkit::fixtures::BpfStats::enable();
     let pairs = paired_trials(PAIRS, execs, start, || {
         for prog in ["gate_exec", "record_origin", "inherit_origin"] {
             let (runs, ns) = stats.of(prog);
@@ -84,6 +85,6 @@ fn main() {
             );
         }
     });
-    prism_bus::testing::report_pairs("gated exec of /usr/bin/true", "prism-lsm", EXECS, pairs);
+    prism_testkit::stats::report_pairs("gated exec of /usr/bin/true", "prism-lsm", EXECS, pairs);
     let _ = std::fs::remove_file(policy);
 }

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use prism_bus::names::{NamedIdentity, NamesFile};
-use prism_bus::testing::{JsonChild, TempBusDir, TempCgroup};
 use prism_bus::{BusWriter, Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_testkit::fixtures::{JsonChild, TempBusDir, TempCgroup};
 
 fn entry(id: u32, facets: Facets) -> Entry {
     Entry {

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::{TempBusDir, TempCgroup, median, paired_trials};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup};
+use prism_testkit::stats::{median, paired_trials};
 
 const TRIAL: Duration = Duration::from_secs(2);
 const PAIRS: usize = 11;
@@ -100,12 +101,12 @@ fn start_prism_net(cg: &TempCgroup, bus: &TempBusDir) -> Child {
 }
 
 fn main() {
-    prism_bus::testing::require_root();
+    prism_testkit::fixtures::require_root();
     let cg = TempCgroup::new("net-bench");
     let bus = TempBusDir::new("net-bench");
     prism_bus::BusWriter::create_or_open(&bus.paths, 1024).unwrap();
     cg.enter(std::process::id()); // every socket made from now on is counted
-    let stats = prism_bus::testing::BpfStats::enable();
+    let stats = prism_testkit::fixtures::BpfStats::enable();
     for (what, unit, run) in [
         ("TCP stream", "MB/s", tcp_stream as fn() -> f64),
         ("UDP 64 B datagrams", "k/s", udp_flood as fn() -> f64),

@@ -11,8 +11,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{BusWriter, Facets, LatencyClass};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 use support::{Helper, NetNs, PrismNet, labels, pod_labels, wait_for};
 
 /// IPv4 + UDP headers.

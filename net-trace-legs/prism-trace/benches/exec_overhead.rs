@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bus::testing::paired_trials;
+use prism_testkit::stats::paired_trials;
 
 const EXECS: u32 = 1000;
 const PAIRS: usize = 7;
@@ -39,8 +39,8 @@ fn start_trace() -> Child {
 }
 
 fn main() {
-    prism_bus::testing::require_root();
-    let stats = prism_bus::testing::BpfStats::enable();
+    prism_testkit::fixtures::require_root();
+    let stats = prism_testkit::fixtures::BpfStats::enable();
     let pairs = paired_trials(PAIRS, execs, start_trace, || {
         for prog in ["trace_exec", "trace_exit"] {
             let (runs, ns) = stats.of(prog);
@@ -50,5 +50,5 @@ fn main() {
             );
         }
     });
-    prism_bus::testing::report_pairs("exec+exit of /bin/true", "prism-trace", EXECS, pairs);
+    prism_testkit::stats::report_pairs("exec+exit of /bin/true", "prism-trace", EXECS, pairs);
 }

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use prism_bus::testing::{JsonChild, TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{BusWriter, Facets, LatencyClass};
+use prism_testkit::fixtures::{JsonChild, TempBusDir, TempCgroup, sched_entry};
 use serde_json::Value;
 
 /// A running prism-trace, its JSON lines read.

@@ -142,9 +142,8 @@ fn process_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Run one load of the scheduler until it exits or we are told to stop:
-/// every ACCOUNT_EVERY, fold the classes' CPU time into the share guard
-/// and publish its order; answer stats requests; follow the bus.
+/// Run one load of the scheduler until it exits or we are told to stop: a
+/// table of the loop's three steps, each below.
 fn run_once(
     opts: &Opts,
     open_object: &mut MaybeUninit<OpenObject>,
@@ -165,42 +164,74 @@ fn run_once(
     );
     let mut guard = ShareGuard::new(opts.min_share, opts.batch_min_share);
     let (res_ch, req_ch) = stats_server.channels();
-    let mut last: BpfCounters = sched.counters();
-    let mut last_cpu_ns = process_cpu_ns();
+    let mut since_last_report = StatsBaseline::now(&sched);
     let mut last_bus_poll = Instant::now();
     let mut next_account = Instant::now() + ACCOUNT_EVERY;
     while !shutdown.load(Ordering::Relaxed) && !sched.exited() {
         let wait = next_account.saturating_duration_since(Instant::now());
         if req_ch.recv_timeout(wait).is_ok() {
-            let cur = sched.counters();
-            let cpu_ns = process_cpu_ns();
-            let state = LoopState {
-                bus_attached: sched.bus_attached(),
-                non_critical_share: guard.non_critical_share(),
-                order: guard.order(),
-                loop_cpu_ns: cpu_ns.saturating_sub(last_cpu_ns),
-            };
-            res_ch.send(Metrics::between(&last, &cur, &state))?;
-            (last, last_cpu_ns) = (cur, cpu_ns);
+            res_ch.send(since_last_report.report(&sched, &guard))?;
             continue;
         }
         next_account = Instant::now() + ACCOUNT_EVERY;
-        guard.account(sched.class_runtime_ns(), ACCOUNT_DECAY);
-        sched.set_order(guard.order());
+        apply_policy(&mut sched, &mut guard);
         if last_bus_poll.elapsed() >= BUS_POLL_EVERY {
-            match sched.poll_bus() {
-                Ok(SlotChange::Attached { identity_map_id }) => {
-                    info!("bus attached (map id {identity_map_id})")
-                }
-                Ok(SlotChange::Detached) => warn!("bus gone: no identities until it is back"),
-                Ok(SlotChange::None) => {}
-                Err(e) => warn!("bus: {e}"),
-            }
-            sched.poll_cpu_max();
+            follow_bus_and_limits(&mut sched);
             last_bus_poll = Instant::now();
         }
     }
     sched.shutdown_and_report()
+}
+
+/// Step 1, every ACCOUNT_EVERY: fold the classes' CPU time into the share
+/// guard and publish the class order it decides.
+fn apply_policy(sched: &mut BpfScheduler<'_>, guard: &mut ShareGuard) {
+    guard.account(sched.class_runtime_ns(), ACCOUNT_DECAY);
+    sched.set_order(guard.order());
+}
+
+/// Step 2, every BUS_POLL_EVERY: keep the bus slots on the pinned bus (it
+/// may appear late or be re-created) and, on kernels that do not pass
+/// cpu.max to the scheduler, publish the limits read from cgroupfs.
+fn follow_bus_and_limits(sched: &mut BpfScheduler<'_>) {
+    match sched.poll_bus() {
+        Ok(SlotChange::Attached { identity_map_id }) => {
+            info!("bus attached (map id {identity_map_id})")
+        }
+        Ok(SlotChange::Detached) => warn!("bus gone: no identities until it is back"),
+        Ok(SlotChange::None) => {}
+        Err(e) => warn!("bus: {e}"),
+    }
+    sched.poll_cpu_max();
+}
+
+/// Step 3, on request: the metrics since the last report (counters are per
+/// interval), with this process's own CPU time in it.
+struct StatsBaseline {
+    counters: BpfCounters,
+    cpu_ns: u64,
+}
+
+impl StatsBaseline {
+    fn now(sched: &BpfScheduler<'_>) -> StatsBaseline {
+        StatsBaseline {
+            counters: sched.counters(),
+            cpu_ns: process_cpu_ns(),
+        }
+    }
+
+    fn report(&mut self, sched: &BpfScheduler<'_>, guard: &ShareGuard) -> Metrics {
+        let cur = StatsBaseline::now(sched);
+        let state = LoopState {
+            bus_attached: sched.bus_attached(),
+            non_critical_share: guard.non_critical_share(),
+            order: guard.order(),
+            loop_cpu_ns: cur.cpu_ns.saturating_sub(self.cpu_ns),
+        };
+        let metrics = Metrics::between(&self.counters, &cur.counters, &state);
+        *self = cur;
+        metrics
+    }
 }
 
 fn main() -> std::process::ExitCode {

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use prism_bench::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly, stress};
-use prism_bench::latency::Summary;
-use prism_bench::stats::median;
-use prism_bench::{contract, hotplug};
-use prism_bus::testing::{TempBusDir, TempCgroup, sched_entry};
 use prism_bus::{Entry, LatencyClass};
+use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
+use prism_testkit::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly};
+use prism_testkit::latency::Summary;
+use prism_testkit::stats::median;
+use prism_testkit::{contract, hotplug, resilience};
 
 fn entry(id: u32, class: LatencyClass) -> Entry {
     sched_entry(id, class, 0)
@@ -70,36 +70,13 @@ fn loads_enables_and_unloads_on_sigint() {
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn survives_45s_of_stress_ng_with_an_empty_bus() {
-    let bus = TempBusDir::new("stress-empty");
-    let mut s = start(&bus, &["--stats", "5"]);
-    stress(&cgroup2_root(), 45);
-    assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
-    assert_eq!(
-        lab::state(),
-        "enabled",
-        "ejected under stress:\n{}",
-        s.log_text()
-    );
-    let log = stop_cleanly(s);
-    // tasks preempted inside RCU read-side sections got their short stint
-    // (prism/rcu_reader.bpf.h): what kept this test from RCU stalls
-    let rcu = lab::stat_sum(&log, " rcu ");
-    println!("{rcu} preempted RCU readers queued for a short stint");
-    assert!(rcu > 0, "no preempted RCU reader seen under stress:\n{log}");
+    resilience::survives_stress_with_an_empty_bus(|bus| start(bus, &["--stats", "5"]));
 }
 
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn survives_45s_of_stress_ng_with_bus_entries() {
-    let bus = TempBusDir::new("stress-bus");
-    let cg = TempCgroup::new("stress");
-    lab::label(&bus, &[(&cg, entry(300, LatencyClass::Critical))]);
-    let mut s = start(&bus, &[]);
-    stress(&cg.path, 45);
-    assert!(s.alive(), "scx_prism died under stress:\n{}", s.log_text());
-    assert_eq!(lab::state(), "enabled");
-    let log = stop_cleanly(s);
-    assert!(!log.contains("runtime error"), "{log}");
+    resilience::survives_stress_in_a_critical_cgroup(|bus| start(bus, &[]));
 }
 
 /// Ping-pong pairs (stress-ng --switch) hand a CPU back and forth in bursts
@@ -770,7 +747,7 @@ fn loads_with_the_scx_libbpf_options() {
 #[ignore = "needs the lab's numa profile (PRISM_LAB_TOPOLOGY=numa)"]
 fn topology_places_by_llc_and_survives_stress_on_two_numa_nodes() {
     let bus = TempBusDir::new("topology");
-    prism_bench::topology::check_placement(|| start(&bus, &["--stats", "5"]));
+    prism_testkit::topology::check_placement(|| start(&bus, &["--stats", "5"]));
 }
 
 /// The bus deleted and re-created 10 times a second during 30 s of
@@ -811,24 +788,7 @@ fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn thousands_of_queued_batch_tasks_never_get_ahead_of_critical() {
-    lab::enable_cpu_controller(&cgroup2_root());
-    let bus = TempBusDir::new("depth");
-    let (crit, batch) = (
-        TempCgroup::new("depth-crit"),
-        TempCgroup::new("depth-batch"),
-    );
-    lab::label(
-        &bus,
-        &[
-            (&crit, entry(340, LatencyClass::Critical)),
-            (&batch, entry(341, LatencyClass::Batch)),
-        ],
-    );
-    let (few, thousands) = lab::critical_beside_few_and_thousands_of_batch(
-        &scx_prism(),
-        &crit.path,
-        &batch.path,
-        || start(&bus, &["--stats", "1"]),
-    );
-    lab::assert_depth_does_not_reorder_classes(&few, &thousands);
+    resilience::batch_depth_never_gets_ahead_of_critical(&scx_prism(), |bus| {
+        start(bus, &["--stats", "1"])
+    });
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 #[test]
 fn refuses_clearly_without_sched_ext() {
     let bin = Path::new(env!("CARGO_BIN_EXE_scx_prism"));
-    if !prism_bench::lab::refuses_without_sched_ext(bin, "scx_prism") {
+    if !prism_testkit::lab::refuses_without_sched_ext(bin, "scx_prism") {
         eprintln!("this kernel has sched_ext: no refusal to check");
     }
 }

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
-pub use prism_bus::testing::{free_port, wait_for};
+pub use prism_testkit::fixtures::{free_port, wait_for};
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -24,10 +24,10 @@
  *  - critical: critical_weight_factor times the weight (so it gets the CPU
  *    it asks for, up to that multiple of a fair share), deadline
  *    class_offset earlier, and when it wakes it preempts batch or normal
- *    work with a later deadline at once; a wakeup owed CPU (vruntime not
- *    ahead of the fair clock) goes to its LLC's owed-critical queue, served
- *    before the deadline queue, and preempts lower classes whatever their
- *    deadline (however many light tasks are queued);
+ *    work with a later deadline at once; while it is owed CPU (vruntime not
+ *    ahead of the fair clock) it queues in its LLC's owed-critical queue,
+ *    served before the deadline queue, and its wakeups preempt lower
+ *    classes whatever their deadline (however many light tasks are queued);
  *  - batch: no interactive bonus on its credit, deadline class_offset later,
  *    batch_slice_factor longer slices, and it preempts nobody;
  *  - weight 1..127 multiplies the task's weight by weight/64.
@@ -55,6 +55,13 @@ UEI_DEFINE(uei);
 #define LLC_DSQ_BASE	MAX_CPUS
 #define OWED_DSQ_BASE	(LLC_DSQ_BASE + MAX_LLCS)
 
+/*
+ * A queued task that waited this long runs next, whatever its deadline:
+ * far below the sched_ext watchdog's 5 s, far above any wait a deadline
+ * gives on its own.
+ */
+#define STARVE_NS	(1000ULL * 1000 * 1000)
+
 /* set by user space before load */
 const volatile u64 slice_max_ns = 5000000ULL;
 const volatile u64 slice_min_ns = 500000ULL;
@@ -63,8 +70,6 @@ const volatile u64 preempt_min_ns = 500000ULL;
 const volatile bool preempt_same_class;
 const volatile u64 class_offset_ns = 20000000ULL;
 const volatile u32 batch_slice_factor = 4;
-/* a queued task that waited this long runs next, whatever its deadline */
-const volatile u64 starve_ns = 1000000000ULL;
 const volatile u32 critical_weight_factor = 4;
 const volatile bool prism_enabled;
 const volatile bool smt_enabled;
@@ -79,8 +84,8 @@ volatile u64 nr_direct_dispatches;	/* placed on an idle CPU at once */
 volatile u64 nr_queued_dispatches;	/* went through a DSQ */
 volatile u64 nr_preemptions;
 volatile u64 nr_steals;			/* taken from another LLC's queue */
-volatile u64 nr_rescued;		/* waited starve_ns: run next */
-volatile u64 nr_owed_critical;		/* critical wakeups owed CPU, queued first */
+volatile u64 nr_rescued;		/* waited STARVE_NS: run next */
+volatile u64 nr_owed_critical;		/* critical tasks owed CPU, queued first */
 volatile u64 nr_runs[PRISM_NR_CLASSES];
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
@@ -267,7 +272,7 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waki
 	 * bonus; a debt of at most half the starvation bound
 	 */
 	prism_fair_bound(&tctx->fair, waking, slice_lag_ns, tctx->class != PRISM_CLASS_BATCH, slice,
-			 starve_ns / 2, nr_cpus);
+			 STARVE_NS / 2, nr_cpus);
 	return deadline_after(tctx, 0);
 }
 
@@ -405,6 +410,11 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
 	return victim;
 }
 
+/*
+ * A task wakes: an idle CPU found now (the topology order in
+ * pick_idle_cpu) runs it at once, with no queue and no IPI; with none
+ * idle, ops.enqueue queues it by deadline and picks whom it preempts.
+ */
 s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
@@ -428,15 +438,17 @@ s32 BPF_STRUCT_OPS(pbl_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake
 }
 
 /*
- * Does @tctx, waking, go to its LLC's owed-critical queue? A critical task
- * that is owed CPU (its vruntime not ahead of the fair clock: EEVDF's
- * eligibility) runs before the LLC's deadline queue. The class offset
- * cannot do that at depth: it is wall time converted at the fair clock's
- * speed, which thousands of light queued tasks slow to a crawl, while
- * their vruntimes spread over one run each, a second of wall time and
- * more; half of 2,000 batch threads were ahead of a waking critical task
- * (waits of 1.6 s). Only owed wakeups go: a CPU-bound critical task is
- * charged as ever and shares by weight.
+ * Does @tctx go to its LLC's owed-critical queue? A critical task that is
+ * owed CPU (its vruntime not ahead of the fair clock: EEVDF's eligibility,
+ * which holds while it uses no more than its share) runs before the LLC's
+ * deadline queue. The class offset cannot do that at depth: it is wall
+ * time converted at the fair clock's speed, which thousands of light queued
+ * tasks slow to a crawl, while their vruntimes spread over one run each, a
+ * second of wall time and more; half of 2,000 batch threads were ahead of
+ * a waking critical task (waits of 1.6 s). That holds for a critical task
+ * whose slice ran out too (it waited behind the pack up to 0.94 s when only
+ * wakeups went). A CPU-bound critical task over its share is not owed: it
+ * is charged as ever and shares by weight.
  */
 static bool owed_critical(const struct task_ctx *tctx)
 {
@@ -444,6 +456,13 @@ static bool owed_critical(const struct task_ctx *tctx)
 	       !prism_vtime_before(prism_vtime_now, tctx->fair.vruntime);
 }
 
+/*
+ * A task is ready and found no idle CPU on its way in: it is held if its
+ * cgroup is out of cpu.max budget, else queued by its fair deadline where
+ * it may run (its CPU's queue if pinned, its LLC's otherwise, the owed-
+ * critical queue for an owed critical task), and a waking task may
+ * preempt a CPU running later work, so it need not wait for a slice to end.
+ */
 void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
@@ -489,7 +508,7 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 		}
 	}
 
-	owed = tctx && (enq_flags & SCX_ENQ_WAKEUP) && owed_critical(tctx);
+	owed = tctx && owed_critical(tctx);
 	if (owed) {
 		scx_bpf_dsq_insert_vtime(p, owed_dsq(prev_cpu), slice, dl, enq_flags);
 		__sync_fetch_and_add(&nr_owed_critical, 1);
@@ -516,7 +535,7 @@ static u64 starve_checked_at[MAX_LLCS];
  * weights can lie seconds of wall time ahead once heavy tasks arrive (the
  * fair clock slows as the runnable weight grows), so every STARVE_CHECK_NS
  * one CPU of each LLC looks through its queue for a task that has waited
- * starve_ns and runs it next.
+ * STARVE_NS and runs it next.
  */
 static bool rescue_starving(s32 cpu)
 {
@@ -536,7 +555,7 @@ static bool rescue_starving(s32 cpu)
 		if (++n > STARVE_SCAN_MAX)
 			break;
 		tctx = lookup_task_ctx(p);
-		if (!tctx || !tctx->ready_at || (s64)(now - tctx->ready_at) < (s64)starve_ns ||
+		if (!tctx || !tctx->ready_at || (s64)(now - tctx->ready_at) < (s64)STARVE_NS ||
 		    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
 			continue;
 		if (scx_bpf_dsq_move(BPF_FOR_EACH_ITER, p, SCX_DSQ_LOCAL, 0)) {
@@ -598,6 +617,12 @@ static bool prev_goes_on(struct task_struct *prev, s32 cpu)
 	return true;
 }
 
+/*
+ * A CPU needs work: the wall-time bound first (a task waiting STARVE_NS
+ * is never passed over again), then owed critical tasks, then the
+ * earliest deadline here or the previous task if it is earlier; an idle
+ * LLC helps another before the previous task goes on alone.
+ */
 void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 {
 	struct task_ctx *tctx;
@@ -630,6 +655,7 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 		prism_bw_start(prev, &tctx->bw);
 }
 
+/* It became runnable: its weight counts in its cgroup's share, a new burst (and wait) begins. */
 void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
@@ -642,6 +668,7 @@ void BPF_STRUCT_OPS(pbl_runnable, struct task_struct *p, u64 enq_flags)
 	prism_fair_woke(&tctx->fair, now);
 }
 
+/* It starts a stint: record its wait, and what this CPU runs, for preemption choices. */
 void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
@@ -667,6 +694,7 @@ void BPF_STRUCT_OPS(pbl_running, struct task_struct *p)
 	}
 }
 
+/* Its stint ends: charge its vruntime and its cgroups' cpu.max budgets with what it ran. */
 void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
@@ -695,6 +723,7 @@ static void uncount_weight(struct task_struct *p)
 		prism_cg_uncount(&tctx->cg);
 }
 
+/* It sleeps: no longer runnable, no longer counted in its cgroup's share. */
 void BPF_STRUCT_OPS(pbl_quiescent, struct task_struct *p, u64 deq_flags)
 {
 	uncount_weight(p);
@@ -706,6 +735,7 @@ void BPF_STRUCT_OPS(pbl_disable, struct task_struct *p)
 	uncount_weight(p);
 }
 
+/* It enters sched_ext: it starts at the fair clock, owed nothing and owing nothing. */
 void BPF_STRUCT_OPS(pbl_enable, struct task_struct *p)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
@@ -717,6 +747,7 @@ void BPF_STRUCT_OPS(pbl_enable, struct task_struct *p)
 	p->scx.dsq_vtime = prism_vtime_now;
 }
 
+/* Its context (and bus cache) allocated here, where it may fail, so that enqueue never allocates. */
 s32 BPF_STRUCT_OPS(pbl_init_task, struct task_struct *p, struct scx_init_task_args *args)
 {
 	if (!bpf_task_storage_get(&task_ctx_stor, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
@@ -789,6 +820,7 @@ static int domain_add(void *domains, u32 idx, s32 cpu)
 	return 0;
 }
 
+/* Loaded: the queues of every CPU and LLC, the topology domains, cpu.max's state. */
 s32 BPF_STRUCT_OPS_SLEEPABLE(pbl_init)
 {
 	struct bpf_cpumask *scratch;
@@ -842,6 +874,7 @@ void BPF_STRUCT_OPS(pbl_cpu_online, s32 cpu)
 {
 }
 
+/* A CPU goes away: it runs nothing, so it is nobody's preemption victim. */
 void BPF_STRUCT_OPS(pbl_cpu_offline, s32 cpu)
 {
 	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
@@ -850,6 +883,7 @@ void BPF_STRUCT_OPS(pbl_cpu_offline, s32 cpu)
 		cctx->running = 0;
 }
 
+/* Unloaded or ejected: say why, for user space to report. */
 void BPF_STRUCT_OPS(pbl_exit, struct scx_exit_info *ei)
 {
 	UEI_RECORD(uei, ei);

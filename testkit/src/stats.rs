@@ -1,6 +1,61 @@
-//! Medians over trials and their bootstrap confidence intervals.
+//! The statistics tests and benchmarks share: medians over trials, their
+//! bootstrap confidence intervals, paired with/without overhead trials.
 
-pub use prism_bus::testing::median;
+/// An overhead benchmark's trials: `measure` without, then with, the
+/// program `start` launches (killed after each trial), `pairs` times,
+/// alternating so drift hits both sides; `after_first` runs once, after the
+/// first trial with it (to read the kernel's per-program costs). Returns the
+/// (without, with) figures of each pair.
+pub fn paired_trials(
+    pairs: usize,
+    mut measure: impl FnMut() -> f64,
+    mut start: impl FnMut() -> std::process::Child,
+    mut after_first: impl FnMut(),
+) -> Vec<(f64, f64)> {
+    (0..pairs)
+        .map(|pair| {
+            let without = measure();
+            let mut child = start();
+            let with = measure();
+            if pair == 0 {
+                after_first();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            (without, with)
+        })
+        .collect()
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN if empty.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Print an overhead benchmark's pairs, then the medians and the
+/// difference: `what` names one measured operation (e.g. "exec of
+/// /bin/true"), `with` the program measured, `per` how many operations a
+/// trial made.
+pub fn report_pairs(what: &str, with: &str, per: u32, pairs: Vec<(f64, f64)>) {
+    for (pair, (a, b)) in pairs.iter().enumerate() {
+        println!("pair {pair}: without {a:.1} us, with {b:.1} us per {what}");
+    }
+    let n = pairs.len();
+    let (without, with_it): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    let (a, b) = (median(&without), median(&with_it));
+    println!(
+        "{what}: median without {a:.1} us, with {with} {b:.1} us: {:+.1} us each ({:+.1}%), {n} pairs of {per}",
+        b - a,
+        (b / a - 1.0) * 100.0
+    );
+}
 
 /// A median and its 95% percentile-bootstrap confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

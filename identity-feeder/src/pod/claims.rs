@@ -103,10 +103,10 @@ impl Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canonical::Canonical;
-    use crate::labels::Labels;
-    use crate::pod_cgroup::PodUid;
-    use crate::policy::Policy;
+    use crate::pod::cgroup_name::PodUid;
+    use crate::workload::canonical::Canonical;
+    use crate::workload::declared::Policy;
+    use crate::workload::labels::Labels;
     use std::sync::Arc;
 
     fn key(uid: &str) -> WorkloadKey {

@@ -16,7 +16,7 @@ use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAcc
 use serde::{Deserialize, Deserializer};
 
 use crate::failure::Failure;
-use crate::labels::Labels;
+use crate::workload::labels::Labels;
 
 /// On a mirror pod (the API's view of a static pod) the kubelet's own uid
 /// for it, which names its cgroup.
@@ -551,7 +551,7 @@ mod tests {
         read_pod_list(&body, |p| pods.push(p)).unwrap();
         assert_eq!(pods.len(), 2);
         let bad = pods[0].pod().unwrap();
-        assert!(!crate::labels::is_label_value(
+        assert!(!crate::workload::labels::is_label_value(
             &bad.meta.labels.as_ref().unwrap()["app"]
         ));
         assert_eq!(pods[1].pod().unwrap().meta.uid.as_deref(), Some("b2"));
@@ -583,7 +583,8 @@ mod tests {
     fn fixture_pods_read_as_the_full_type_does() {
         // The view must agree with k8s-openapi's full Pod on what it reads.
         let list: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/fixtures/api-pods-node-1.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/api-pods-node-1.json"))
+                .unwrap();
         for item in list["items"].as_array().unwrap() {
             let full: Pod = serde_json::from_value(item.clone()).expect("a valid Pod");
             // Through the watch event path too: serde buffers the object.

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::failure::Failure;
-use crate::labels::{self, Labels};
+use crate::workload::labels::{self, Labels};
 
 /// Label keys that differ between replicas, revisions or runs of one workload.
 const VOLATILE_KEYS: &[&str] = &[
@@ -123,7 +123,7 @@ fn is_selector(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    use crate::labels::from_pairs as labels;
+    use crate::workload::labels::from_pairs as labels;
 
     #[test]
     fn pod_canonical_is_namespaced_sorted_and_drops_volatile_and_policy_keys() {

@@ -1,13 +1,22 @@
 //! A workload: something with one identity, found by a source, living in a
 //! cgroup subtree (a pod's cgroup, or a unit's on a plain host), every
 //! cgroup of which gets the same bus entry.
+//!
+//! - [`labels`]: what a valid name or label is, and the bounds on them;
+//! - [`canonical`]: the string a workload's identity is a function of;
+//! - [`declared`]: the class, weight and facets a workload declares, and
+//!   who may declare them.
+
+pub mod canonical;
+pub mod declared;
+pub mod labels;
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::canonical::Canonical;
-use crate::pod_cgroup::PodUid;
-use crate::policy::Policy;
+use crate::pod::cgroup_name::PodUid;
+use crate::workload::canonical::Canonical;
+use crate::workload::declared::Policy;
 
 /// Which workload, and how its cgroup is found.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

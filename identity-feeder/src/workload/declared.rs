@@ -15,7 +15,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use prism_bus::{Facets, LatencyClass, Weight};
 
 use crate::failure::Failure;
-use crate::labels::Labels;
+use crate::workload::labels::Labels;
 
 pub const CLASS_LABEL: &str = "prism.io/latency-class";
 pub const WEIGHT_LABEL: &str = "prism.io/weight";
@@ -145,7 +145,7 @@ impl NamespacePolicy {
 mod tests {
     use super::*;
 
-    use crate::labels::from_pairs as labels;
+    use crate::workload::labels::from_pairs as labels;
 
     #[test]
     fn class_and_weight_values() {

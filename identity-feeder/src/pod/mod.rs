@@ -1,16 +1,24 @@
-//! A Kubernetes pod (as [`pod_json`](crate::pod_json) read it) turned into a
-//! workload. Untrusted input: every field that reaches the identity is
-//! validated (labels.rs, canonical.rs), and a pod missing what every pod has
-//! is refused.
+//! A Kubernetes pod (as [`json`] read it) turned into a workload. Untrusted
+//! input: every field that reaches the identity is validated
+//! ([`crate::workload::labels`], [`crate::workload::canonical`]), and a pod
+//! missing what every pod has is refused.
+//!
+//! - [`json`]: reading pod objects and lists, leniently;
+//! - [`cgroup_name`]: how the kubelet names a pod's cgroup, read backwards;
+//! - [`claims`]: which pod object holds each workload key.
+
+pub mod cgroup_name;
+pub mod claims;
+pub mod json;
 
 use std::sync::Arc;
 
-use crate::canonical::Canonical;
 use crate::failure::Failure;
-use crate::labels::Labels;
-use crate::pod_cgroup::PodUid;
-pub use crate::pod_json::{LenientPod, PodView, read_pod_list};
-use crate::policy::NamespacePolicy;
+use crate::pod::cgroup_name::PodUid;
+pub use crate::pod::json::{LenientPod, PodView, read_pod_list};
+use crate::workload::canonical::Canonical;
+use crate::workload::declared::NamespacePolicy;
+use crate::workload::labels::Labels;
 use crate::workload::{Workload, WorkloadKey};
 
 /// What a pod object says for the bus.

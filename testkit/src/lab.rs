@@ -358,8 +358,8 @@ pub fn stat_sum(log: &str, name: &str) -> u64 {
 /// last stats line says `bus on`). Returns how many times the bus was
 /// re-created.
 pub fn survives_bus_churn_under_stress(
-    bus: &prism_bus::testing::TempBusDir,
-    cgroup: &prism_bus::testing::TempCgroup,
+    bus: &crate::fixtures::TempBusDir,
+    cgroup: &crate::fixtures::TempCgroup,
     entry: prism_bus::Entry,
     start: impl FnOnce() -> SchedProcess,
 ) -> u64 {
@@ -567,18 +567,18 @@ fn one_hogs_critical_cpu_ms(cgroup: &Path, start: &impl Fn() -> SchedProcess) ->
 /// a critical workload whose entry lacks it runs as no class (a quarter at
 /// most of the critical CPU time the same task gets with the facet), and
 /// the scheduler counts the entry.
-pub fn check_sched_facet(bus: &prism_bus::testing::TempBusDir, start: impl Fn() -> SchedProcess) {
+pub fn check_sched_facet(bus: &crate::fixtures::TempBusDir, start: impl Fn() -> SchedProcess) {
     use prism_bus::{Facets, LatencyClass};
-    let with = prism_bus::testing::TempCgroup::new("facet-with");
-    let without = prism_bus::testing::TempCgroup::new("facet-without");
-    let mut quiet = prism_bus::testing::sched_entry(312, LatencyClass::Critical, 0);
+    let with = crate::fixtures::TempCgroup::new("facet-with");
+    let without = crate::fixtures::TempCgroup::new("facet-without");
+    let mut quiet = crate::fixtures::sched_entry(312, LatencyClass::Critical, 0);
     quiet.flags.facets = Facets::NET.union(Facets::OBSERVE);
     label(
         bus,
         &[
             (
                 &with,
-                prism_bus::testing::sched_entry(311, LatencyClass::Critical, 0),
+                crate::fixtures::sched_entry(311, LatencyClass::Critical, 0),
             ),
             (&without, quiet),
         ],
@@ -640,8 +640,8 @@ pub fn stress_ng(cgroup: &Path, args: &str) {
 
 /// Pin a bus in `bus` with an entry for each cgroup, as the feeder would.
 pub fn label(
-    bus: &prism_bus::testing::TempBusDir,
-    labels: &[(&prism_bus::testing::TempCgroup, prism_bus::Entry)],
+    bus: &crate::fixtures::TempBusDir,
+    labels: &[(&crate::fixtures::TempCgroup, prism_bus::Entry)],
 ) -> prism_bus::BusWriter {
     let mut w = prism_bus::BusWriter::create_or_open(&bus.paths, 1024).expect("bus");
     let entries: Vec<(u64, prism_bus::Entry)> =
@@ -667,8 +667,8 @@ pub fn cpu_seconds_over(cgroups: &[&Path], warmup: Duration, window: Duration) -
 /// loads (stopped cleanly before returning).
 pub fn cpu_weight_ratio(tag: &str, start: impl FnOnce() -> SchedProcess) -> f64 {
     enable_cpu_controller(&cgroup2_root());
-    let light = prism_bus::testing::TempCgroup::new(&format!("{tag}-w100"));
-    let heavy = prism_bus::testing::TempCgroup::new(&format!("{tag}-w300"));
+    let light = crate::fixtures::TempCgroup::new(&format!("{tag}-w100"));
+    let heavy = crate::fixtures::TempCgroup::new(&format!("{tag}-w300"));
     fs::write(light.path.join("cpu.weight"), "100").expect("cpu.weight");
     fs::write(heavy.path.join("cpu.weight"), "300").expect("cpu.weight");
     let s = start();

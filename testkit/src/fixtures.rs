@@ -1,6 +1,6 @@
 //! Fixtures for tests that run against the real kernel as root: a bus pinned
-//! in a private directory, and cgroups that are removed afterwards. Behind
-//! the `testing` feature; never in a shipped binary.
+//! in a private directory, cgroups that are removed afterwards, a child that
+//! speaks JSON lines, the kernel's BPF run-time statistics.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::abi::{Entry, Facets, Flags, Identity, LatencyClass, Weight};
-use crate::cgroup;
-use crate::pinned::{BusPaths, ensure_bpffs};
+use prism_bus::abi::{Entry, Facets, Flags, Identity, LatencyClass, Weight};
+use prism_bus::cgroup;
+use prism_bus::pinned::{BusPaths, ensure_bpffs};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -35,44 +35,6 @@ pub fn sched_entry(id: u32, class: LatencyClass, weight: u32) -> Entry {
         },
         label_hash: 0,
         updated_ns: 1,
-    }
-}
-
-/// An overhead benchmark's trials: `measure` without, then with, the
-/// program `start` launches (killed after each trial), `pairs` times,
-/// alternating so drift hits both sides; `after_first` runs once, after the
-/// first trial with it (to read the kernel's per-program costs). Returns the
-/// (without, with) figures of each pair.
-pub fn paired_trials(
-    pairs: usize,
-    mut measure: impl FnMut() -> f64,
-    mut start: impl FnMut() -> std::process::Child,
-    mut after_first: impl FnMut(),
-) -> Vec<(f64, f64)> {
-    (0..pairs)
-        .map(|pair| {
-            let without = measure();
-            let mut child = start();
-            let with = measure();
-            if pair == 0 {
-                after_first();
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            (without, with)
-        })
-        .collect()
-}
-
-/// The median of `v` (the mean of the middle two for an even count); NaN if empty.
-pub fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => s[n / 2],
-        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
     }
 }
 
@@ -195,24 +157,6 @@ fn remove_tree(dir: &Path, root: &Path) {
         }
         sleep(Duration::from_millis(20));
     }
-}
-
-/// Print an overhead benchmark's pairs, then the medians and the
-/// difference: `what` names one measured operation (e.g. "exec of
-/// /bin/true"), `with` the program measured, `per` how many operations a
-/// trial made.
-pub fn report_pairs(what: &str, with: &str, per: u32, pairs: Vec<(f64, f64)>) {
-    for (pair, (a, b)) in pairs.iter().enumerate() {
-        println!("pair {pair}: without {a:.1} us, with {b:.1} us per {what}");
-    }
-    let n = pairs.len();
-    let (without, with_it): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
-    let (a, b) = (median(&without), median(&with_it));
-    println!(
-        "{what}: median without {a:.1} us, with {with} {b:.1} us: {:+.1} us each ({:+.1}%), {n} pairs of {per}",
-        b - a,
-        (b / a - 1.0) * 100.0
-    );
 }
 
 /// Kernel BPF run-time statistics (`kernel.bpf_stats_enabled`) while this

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prism_bus::testing::TempCgroup;
+use crate::fixtures::TempCgroup;
 
 use crate::lab::{
     Hogs, Probe, SchedProcess, cpu_seconds_over, enable_cpu_controller, nr_cpus, stop_cleanly,
@@ -554,10 +554,10 @@ mod tests {
 /// nice does.
 pub fn relabels_and_moves_of_running_tasks(
     tag: &str,
-    start: impl FnOnce(&prism_bus::testing::TempBusDir) -> SchedProcess,
+    start: impl FnOnce(&crate::fixtures::TempBusDir) -> SchedProcess,
 ) -> RunningChanges {
+    use crate::fixtures::{TempBusDir, sched_entry};
     use prism_bus::LatencyClass;
-    use prism_bus::testing::{TempBusDir, sched_entry};
 
     enable_cpu_controller(&crate::lab::cgroup2_root());
     let bus = TempBusDir::new(tag);
