@@ -64,7 +64,8 @@ struct Opts {
     #[arg(long)]
     only: Vec<String>,
     /// Only these scenarios (repeatable: idle, contended-1x, contended-2x, contended-4x,
-    /// selective, fairness, empty-bus, rpc-chain, kube-node, timer, messaging).
+    /// selective, fairness, empty-bus, rpc-chain, kube-node, timer, messaging, hungry,
+    /// hungry-unlabelled).
     #[arg(long)]
     scenario: Vec<String>,
     /// Where the published peers are (ci/bench-peers installs them); missing ones are skipped.
