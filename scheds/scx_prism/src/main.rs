@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use libbpf_rs::OpenObject;
-use log::{info, warn};
+use log::info;
 use prism_bus::BusPaths;
 use prism_bus::abi::DEFAULT_PIN_DIR;
-use prism_bus::consumer::SlotChange;
 use prism_sched::cli::CommonOpts;
 use scx_stats::prelude::*;
 use scx_utils::{UserExitInfo, build_id};
@@ -194,14 +193,7 @@ fn apply_policy(sched: &mut BpfScheduler<'_>, guard: &mut ShareGuard) {
 /// may appear late or be re-created) and, on kernels that do not pass
 /// cpu.max to the scheduler, publish the limits read from cgroupfs.
 fn follow_bus_and_limits(sched: &mut BpfScheduler<'_>) {
-    match sched.poll_bus() {
-        Ok(SlotChange::Attached { identity_map_id }) => {
-            info!("bus attached (map id {identity_map_id})")
-        }
-        Ok(SlotChange::Detached) => warn!("bus gone: no identities until it is back"),
-        Ok(SlotChange::None) => {}
-        Err(e) => warn!("bus: {e}"),
-    }
+    prism_sched::logging::bus_poll(sched.poll_bus(), "identities");
     sched.poll_cpu_max();
 }
 

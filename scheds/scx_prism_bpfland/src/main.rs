@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Parser;
 use libbpf_rs::OpenObject;
-use log::{info, warn};
+use log::info;
 use prism_bus::BusPaths;
 use prism_bus::abi::DEFAULT_PIN_DIR;
-use prism_bus::consumer::SlotChange;
 use prism_sched::cli::CommonOpts;
 use scx_stats::prelude::*;
 use scx_utils::{UserExitInfo, build_id};
@@ -160,14 +159,7 @@ fn run_once(
             last = cur;
         }
         if last_bus_poll.elapsed() >= BUS_POLL_EVERY {
-            match sched.poll_bus() {
-                Ok(SlotChange::Attached { identity_map_id }) => {
-                    info!("bus attached (map id {identity_map_id})")
-                }
-                Ok(SlotChange::Detached) => warn!("bus gone: no classes until it is back"),
-                Ok(SlotChange::None) => {}
-                Err(e) => warn!("bus: {e}"),
-            }
+            prism_sched::logging::bus_poll(sched.poll_bus(), "classes");
             sched.poll_cpu_max();
             last_bus_poll = Instant::now();
         }

@@ -12,7 +12,7 @@
  *
  * Queues: one deadline-ordered DSQ per LLC, one per CPU for tasks that can
  * run on that CPU only, and with --prism one per LLC for owed critical
- * wakeups. Idle CPUs are chosen by topology: the previous CPU
+ * tasks. Idle CPUs are chosen by topology: the previous CPU
  * if its whole SMT core is idle, then a fully idle core in the same LLC, the
  * same node, anywhere; then any idle CPU in that order. Slices shrink as the
  * LLC's queue grows. A waking task whose deadline is earlier than that of
@@ -629,14 +629,15 @@ void BPF_STRUCT_OPS(pbl_dispatch, s32 cpu, struct task_struct *prev)
 	u32 llc = llc_of(cpu), i;
 
 	prism_bw_release();
-	if (rescue_starving(cpu) || scx_bpf_dsq_move_to_local(owed_dsq(cpu), 0) ||
+	/* (owed queues fill only with --prism: without it, no look at them) */
+	if (rescue_starving(cpu) || (prism_enabled && scx_bpf_dsq_move_to_local(owed_dsq(cpu), 0)) ||
 	    prev_goes_on(prev, cpu) || take_earliest(cpu))
 		return;
 	/* nothing here: help another LLC */
 	bpf_for(i, 0, nr_llcs) {
 		if (i == llc || i >= MAX_LLCS)
 			continue;
-		if (scx_bpf_dsq_move_to_local(OWED_DSQ_BASE + i, 0) ||
+		if ((prism_enabled && scx_bpf_dsq_move_to_local(OWED_DSQ_BASE + i, 0)) ||
 		    scx_bpf_dsq_move_to_local(LLC_DSQ_BASE + i, 0)) {
 			__sync_fetch_and_add(&nr_steals, 1);
 			return;
