@@ -650,10 +650,13 @@ fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
 /// --prism: see scx_prism's test of the same name. Here the classes are
 /// weights in one queue, so the proof is the jump: an owed critical wakeup
 /// queued before a batch head (without it: 302 us -> 48-124 ms, waits of
-/// 1.6 s).
+/// 1.6 s). Not yet reliable: with the queue 5 of 6 runs passed (333-454 us
+/// -> 475-763 us), one failed (708 us -> 381 ms, critical waiting ~0.8 s
+/// while the 2,000 threads were released); ci/test leaves it out
+/// (LAB_SKIP) until that is found, and it runs by name.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn thousands_of_queued_batch_tasks_never_get_ahead_of_critical() {
+fn thousands_of_queued_batch_tasks_never_get_ahead_of_critical_with_prism() {
     resilience::batch_depth_never_gets_ahead_of_critical(&scheduler(), |bus| {
         start(bus, true, &["--stats", "1"])
     });
