@@ -80,17 +80,18 @@ struct Opts {
     #[arg(long)]
     no_preempt: bool,
 
-    /// A waker that ran less than this (microseconds) since it last slept,
-    /// and as little the time before, hands its CPU to the task it wakes when
-    /// no CPU is idle: the wakee runs as soon as the waker sleeps, no IPI.
-    /// 0 turns this off.
+    /// A critical waker that ran less than this (microseconds) since it last
+    /// slept, and as little the time before, hands its CPU to the critical
+    /// task it wakes when no CPU is idle: the wakee runs as soon as the waker
+    /// sleeps, no IPI. 0 turns this off.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     affine_burst_us: u64,
 
     /// A task waking with no CPU idle preempts one running lower-class work,
-    /// or, if it is interactive, same-class work, once that has run this long
-    /// (microseconds); it waits for that, not for the end of the slice. It
-    /// bounds how often one task is preempted.
+    /// or same-class work on its own CPU, once that has run this long
+    /// (microseconds); for a lower class, and within critical, it waits for
+    /// that with a timer, not for the end of the slice. It bounds how often
+    /// one task is preempted.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=100_000))]
     preempt_min_run_us: u64,
 

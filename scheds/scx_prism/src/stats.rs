@@ -27,6 +27,8 @@ pub struct Metrics {
     pub nr_running: u64,
     #[stat(desc = "Is the Prism bus attached (1) or not yet pinned (0)")]
     pub bus_attached: u64,
+    #[stat(desc = "Total weight of the runnable tasks (100 per nice-0 task)")]
+    pub runnable_weight: i64,
     #[stat(desc = "Tasks put on an idle CPU at once")]
     pub direct: u64,
     #[stat(desc = "Tasks that went through a class queue")]
@@ -39,7 +41,9 @@ pub struct Metrics {
         desc = "Waking tasks queued on a busy CPU whose task had not run its minimum: preempted when it has"
     )]
     pub deferred_preempts: u64,
-    #[stat(desc = "Waking tasks queued on their short-burst waker's CPU, to run when it sleeps")]
+    #[stat(
+        desc = "Critical waking tasks queued on their short-burst critical waker's CPU, to run when it sleeps"
+    )]
     pub affine: u64,
     #[stat(
         desc = "Tasks run next because they had waited 1 s (the bound every queued task keeps)"
@@ -124,6 +128,7 @@ impl Metrics {
             nr_cpus: cur.nr_online_cpus,
             nr_running: cur.nr_running,
             bus_attached: u64::from(l.bus_attached),
+            runnable_weight: cur.runnable_weight,
             direct,
             queued,
             critical_direct: d(cur.direct_critical, prev.direct_critical),
@@ -163,10 +168,11 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism] run {}/{} bus {} | cpu ms c/n/b {}/{}/{} non-crit {:.0}%{} | direct {} (crit {}) queued {} preempt {} deferred {} affine {} rescued {} rcu {}",
+            "[scx_prism] run {}/{} bus {} weight {} | cpu ms c/n/b {}/{}/{} non-crit {:.0}%{} | direct {} (crit {}) queued {} preempt {} deferred {} affine {} rescued {} rcu {}",
             self.nr_running,
             self.nr_cpus,
             if self.bus_attached == 1 { "on" } else { "off" },
+            self.runnable_weight,
             self.critical_cpu_ms,
             self.normal_cpu_ms,
             self.batch_cpu_ms,

@@ -17,10 +17,10 @@
  *
  * A task waking while a CPU is idle runs there at once. With none idle it
  * preempts a CPU running a lower class (critical: batch, else normal), or
- * same-class work that has run its minimum if it is interactive; it waits
- * for that minimum with a timer, not for the tick. A task woken by a
- * same-class waker that only runs briefly runs next on the waker's CPU
- * (wake-affine), a few times in a row at most. A task that waited
+ * same-class work that has run its minimum; for a lower class, and within
+ * critical, it waits for that minimum with a timer, not for the tick. A
+ * critical task woken by a critical waker that only runs briefly runs next
+ * on the waker's CPU (wake-affine), a few times in a row at most. A task that waited
  * STARVE_NS is run next whatever its class (counted): the bound that keeps
  * every queued task within reach of a CPU, far below the kernel's watchdog.
  */
@@ -94,6 +94,7 @@ volatile bool batch_owed;		/* batch below its share of normal+batch */
 volatile u64 nr_running, nr_online_cpus;
 volatile u64 nr_direct_dispatches, nr_queued_dispatches, nr_direct_critical,
 	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued;
+volatile s64 runnable_weight_seen;	/* prism_cg_total at the last stint's end */
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
@@ -281,29 +282,51 @@ static u64 task_slice(const struct task_ctx *tctx)
 }
 
 /*
+ * Does the share guard's order hold critical wakeups back now? Only while
+ * normal or batch work waits: the guard sees CPU time, not demand, and with
+ * only critical work runnable it finds the lower classes "below their
+ * share" (a critical-only load lost every preemption and wake-affine
+ * placement so). Pinned waiters are not looked for: the starving order
+ * still serves their queues first.
+ */
+static bool critical_held_back(void)
+{
+	return lower_classes_starving &&
+	       (scx_bpf_dsq_nr_queued(shared_dsq(1)) || scx_bpf_dsq_nr_queued(shared_dsq(2)));
+}
+
+/*
  * The CPU a waking task should take when none is idle, or -1 to queue:
  *  - critical takes, at once, a CPU running the lowest class below it
- *    (batch first), unless normal+batch are below their minimum share;
- *  - normal (and unlabelled) takes a CPU running batch, or, if the waker is
- *    interactive, the CPU the wakeup runs on (@at_wakeup) if that runs
- *    same-class work with a later deadline (@dl) that has run for
+ *    (batch first), unless normal+batch wait below their minimum share
+ *    (critical_held_back);
+ *  - normal (and unlabelled) takes a CPU running batch that has run
+ *    preempt_min_run_ns;
+ *  - critical and normal take the CPU the wakeup runs on (@at_wakeup) from
+ *    same-class work with a later deadline (@dl) that has run
  *    preempt_min_run_ns (EEVDF's wakeup preemption, with a minimum run:
  *    within a class the fair order decides);
- *  - critical also takes that CPU from same-class work on those terms;
  *  - batch preempts nobody.
- * Same-class work is taken only once it has shown itself CPU-bound: run
- * INTERACTIVE_BURST_NS since it last woke. An interactive task sleeps soon on
- * its own; preempting it only trades places, a switch each way (a messaging
- * load of 160 threads over pipes took 1.9-3.1 s so, 0.80-0.86 s since,
- * against 1.42-1.56 s under EEVDF, same boot).
+ * With @wait_ns, a CPU whose task has not yet run its minimum may be the
+ * answer when no other is (*wait_ns: how long it still has to run; the
+ * caller arms a timer). A timer is an interrupt, dear under emulation, so
+ * it is spent for a class above the victim's, and within critical, where
+ * latency was asked for; there, same-class work is taken only once it has
+ * shown itself CPU-bound (run INTERACTIVE_BURST_NS since it last woke), and
+ * only by an interactive wakee: an interactive victim sleeps soon on its
+ * own, and preempting it only trades places. Within normal work a wakeup
+ * takes only a CPU already past its minimum, else it queues, as in
+ * scx_bpfland: a messaging load of 160 unlabelled threads over pipes
+ * (hackbench's shape) armed some 12,000 timers a second and took 0.78-1.25 s
+ * in one boot, up to 4.3 s in others, against 0.70-0.82 s without
+ * (EEVDF: 1.26-1.96 s); an unlabelled request probe under hogs keeps its
+ * p99 far below EEVDF's (391 us against 2121, median of 3).
  * Same-class work is preempted only where the wakeup runs: elsewhere it
  * costs an IPI, which under emulation is the dearest part of a preemption
  * (measured, empty bus, unlabelled probe under hogs, 5 trials in one boot:
  * p50/p99 348/897 us and hogs 1.68 CPUs local-only, 565/1763 us and 1.45
  * CPUs on any CPU). For a wakeup, the CPU it runs on goes first among
- * equals. With @wait_ns, a CPU whose task has not yet run its minimum may
- * be the answer when no other is: *wait_ns is then how long it still has to
- * run.
+ * equals.
  */
 static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx, u64 dl,
 			     bool at_wakeup, u64 *wait_ns)
@@ -313,12 +336,13 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 	u64 now = scx_bpf_now(), longest = 0, soonest = ~0ULL;
 	s32 cpu, victim = -1, later = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
 
-	if (rank == 0 || (rank == 2 && lower_classes_starving))
+	if (rank == 0 || (rank == 2 && critical_held_back()))
 		return -1;
 
 	bpf_for(cpu, 0, nr_cpu_ids) {
 		struct cpu_ctx *cctx;
 		u64 ran, need;
+		bool timed;
 		u32 r;
 
 		if (cpu >= MAX_CPUS)
@@ -330,15 +354,21 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			continue;
 		r = prism_class_rank(cctx->class);
 		ran = now - cctx->started_at;
-		if (r > rank || (r == rank && (!interactive || cpu != this_cpu ||
+		if (r > rank || (r == rank && (cpu != this_cpu ||
 						!prism_vtime_before(dl, cctx->deadline))))
 			continue;
 		need = (rank < 2 || r == rank) ? preempt_min_run_ns : 0;
-		if (r == rank && cctx->burst_before + need < INTERACTIVE_BURST_NS)
-			need = INTERACTIVE_BURST_NS - cctx->burst_before;
+		timed = r < rank;
+		if (r == rank && tctx->class == PRISM_CLASS_CRITICAL) {
+			if (!interactive)
+				continue;
+			if (cctx->burst_before + need < INTERACTIVE_BURST_NS)
+				need = INTERACTIVE_BURST_NS - cctx->burst_before;
+			timed = true;
+		}
 		if (ran < need) {
 			/* protected for now: the one whose protection ends first */
-			if (need - ran <= soonest) {
+			if (timed && need - ran <= soonest) {
 				later = cpu;
 				soonest = need - ran;
 			}
@@ -454,14 +484,18 @@ static s32 pick_idle_cpu(struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 }
 
 /*
- * With no CPU idle, a waker that only runs briefly before it sleeps (a
- * dispatcher handing out work, an RPC hop) hands its CPU to the same-class
- * task it wakes: placed first on the waker's CPU, the wakee runs as soon as
- * the waker sleeps, with no preemption and no IPI. Never for batch, nor
- * with anything already placed there; a wakee of a higher class preempts
- * instead (preempt_for). The waker's slice is cut to the burst it was
- * expected to stay within, and a CPU takes at most AFFINE_CHAIN_MAX such
- * wakees in a row before its queues are served.
+ * With no CPU idle, a critical waker that only runs briefly before it
+ * sleeps (a dispatcher handing out work, an RPC hop) hands its CPU to the
+ * critical task it wakes: placed first on the waker's CPU, the wakee runs
+ * as soon as the waker sleeps, with no preemption and no IPI. It jumps the
+ * fair order, so it is the latency class's alone, like the timed
+ * preemption: for other work it cost more than it gave (a messaging load of
+ * 160 unlabelled threads over pipes, hackbench's shape, 3 rounds of 3 runs
+ * in one boot: 0.74-0.97 s with it, 0.59-0.67 s without but for one 1.04,
+ * EEVDF 1.27-1.79 s). Not with anything already placed there, nor while
+ * normal+batch wait below their share. The waker's slice is cut to the
+ * burst it was expected to stay within, and a CPU takes at most
+ * AFFINE_CHAIN_MAX such wakees in a row before its queues are served.
  */
 static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 {
@@ -469,7 +503,6 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	struct cpu_ctx *cctx = bpf_map_lookup_elem(&cpu_ctx_stor, &(u32){0});
 	s32 cpu = bpf_get_smp_processor_id();
 	struct task_ctx *wctx;
-	u32 rank;
 
 	/*
 	 * cctx->running: a task of ours runs here (ops.running sets it,
@@ -487,8 +520,8 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	    wctx->fair.awake_runtime + scx_bpf_now() - wctx->start_ts >= affine_burst_ns)
 		return false;
 	p->scx.dsq_vtime = task_deadline(p, tctx, true);
-	rank = prism_class_rank(tctx->class);
-	if (rank == 0 || rank != prism_class_rank(wctx->class) || (rank == 2 && lower_classes_starving))
+	if (tctx->class != PRISM_CLASS_CRITICAL || wctx->class != PRISM_CLASS_CRITICAL ||
+	    critical_held_back())
 		return false;
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, task_slice(tctx), 0);
 	if (waker->scx.slice > affine_burst_ns)
@@ -789,6 +822,7 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 	ran = now - tctx->start_ts;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
 	prism_bw_charge(p, &tctx->bw);
+	runnable_weight_seen = prism_cg_total;
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
 	else
