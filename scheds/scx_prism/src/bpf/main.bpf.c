@@ -20,9 +20,10 @@
  * same-class work that has run its minimum; for a lower class, and within
  * critical, it waits for that minimum with a timer, not for the tick. A
  * critical task woken by a critical waker that only runs briefly runs next
- * on the waker's CPU (wake-affine), a few times in a row at most. A task that waited
- * STARVE_NS is run next whatever its class (counted): the bound that keeps
- * every queued task within reach of a CPU, far below the kernel's watchdog.
+ * on the waker's CPU (wake-affine), a few times in a row at most. A task
+ * that waited STARVE_NS is run next whatever its class (counted): the bound
+ * that keeps every queued task within reach of a CPU, far below the
+ * kernel's watchdog.
  */
 #include <scx/common.bpf.h>
 #include <bpf_experimental.h>
@@ -292,7 +293,8 @@ static u64 task_slice(const struct task_ctx *tctx)
 static bool critical_held_back(void)
 {
 	return lower_classes_starving &&
-	       (scx_bpf_dsq_nr_queued(shared_dsq(1)) || scx_bpf_dsq_nr_queued(shared_dsq(2)));
+	       (scx_bpf_dsq_nr_queued(shared_dsq(queue_of(PRISM_CLASS_NORMAL))) ||
+		scx_bpf_dsq_nr_queued(shared_dsq(queue_of(PRISM_CLASS_BATCH))));
 }
 
 /*
