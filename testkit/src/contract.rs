@@ -14,6 +14,7 @@ use crate::lab::{
     Hogs, Probe, SchedProcess, cpu_seconds_over, enable_cpu_controller, nr_cpus, stop_cleanly,
 };
 use crate::latency::Summary;
+use crate::stats::median;
 
 /// One cgroup of a tree: its path below the tree's root ("a/b/c"), what to
 /// write to its cpu.weight and cpu.max, and how many busy threads run in it
@@ -148,11 +149,55 @@ impl Tree {
             .collect()
     }
 
+    /// Each group's CPUs in each of `seconds` one-second steps after a
+    /// second of warm-up, with every group's hogs running (a row per group),
+    /// and the machine's idle CPUs in each step.
+    pub fn cpus_used_each_second(&self, seconds: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let _hogs: Vec<Hogs> = self
+            .groups
+            .iter()
+            .filter(|g| g.hogs > 0)
+            .map(|g| Hogs::start(&self.path(g), g.hogs))
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let paths: Vec<PathBuf> = self.groups.iter().map(|g| self.path(g)).collect();
+        let mut rows = vec![Vec::with_capacity(seconds); paths.len()];
+        let mut idle = Vec::with_capacity(seconds);
+        for _ in 0..seconds {
+            let (before, times_before) = (usage_each(&paths), idle_and_all_jiffies());
+            let t0 = std::time::Instant::now();
+            std::thread::sleep(Duration::from_secs(1));
+            let (after, times_after) = (usage_each(&paths), idle_and_all_jiffies());
+            let dt = t0.elapsed().as_secs_f64();
+            for (row, (b, a)) in rows.iter_mut().zip(before.iter().zip(&after)) {
+                row.push(a.saturating_sub(*b) as f64 / 1e6 / dt);
+            }
+            let (idle_j, all_j) = (
+                times_after.0 - times_before.0,
+                (times_after.1 - times_before.1).max(1),
+            );
+            idle.push(idle_j as f64 / all_j as f64 * nr_cpus() as f64);
+        }
+        (rows, idle)
+    }
+
     /// Each group's share of the machine (1.0 = every CPU) over `window`.
     pub fn shares(&self, window: Duration) -> Vec<f64> {
         let n = nr_cpus() as f64;
         self.cpus_used(window).into_iter().map(|c| c / n).collect()
     }
+}
+
+/// Idle jiffies and all jiffies, summed over the CPUs (/proc/stat).
+fn idle_and_all_jiffies() -> (u64, u64) {
+    crate::topology::cpu_times()
+        .iter()
+        .fold((0, 0), |(i, a), &(busy, all)| (i + all - busy, a + all))
+}
+
+/// Each cgroup's CPU usage now, in microseconds.
+fn usage_each(paths: &[PathBuf]) -> Vec<u64> {
+    paths.iter().map(|p| crate::lab::cpu_usage_us(p)).collect()
 }
 
 fn write(file: &Path, value: &str) {
@@ -295,26 +340,50 @@ pub fn limits_tree() -> Vec<Group> {
 
 /// The limited groups of `limits_tree`: the CPUs each used under EEVDF and
 /// under the scheduler `start` loads, beside its limit, as (group, limit,
-/// EEVDF, ours); printed as a table.
+/// EEVDF, ours); printed as a table, with each second's figures. Each
+/// figure is the median of 7 one-second steps: a limit holds in every
+/// period, so the steady state is what a step shows, and a lone stall of
+/// the lab's emulated CPUs (a host's noise: CI saw a run lose a second)
+/// moves one step, not the figure. The machine's idle CPUs are printed
+/// beside, so a shortfall shows whether the CPUs idled or went elsewhere.
 pub fn limits_usage(
     tag: &str,
     start: impl FnOnce() -> SchedProcess,
 ) -> Vec<(Group, f64, f64, f64)> {
     let tree = Tree::build(tag, &limits_tree());
-    let window = Duration::from_secs(6);
+    let steps = 7;
     assert_eq!(crate::lab::ops(), "", "a scheduler is already loaded");
-    let eevdf = tree.cpus_used(window);
+    let eevdf = tree.cpus_used_each_second(steps);
     let s = start();
-    let ours = tree.cpus_used(window);
+    let ours = tree.cpus_used_each_second(steps);
     let log = stop_cleanly(s);
     assert!(!log.contains("runtime error"), "{log}");
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let rows: Vec<(Group, f64, f64, f64)> = tree
         .groups
         .iter()
-        .zip(eevdf.iter().zip(&ours))
+        .zip(eevdf.0.iter().zip(&ours.0))
         .filter(|(g, _)| g.max.is_some())
-        .map(|(g, (&e, &o))| (g.clone(), g.cpu_limit(), e, o))
+        .map(|(g, (e, o))| {
+            println!(
+                "{:<12} each second: EEVDF [{}] ours [{}]",
+                g.path,
+                fmt(e),
+                fmt(o)
+            );
+            (g.clone(), g.cpu_limit(), median(e), median(o))
+        })
         .collect();
+    println!(
+        "idle CPUs each second: EEVDF [{}] ours [{}]",
+        fmt(&eevdf.1),
+        fmt(&ours.1)
+    );
     println!(
         "{:<12} {:>8} {:>8} {:>8}",
         "cgroup", "cpu.max", "EEVDF", "ours"

@@ -94,7 +94,7 @@ pub fn sample_moves(pids: &[u32], llcs: &[String], d: Duration) -> Moves {
 }
 
 /// Busy jiffies and all jiffies of each CPU, from /proc/stat.
-fn cpu_times() -> Vec<(u64, u64)> {
+pub(crate) fn cpu_times() -> Vec<(u64, u64)> {
     fs::read_to_string("/proc/stat")
         .unwrap()
         .lines()
