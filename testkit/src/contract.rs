@@ -132,15 +132,19 @@ impl Tree {
         self.root.path.join(&g.path)
     }
 
-    /// Each group's CPU, in CPUs (1.0 = one whole CPU), over `window` after
-    /// a second of warm-up, with every group's hogs running.
-    pub fn cpus_used(&self, window: Duration) -> Vec<f64> {
-        let _hogs: Vec<Hogs> = self
-            .groups
+    /// Every group's hogs, running until the result is dropped.
+    fn start_hogs(&self) -> Vec<Hogs> {
+        self.groups
             .iter()
             .filter(|g| g.hogs > 0)
             .map(|g| Hogs::start(&self.path(g), g.hogs))
-            .collect();
+            .collect()
+    }
+
+    /// Each group's CPU, in CPUs (1.0 = one whole CPU), over `window` after
+    /// a second of warm-up, with every group's hogs running.
+    pub fn cpus_used(&self, window: Duration) -> Vec<f64> {
+        let _hogs = self.start_hogs();
         let paths: Vec<PathBuf> = self.groups.iter().map(|g| self.path(g)).collect();
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
         cpu_seconds_over(&refs, Duration::from_secs(1), window)
@@ -153,12 +157,7 @@ impl Tree {
     /// second of warm-up, with every group's hogs running (a row per group),
     /// and the machine's idle CPUs in each step.
     pub fn cpus_used_each_second(&self, seconds: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
-        let _hogs: Vec<Hogs> = self
-            .groups
-            .iter()
-            .filter(|g| g.hogs > 0)
-            .map(|g| Hogs::start(&self.path(g), g.hogs))
-            .collect();
+        let _hogs = self.start_hogs();
         std::thread::sleep(Duration::from_secs(1));
         let paths: Vec<PathBuf> = self.groups.iter().map(|g| self.path(g)).collect();
         let mut rows = vec![Vec::with_capacity(seconds); paths.len()];
