@@ -184,7 +184,7 @@ impl<'obj> BpfScheduler<'obj> {
             rescued: b.nr_rescued,
             rcu_readers: b.nr_rcu_readers,
             class_runtime_ns: b.class_runtime_ns,
-            runnable_weight: b.runnable_weight_seen,
+            runnable_weight: b.prism_cg_total,
             wait: std::array::from_fn(|c| WaitHistogram::from_buckets(&b.wait_hist[c])),
             bus_cached: b.nr_bus_cached,
             bus_own: b.nr_bus_own,

@@ -273,7 +273,7 @@ impl<'obj> BpfScheduler<'obj> {
             bus_miss: b.nr_bus_miss,
             bus_no_sched_facet: b.nr_bus_no_sched_facet,
             throttling: self.throttling(),
-            runnable_weight: b.runnable_weight_seen,
+            runnable_weight: b.prism_cg_total,
         }
     }
 

@@ -95,7 +95,6 @@ volatile bool batch_owed;		/* batch below its share of normal+batch */
 volatile u64 nr_running, nr_online_cpus;
 volatile u64 nr_direct_dispatches, nr_queued_dispatches, nr_direct_critical,
 	     nr_direct_preempt, nr_deferred_preempt, nr_affine, nr_rescued;
-volatile s64 runnable_weight_seen;	/* prism_cg_total at the last stint's end */
 /* CPU time consumed per class, for the policy loop's share guard */
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
 
@@ -824,7 +823,6 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 	ran = now - tctx->start_ts;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
 	prism_bw_charge(p, &tctx->bw);
-	runnable_weight_seen = prism_cg_total;
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
 	else

@@ -88,7 +88,6 @@ volatile u64 nr_rescued;		/* waited STARVE_NS: run next */
 volatile u64 nr_owed_critical;		/* critical tasks owed CPU, queued first */
 volatile u64 nr_runs[PRISM_NR_CLASSES];
 volatile u64 class_runtime_ns[PRISM_NR_CLASSES];
-volatile s64 runnable_weight_seen;	/* for the stats: runnable_weight now */
 
 static u32 nr_cpu_ids;
 
@@ -709,7 +708,6 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 	ran = now - tctx->last_run_at;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
 	prism_bw_charge(p, &tctx->bw);
-	runnable_weight_seen = prism_cg_total;
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
