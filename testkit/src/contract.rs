@@ -325,6 +325,10 @@ pub fn kubelet_tree_shares(tag: &str, start: impl FnOnce() -> SchedProcess) -> (
     )
 }
 
+/// The most runnable weight an idle lab guest shows to a scheduler (its
+/// own threads, the monitor, the test: a few nice-0 tasks at 100 each).
+const IDLE_WEIGHT_MAX: u64 = 500;
+
 /// cpu.max on its own (the machine has CPU to spare): a 4-thread pod
 /// limited to half a CPU, and a parent limited to one CPU over two
 /// unlimited 4-thread children (a limit caps its descendants together).
@@ -344,7 +348,12 @@ pub fn limits_tree() -> Vec<Group> {
 /// period, so the steady state is what a step shows, and a lone stall of
 /// the lab's emulated CPUs (a host's noise: CI saw a run lose a second)
 /// moves one step, not the figure. The machine's idle CPUs are printed
-/// beside, so a shortfall shows whether the CPUs idled or went elsewhere.
+/// beside, so a shortfall shows whether the CPUs idled or went elsewhere,
+/// and the scheduler's statistics meanwhile. Asserts that once the hogs
+/// stop, the scheduler's runnable weight is back to an idle machine's
+/// (IDLE_WEIGHT_MAX): every throttled task it uncounted and counted again
+/// left nothing behind (two CPUs releasing one task at once once counted it
+/// twice, 2,000 of weight a second that never went away).
 pub fn limits_usage(
     tag: &str,
     start: impl FnOnce() -> SchedProcess,
@@ -354,8 +363,26 @@ pub fn limits_usage(
     assert_eq!(crate::lab::ops(), "", "a scheduler is already loaded");
     let eevdf = tree.cpus_used_each_second(steps);
     let s = start();
-    let ours = tree.cpus_used_each_second(steps);
+    // the scheduler's own statistics meanwhile, for a shortfall's post-mortem
+    let (ours, stats) = std::thread::scope(|scope| {
+        let monitor = scope.spawn(|| crate::lab::monitor_output(s.bin()));
+        let ours = tree.cpus_used_each_second(steps);
+        (ours, monitor.join().unwrap_or_default())
+    });
+    for line in stats
+        .lines()
+        .filter(|l| l.starts_with('[') || l.contains("cpu.max"))
+    {
+        println!("{line}");
+    }
+    // every hold and release undone: the hogs gone, their weight is too
+    let left = crate::lab::runnable_weight(s.bin());
+    println!("runnable weight after the hogs stopped: {left:?}");
     let log = stop_cleanly(s);
+    assert!(
+        left.is_some_and(|w| w <= IDLE_WEIGHT_MAX),
+        "the scheduler still counts {left:?} of runnable weight with the hogs gone:\n{log}"
+    );
     assert!(!log.contains("runtime error"), "{log}");
     let fmt = |v: &[f64]| {
         v.iter()

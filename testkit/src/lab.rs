@@ -63,6 +63,7 @@ pub fn enable_cpu_controller(root: &Path) {
 pub struct SchedProcess {
     child: Child,
     log: PathBuf,
+    bin: PathBuf,
 }
 
 impl SchedProcess {
@@ -90,7 +91,11 @@ impl SchedProcess {
             .stderr(out)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-        let mut s = SchedProcess { child, log };
+        let mut s = SchedProcess {
+            child,
+            log,
+            bin: bin.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while state() != "enabled" {
             if !s.alive() || Instant::now() > deadline {
@@ -111,6 +116,11 @@ impl SchedProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The scheduler's binary.
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     pub fn log_text(&self) -> String {
@@ -686,13 +696,34 @@ pub fn cpu_weight_ratio(tag: &str, start: impl FnOnce() -> SchedProcess) -> f64 
 
 /// What `bin --monitor 1` prints in 7 s (then SIGINT).
 pub fn monitor_output(bin: &Path) -> String {
+    monitor_for(bin, 7)
+}
+
+/// What `bin --monitor 1` prints in `seconds` (then SIGINT).
+fn monitor_for(bin: &Path, seconds: u32) -> String {
     let out = Command::new("timeout")
-        .args(["-s", "INT", "7"])
+        .args(["-s", "INT", &seconds.to_string()])
         .arg(bin)
         .args(["--monitor", "1"])
         .output()
         .expect("timeout(1)");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The runnable weight a running scheduler reports (the `weight N` of its
+/// last statistics line over scx_stats, both schedulers print it), read
+/// over 3 s.
+pub fn runnable_weight(bin: &Path) -> Option<u64> {
+    let text = monitor_for(bin, 3);
+    text.lines()
+        .rev()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "weight")?;
+            words.next()?.parse().ok()
+        })
+        .next()
 }
 
 /// The binary `name` built beside `bin` (same target dir and profile).

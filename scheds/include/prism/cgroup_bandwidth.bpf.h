@@ -58,6 +58,8 @@
 #define PRISM_BW_RELEASE_MAX	8
 /* the longest wait a debt may cost (unless one period is longer) */
 #define PRISM_BW_WAIT_MAX_NS	(2000ULL * 1000 * 1000)
+/* how long the timer keeps looking after the last hold (see prism_bw_timer_fn) */
+#define PRISM_BW_GRACE_NS	(10ULL * 1000 * 1000)
 /* the shortest slice a task with a nearly spent budget gets */
 #define PRISM_BW_SLICE_MIN_NS	(50ULL * 1000)
 #define PRISM_BW_MAX		PRISM_CG_MAX
@@ -119,6 +121,8 @@ struct {
 
 /* when the timer fires next (0: not armed) */
 static __u64 prism_bw_timer_at;
+/* when a task was last held (the timer looks again until this is PRISM_BW_GRACE_NS old) */
+static __u64 prism_bw_last_hold;
 
 /* Is (@period_us, @quota_us) a limit, as the kernel passes them? */
 static __always_inline bool prism_bw_is_limit(__u64 period_us, __u64 quota_us)
@@ -330,6 +334,8 @@ static __always_inline bool prism_bw_hold(struct task_struct *p, __u64 dsq, __u6
 	bt->held_vtime = vtime;
 	scx_bpf_dsq_insert_vtime(p, PRISM_BW_DSQ, slice, until, enq_flags);
 	__sync_fetch_and_add(&nr_bw_held, 1);
+	/* (an exchange: a full barrier before prism_bw_arm reads the timer's time) */
+	__sync_lock_test_and_set(&prism_bw_last_hold, scx_bpf_now());
 	prism_bw_arm(until);
 	return true;
 }
@@ -379,6 +385,23 @@ static __always_inline bool prism_bw_charge(struct task_struct *p, struct prism_
 }
 
 /*
+ * Wake a CPU that may run @p, just moved back to a queue: an idle one it
+ * may run on (its last CPU may be busy while another sits idle, and no
+ * wakeup path looks for one for a released task), else its last CPU if
+ * that is idle.
+ */
+static __always_inline void prism_bw_kick_for(struct task_struct *p)
+{
+	const struct cpumask *idle = scx_bpf_get_idle_cpumask();
+	u32 cpu = bpf_cpumask_any_and_distribute(idle, p->cpus_ptr);
+
+	scx_bpf_put_idle_cpumask(idle);
+	if (cpu >= scx_bpf_nr_cpu_ids())
+		cpu = scx_bpf_task_cpu(p);
+	scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+}
+
+/*
  * From ops.dispatch, first: move the throttled tasks whose budget is back
  * to the queues they were headed for (their deadlines kept), a few per
  * call; the rest wait for the next dispatch or the timer.
@@ -403,7 +426,7 @@ static __always_inline void prism_bw_release(void)
 		scx_bpf_dsq_move_set_vtime(BPF_FOR_EACH_ITER, vtime);
 		if (scx_bpf_dsq_move_vtime(BPF_FOR_EACH_ITER, p, bt->held_dsq, 0)) {
 			__sync_fetch_and_add(&nr_bw_released, 1);
-			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_IDLE);
+			prism_bw_kick_for(p);
 		}
 	}
 }
@@ -411,7 +434,13 @@ static __always_inline void prism_bw_release(void)
 /*
  * At the first throttled task's release time: wake idle CPUs to move it
  * back; then sleep until the next one's (at least 1 ms: busy CPUs move
- * them back from ops.dispatch too).
+ * them back from ops.dispatch too). With none held, the timer stops, but
+ * not before PRISM_BW_GRACE_NS after the last hold: ops.enqueue inserts a
+ * held task only after it returns, so a hold racing this callback may be
+ * missing from the queue it looks at, and may have seen the time this
+ * callback was armed for and not armed it again (its time is cleared, and
+ * the hold's time read, across full barriers: one of the two sees the
+ * other). Stopping then would leave the task held with every CPU idle.
  */
 static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
@@ -419,16 +448,17 @@ static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 	__u64 now = scx_bpf_now(), next = now + 1000000, head_at = 0;
 	struct task_struct *head;
 
+	__sync_lock_test_and_set(&prism_bw_timer_at, 0);
 	/* before 6.13 the peek is an iterator, which wants RCU here */
 	bpf_rcu_read_lock();
 	head = __COMPAT_scx_bpf_dsq_peek(PRISM_BW_DSQ);
 	if (head)
 		head_at = head->scx.dsq_vtime;
 	bpf_rcu_read_unlock();
-	prism_bw_timer_at = 0;
-	if (!head)
-		return 0;
-	if ((__s64)(head_at - now) <= 0) {
+	if (!head) {
+		if ((__s64)(now - prism_bw_last_hold) >= (__s64)PRISM_BW_GRACE_NS)
+			return 0;
+	} else if ((__s64)(head_at - now) <= 0) {
 		bpf_for(cpu, 0, nr) {
 			if (cpu >= 1024)
 				break;
@@ -437,8 +467,7 @@ static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 	} else if ((__s64)(head_at - next) > 0) {
 		next = head_at;
 	}
-	prism_bw_timer_at = next;
-	bpf_timer_start(timer, next - now, 0);
+	prism_bw_arm(next);
 	return 0;
 }
 

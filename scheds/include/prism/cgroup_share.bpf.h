@@ -197,11 +197,17 @@ static __always_inline void prism_cg_add_task(struct prism_cg *cg, __s64 weight,
 	}
 }
 
-/* Count @ct (own weight @weight) in cgroup @cgid (@cg). */
+/*
+ * Count @ct (own weight @weight) in cgroup @cgid (@cg), unless it is
+ * counted already: claimed atomically, as two CPUs may count one task at
+ * once (two ops.dispatch releasing it from cpu.max together), and each
+ * adding its weight would leave one of them counted forever.
+ */
 static __always_inline void prism_cg_count_in(struct prism_cg_task *ct, __u64 cgid,
 					      struct prism_cg *cg, __u64 weight)
 {
-	ct->cgid = cgid;
+	if (__sync_val_compare_and_swap(&ct->cgid, 0, cgid))
+		return;
 	ct->weight = weight ?: 1;
 	prism_cg_add_task(cg, ct->weight, 1);
 }
@@ -223,12 +229,13 @@ static __always_inline void prism_cg_count(struct task_struct *p, struct prism_c
 /* From ops.quiescent and ops.disable: @p no longer competes. */
 static __always_inline void prism_cg_uncount(struct prism_cg_task *ct)
 {
+	/* (exchanged: of two CPUs uncounting it at once, one does) */
+	__u64 cgid = ct->cgid ? __sync_lock_test_and_set(&ct->cgid, 0) : 0;
 	struct prism_cg *cg;
 
-	if (!ct->cgid)
+	if (!cgid)
 		return;
-	cg = prism_cg_lookup(ct->cgid);
-	ct->cgid = 0;
+	cg = prism_cg_lookup(cgid);
 	if (cg)
 		prism_cg_add_task(cg, -(__s64)ct->weight, -1);
 }
