@@ -50,12 +50,30 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A loopback port free a moment ago.
+/// Ports free_port hands out: below Linux's default ephemeral range
+/// (32768-60999), where no client's connect() takes one meanwhile.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// A loopback port free a moment ago, never handed out before in this
+/// process, and outside the ephemeral range: a port the kernel picked for
+/// `bind(:0)` could be taken, before the server binds it, by a client's
+/// connect() (every HTTP probe of a test takes one) or handed out again,
+/// and the server would fail for a reason the test does not expect.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // processes start at different places, so two test binaries rarely meet
+    let mut offset = next.unwrap_or((std::process::id() % u32::from(span)) as u16);
+    for _ in 0..span {
+        let port = TEST_PORTS.start + offset;
+        offset = (offset + 1) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            *next = Some(offset);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// Panics unless the test runs as root: these tests need the real kernel.
@@ -293,5 +311,23 @@ impl Drop for JsonChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
+        for p in ports {
+            assert!(TEST_PORTS.contains(&p), "{p}");
+            std::net::TcpListener::bind(("127.0.0.1", p)).expect("still free");
+        }
     }
 }
