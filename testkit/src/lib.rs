@@ -9,7 +9,8 @@
 //! - [`lab`]: running a scheduler, hogs and probes in the sched_ext lab;
 //! - [`contract`], [`hotplug`], [`topology`], [`resilience`]: the lab
 //!   experiments both schedulers' tests run, set-up and shared checks in
-//!   one place.
+//!   one place;
+//! - [`suite`]: the lab tests every scheduler passes, defined once.
 
 pub mod contract;
 pub mod fixtures;
@@ -18,4 +19,5 @@ pub mod lab;
 pub mod latency;
 pub mod resilience;
 pub mod stats;
+pub mod suite;
 pub mod topology;

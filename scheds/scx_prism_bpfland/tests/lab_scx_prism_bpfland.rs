@@ -12,7 +12,7 @@ use prism_bus::{Entry, LatencyClass};
 use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 use prism_testkit::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly};
 use prism_testkit::latency::Summary;
-use prism_testkit::{contract, hotplug, resilience};
+use prism_testkit::{contract, resilience};
 
 fn entry(id: u32, class: LatencyClass) -> Entry {
     sched_entry(id, class, 0)
@@ -21,6 +21,13 @@ fn entry(id: u32, class: LatencyClass) -> Entry {
 fn scheduler() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_scx_prism_bpfland"))
 }
+
+// the lab tests every Prism scheduler passes (prism_testkit::suite), with --prism
+prism_testkit::lab_tests_of_every_scheduler!(prism_testkit::suite::Scheduler {
+    bin: scheduler(),
+    flags: &["--prism"],
+    tag: "pbl",
+});
 
 fn probe_bin() -> PathBuf {
     lab::built_beside(&scheduler(), "prism-probe")
@@ -413,41 +420,6 @@ fn a_nice_19_hog_among_the_heaviest_weights_is_never_stalled() {
     assert!(used[1] >= 0.02, "the nice-19 hog got {:.3} s", used[1]);
 }
 
-/// Relabels and cgroup moves reach tasks that are already running: the same
-/// hog processes throughout, their share follows the bus (the bus weight
-/// acts within one cpu.weight group: a, b and c share their parent's).
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn relabels_and_cgroup_moves_reach_running_tasks() {
-    let r =
-        contract::relabels_and_moves_of_running_tasks("pbl-relabel", |bus| start(bus, true, &[]));
-    println!(
-        "heavy/light CPU time: before {:.2}, after the relabel {:.2}; after the move (equal weights) {:.2}",
-        r.before, r.relabelled, r.moved
-    );
-    let bad = r.failures();
-    assert!(bad.is_empty(), "{}", bad.join("; "));
-}
-
-/// `--monitor` reads a running scheduler's statistics over scx_stats.
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn monitor_reads_the_running_schedulers_stats() {
-    let bus = TempBusDir::new("pbl-monitor");
-    let s = start(&bus, true, &[]);
-    let text = lab::monitor_output(&scheduler());
-    stop_cleanly(s);
-    println!("{text}");
-    assert!(
-        text.lines()
-            .filter(|l| l.starts_with("[scx_prism_bpfland]"))
-            .count()
-            >= 2,
-        "{text}"
-    );
-    assert!(text.contains("wait p50/p99"), "{text}");
-}
-
 /// cpu.weight is a group share whatever the thread counts: 2 busy threads at
 /// weight 300 beside 10 at weight 100 get EEVDF's share or better (the
 /// weights promise 75%; per-task weighting gave 37.5%), with and without
@@ -471,60 +443,6 @@ fn group_shares_do_not_depend_on_thread_counts() {
             eevdf * 100.0
         );
     }
-}
-
-/// The kubelet's cgroup tree (QoS slices, pods, containers, weights from
-/// their requests, a BestEffort pod, a system.slice hog): every cgroup's
-/// share of the machine within 9 points of what the weights promise
-/// (contract::ideal_shares); EEVDF's own distance is printed beside it.
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn the_kubelet_tree_gets_the_shares_its_weights_promise() {
-    let bus = TempBusDir::new("pbl-kubelet");
-    let (eevdf, ours) = contract::kubelet_tree_shares("pbl-kubelet", || start(&bus, true, &[]));
-    println!(
-        "largest difference from the weights' shares: EEVDF {:.1}, ours {:.1} points",
-        eevdf * 100.0,
-        ours * 100.0
-    );
-    assert!(
-        ours <= 0.09,
-        "a cgroup is {:.1} points off its share",
-        ours * 100.0
-    );
-}
-
-/// cpu.max: a 4-thread pod limited to 0.5 CPU uses 0.5, and a parent
-/// limited to 1 CPU uses 1 over its two unlimited 4-thread children, each
-/// within 10% of the limit (EEVDF's usage printed beside), with --prism.
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn cpu_max_caps_a_cgroup_and_its_descendants() {
-    let bus = TempBusDir::new("pbl-limits");
-    for (g, limit, _eevdf, ours) in contract::limits_usage("pbl-limits", || start(&bus, true, &[]))
-    {
-        assert!(
-            (ours - limit).abs() <= 0.1 * limit,
-            "{} used {ours:.3} CPUs under cpu.max {limit}",
-            g.path
-        );
-    }
-}
-
-/// A limit written to a running pod, and its removal, reach the scheduler
-/// (on kernels without the bandwidth callback, through user space
-/// following cgroupfs: the 6.12 lab runs this too).
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn cpu_max_written_while_running_takes_effect() {
-    let bus = TempBusDir::new("pbl-relimit");
-    let (limited, lifted) =
-        contract::limit_changes_while_running("pbl-relimit", || start(&bus, false, &[]));
-    assert!(
-        (limited - 0.5).abs() <= 0.05,
-        "{limited:.3} CPUs under cpu.max 50000 100000"
-    );
-    assert!(lifted > 1.5, "{lifted:.3} CPUs once the limit was lifted");
 }
 
 /// 200 cgroups limited to 0.5% of a CPU each on the lab's 2 CPUs (1% on
@@ -556,21 +474,6 @@ fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
     );
 }
 
-/// CPU hotplug under load (issue 17): see `hotplug::offline_online_cycles`.
-/// The cpu_online/cpu_offline callbacks keep the scheduler loaded; without
-/// them the kernel unloaded it at each event and the reload took 22-31 s.
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn cpu_hotplug_under_load_keeps_the_scheduler_and_runs_every_task() {
-    let bus = TempBusDir::new("pbl-hotplug");
-    let cg = TempCgroup::new("pbl-hotplug");
-    lab::label(&bus, &[(&cg, entry(333, LatencyClass::Normal))]);
-    let mut s = start(&bus, true, &[]);
-    hotplug::check_scheduler(&mut s, &cg.path).unwrap_or_else(|e| panic!("{e}"));
-    let log = stop_cleanly(s);
-    assert!(!log.contains("runtime error"), "{log}");
-}
-
 /// The verifier's budget (issue 17): the load logs each program's
 /// instructions processed; the largest must stay under half the verifier's
 /// complexity limit, so the next change or kernel does not fail to load.
@@ -582,54 +485,6 @@ fn every_program_verifies_under_half_the_complexity_limit() {
     let log = stop_cleanly(s);
     let line = prism_sched::verifier::check_log(&log, 50.0).unwrap_or_else(|e| panic!("{e}"));
     println!("{line}");
-}
-
-/// A critical label is the scheduler's only with the sched facet
-/// (`lab::check_sched_facet`).
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn a_workload_without_the_sched_facet_gets_no_class() {
-    let bus = TempBusDir::new("facet");
-    lab::check_sched_facet(&bus, || start(&bus, true, &["--stats", "1"]));
-}
-
-/// The standard scx libbpf options (scx_utils' LibbpfOpts, flattened) are
-/// taken and applied: a custom BTF path that names nothing stops the load.
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn loads_with_the_scx_libbpf_options() {
-    let bus = TempBusDir::new("libbpf-opts");
-    lab::check_libbpf_options(
-        &scheduler(),
-        &["--prism", "--bus-dir", bus.paths.dir.to_str().unwrap()],
-    );
-}
-
-/// On the lab's numa profile (8 vCPUs, 2 NUMA nodes, 2 LLCs; ci/test runs
-/// the `topology_` tests there, and only there): pipe pairs move across
-/// LLCs well under as often as placement blind to LLCs would (3/4 of it),
-/// hogs fill both LLCs, 45 s of stress-ng on 8 vCPUs ejects nothing.
-#[test]
-#[ignore = "needs the lab's numa profile (PRISM_LAB_TOPOLOGY=numa)"]
-fn topology_places_by_llc_and_survives_stress_on_two_numa_nodes() {
-    let bus = TempBusDir::new("topology");
-    prism_testkit::topology::check_placement(|| start(&bus, true, &["--stats", "5"]));
-}
-
-/// The bus deleted and re-created 10 times a second during 30 s of
-/// stress-ng in a labelled cgroup: no ejection, and the scheduler follows
-/// the bus to its last incarnation.
-#[test]
-#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn survives_the_bus_recreated_10_times_a_second_under_stress() {
-    let bus = TempBusDir::new("bus-churn");
-    let cg = TempCgroup::new("bus-churn");
-    let n =
-        lab::survives_bus_churn_under_stress(&bus, &cg, entry(333, LatencyClass::Critical), || {
-            start(&bus, true, &["--stats", "1"])
-        });
-    println!("the bus was re-created {n} times under stress");
-    assert!(n >= 100, "only {n} re-creations in 30 s");
 }
 
 /// 50 always-runnable threads, a fork stream and a SCHED_FIFO hog taking a
