@@ -965,6 +965,7 @@ void BPF_STRUCT_OPS(prism_cpu_online, s32 cpu)
 	__sync_fetch_and_add(&nr_online_cpus, 1);
 }
 
+/* A CPU goes offline: one fewer to size slices by (why both exist: above). */
 void BPF_STRUCT_OPS(prism_cpu_offline, s32 cpu)
 {
 	struct cpu_ctx *cctx = bpf_map_lookup_percpu_elem(&cpu_ctx_stor, &(u32){0}, cpu);
