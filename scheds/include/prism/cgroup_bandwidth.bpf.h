@@ -124,6 +124,19 @@ static __u64 prism_bw_timer_at;
 /* when a task was last held (the timer looks again until this is PRISM_BW_GRACE_NS old) */
 static __u64 prism_bw_last_hold;
 
+/*
+ * The limits' clock: CLOCK_MONOTONIC, one clock for every CPU, as the
+ * release timer's. The scheduler's clock (scx_bpf_now, the run queue's)
+ * can differ between CPUs: under the lab's emulated CPUs, after CPU
+ * hotplug, by enough that a release computed on one CPU came tens of
+ * milliseconds late on another and a cgroup got 0.8 of its limit with a
+ * CPU idle (CI, three stops running).
+ */
+static __always_inline __u64 prism_bw_clock(void)
+{
+	return bpf_ktime_get_ns();
+}
+
 /* Is (@period_us, @quota_us) a limit, as the kernel passes them? */
 static __always_inline bool prism_bw_is_limit(__u64 period_us, __u64 quota_us)
 {
@@ -170,7 +183,7 @@ static __always_inline s32 prism_bw_set_id(__u64 cgid, __u64 period_us, __u64 qu
 static __always_inline void prism_bw_set(struct cgroup *cgrp, __u64 period_us, __u64 quota_us,
 					 __u64 burst_us)
 {
-	prism_bw_set_id(cgrp->kn->id, period_us, quota_us, burst_us, scx_bpf_now());
+	prism_bw_set_id(cgrp->kn->id, period_us, quota_us, burst_us, prism_bw_clock());
 }
 
 /* One cgroup's cpu.max, as user space publishes it (prism_bw_publish). */
@@ -254,7 +267,7 @@ static __always_inline void prism_bw_refill(struct prism_bw *bw, __u64 now)
 static __always_inline __s64 prism_bw_walk(__u64 cgid, __u64 ran, __u64 *until)
 {
 	__s64 left = 0x7fffffffffffffffLL, debt;
-	__u64 now = scx_bpf_now(), back;
+	__u64 now = prism_bw_clock(), back;
 	struct prism_bw *bw;
 	struct prism_cg *cg;
 	int i;
@@ -307,7 +320,7 @@ static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer);
 static __always_inline void prism_bw_arm(__u64 until)
 {
 	struct prism_bw_timer *t = bpf_map_lookup_elem(&prism_bw_timer_stor, &(__u32){0});
-	__u64 at = prism_bw_timer_at, now = scx_bpf_now();
+	__u64 at = prism_bw_timer_at, now = prism_bw_clock();
 
 	if (!t || (at && (__s64)(at - until) <= 0 && (__s64)(at - now) > 0))
 		return;
@@ -335,7 +348,7 @@ static __always_inline bool prism_bw_hold(struct task_struct *p, __u64 dsq, __u6
 	scx_bpf_dsq_insert_vtime(p, PRISM_BW_DSQ, slice, until, enq_flags);
 	__sync_fetch_and_add(&nr_bw_held, 1);
 	/* (an exchange: a full barrier before prism_bw_arm reads the timer's time) */
-	__sync_lock_test_and_set(&prism_bw_last_hold, scx_bpf_now());
+	__sync_lock_test_and_set(&prism_bw_last_hold, prism_bw_clock());
 	prism_bw_arm(until);
 	return true;
 }
@@ -357,7 +370,7 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
 	__u64 until;
 	__s64 left;
 
-	bt->charged_at = scx_bpf_now();
+	bt->charged_at = prism_bw_clock();
 	if (nr_bw_limited <= 0)
 		return;
 	left = prism_bw_left(prism_cg_task_cgid(p), &until);
@@ -373,7 +386,7 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
  */
 static __always_inline bool prism_bw_charge(struct task_struct *p, struct prism_bw_task *bt)
 {
-	__u64 now = scx_bpf_now(), ran = now - bt->charged_at, until;
+	__u64 now = prism_bw_clock(), ran = now - bt->charged_at, until;
 
 	/* never started under us (running when the scheduler loaded) */
 	if (!bt->charged_at || (__s64)ran < 0)
@@ -420,7 +433,7 @@ static __always_inline void prism_bw_release(void)
 
 	if (!nr_bw_held || !scx_bpf_dsq_nr_queued(PRISM_BW_DSQ))
 		return;
-	now = scx_bpf_now();
+	now = prism_bw_clock();
 	bpf_for_each(scx_dsq, p, PRISM_BW_DSQ, 0) {
 		if ((__s64)(p->scx.dsq_vtime - now) > 0 || ++n > PRISM_BW_RELEASE_MAX)
 			break;
@@ -450,7 +463,7 @@ static __always_inline void prism_bw_release(void)
 static int prism_bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
 	s32 cpu, nr = scx_bpf_nr_cpu_ids();
-	__u64 now = scx_bpf_now(), next = now + 1000000, head_at = 0;
+	__u64 now = prism_bw_clock(), next = now + 1000000, head_at = 0;
 	struct task_struct *head;
 
 	__sync_lock_test_and_set(&prism_bw_timer_at, 0);
