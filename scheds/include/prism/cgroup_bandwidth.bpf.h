@@ -370,9 +370,12 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
 	__u64 until;
 	__s64 left;
 
-	bt->charged_at = prism_bw_clock();
-	if (nr_bw_limited <= 0)
+	/* no limit anywhere: no clock read on this path (a limit set meanwhile misses one stint) */
+	if (nr_bw_limited <= 0) {
+		bt->charged_at = 0;
 		return;
+	}
+	bt->charged_at = prism_bw_clock();
 	left = prism_bw_left(prism_cg_task_cgid(p), &until);
 	if (left < (__s64)PRISM_BW_SLICE_MIN_NS)
 		left = PRISM_BW_SLICE_MIN_NS;
@@ -386,14 +389,16 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
  */
 static __always_inline bool prism_bw_charge(struct task_struct *p, struct prism_bw_task *bt)
 {
-	__u64 now = prism_bw_clock(), ran = now - bt->charged_at, until;
+	__u64 now, ran, until;
 
-	/* never started under us (running when the scheduler loaded) */
+	if (nr_bw_limited <= 0)
+		return true;
+	now = prism_bw_clock();
+	ran = now - bt->charged_at;
+	/* not started under a limit (no limit then, or running when the scheduler loaded) */
 	if (!bt->charged_at || (__s64)ran < 0)
 		ran = 0;
 	bt->charged_at = now;
-	if (nr_bw_limited <= 0)
-		return true;
 	return prism_bw_walk(prism_cg_task_cgid(p), ran, &until) > 0;
 }
 
