@@ -349,7 +349,9 @@ pub fn limits_tree() -> Vec<Group> {
 /// the lab's emulated CPUs (a host's noise: CI saw a run lose a second)
 /// moves one step, not the figure. The machine's idle CPUs are printed
 /// beside, so a shortfall shows whether the CPUs idled or went elsewhere,
-/// and the scheduler's statistics meanwhile. Asserts that once the hogs
+/// and the scheduler's statistics meanwhile (the idle column is a hint:
+/// /proc/stat measures idle time but samples busy time at ticks, and in the
+/// lab it disagreed with cpu.stat by up to 0.6 CPU). Asserts that once the hogs
 /// stop, the scheduler's runnable weight is back to an idle machine's
 /// (IDLE_WEIGHT_MAX): every throttled task it uncounted and counted again
 /// left nothing behind (two CPUs releasing one task at once once counted it

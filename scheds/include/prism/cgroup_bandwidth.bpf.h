@@ -89,9 +89,10 @@ struct {
 
 /* What the limits keep per task (in the task's context). */
 struct prism_bw_task {
-	__u64 charged_at;	/* run time before it is charged */
+	__u64 charged_runtime;	/* its run time (se.sum_exec_runtime) when last charged */
 	__u64 held_dsq;		/* while throttled: the queue it goes back to */
 	__u64 held_vtime;	/* and its deadline there */
+	bool charging;		/* charged_runtime is set (not so while running when we loaded) */
 };
 
 static struct prism_bw_task *prism_bw_task_of(struct task_struct *p);
@@ -125,16 +126,29 @@ static __u64 prism_bw_timer_at;
 static __u64 prism_bw_last_hold;
 
 /*
- * The limits' clock: CLOCK_MONOTONIC, one clock for every CPU, as the
- * release timer's. The scheduler's clock (scx_bpf_now, the run queue's)
- * can differ between CPUs: under the lab's emulated CPUs, after CPU
- * hotplug, by enough that a release computed on one CPU came tens of
- * milliseconds late on another and a cgroup got 0.8 of its limit with a
- * CPU idle (CI, three stops running).
+ * The periods' clock: CLOCK_MONOTONIC, one clock for every CPU, as the
+ * release timer's (and CFS's period timers). The scheduler's clock
+ * (scx_bpf_now, the run queue's) can differ between CPUs: under the lab's
+ * emulated CPUs, after CPU hotplug, by enough that a release computed on
+ * one CPU came tens of milliseconds late on another and a cgroup got 0.8
+ * of its limit with a CPU idle (CI, three stops running).
+ *
+ * Run time, though, is charged as the kernel accounts it
+ * (prism_bw_runtime), not by this clock: cpu.stat's usage, which a limit
+ * bounds, sums the tasks' accounted time, and CFS charges the same. With
+ * CLOCK_MONOTONIC deltas charged, CI saw a pod limited to 0.5 CPU use
+ * 0.665 by cpu.stat (1.09 with the limit written while it ran); the lab's
+ * emulated CPUs let the two clocks disagree.
  */
 static __always_inline __u64 prism_bw_clock(void)
 {
 	return bpf_ktime_get_ns();
+}
+
+/* @p's run time as the kernel accounts it, and cpu.stat sums it (up to date in ops.stopping) */
+static __always_inline __u64 prism_bw_runtime(const struct task_struct *p)
+{
+	return p->se.sum_exec_runtime;
 }
 
 /* Is (@period_us, @quota_us) a limit, as the kernel passes them? */
@@ -370,12 +384,10 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
 	__u64 until;
 	__s64 left;
 
-	/* no limit anywhere: no clock read on this path (a limit set meanwhile misses one stint) */
-	if (nr_bw_limited <= 0) {
-		bt->charged_at = 0;
+	bt->charged_runtime = prism_bw_runtime(p);
+	bt->charging = true;
+	if (nr_bw_limited <= 0)
 		return;
-	}
-	bt->charged_at = prism_bw_clock();
 	left = prism_bw_left(prism_cg_task_cgid(p), &until);
 	if (left < (__s64)PRISM_BW_SLICE_MIN_NS)
 		left = PRISM_BW_SLICE_MIN_NS;
@@ -385,20 +397,20 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
 
 /*
  * Charge @p's run since the last charge to the limits above it: may it go
- * on (budget left everywhere above it)? One walk does both.
+ * on (budget left everywhere above it)? One walk does both. (Its run
+ * time only: no clock is read here while no cgroup is limited.)
  */
 static __always_inline bool prism_bw_charge(struct task_struct *p, struct prism_bw_task *bt)
 {
-	__u64 now, ran, until;
+	__u64 runtime = prism_bw_runtime(p), ran = runtime - bt->charged_runtime, until;
 
+	/* running when the scheduler loaded: charging starts here */
+	if (!bt->charging || (__s64)ran < 0)
+		ran = 0;
+	bt->charged_runtime = runtime;
+	bt->charging = true;
 	if (nr_bw_limited <= 0)
 		return true;
-	now = prism_bw_clock();
-	ran = now - bt->charged_at;
-	/* not started under a limit (no limit then, or running when the scheduler loaded) */
-	if (!bt->charged_at || (__s64)ran < 0)
-		ran = 0;
-	bt->charged_at = now;
 	return prism_bw_walk(prism_cg_task_cgid(p), ran, &until) > 0;
 }
 
