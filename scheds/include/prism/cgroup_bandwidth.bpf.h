@@ -402,11 +402,10 @@ static __always_inline void prism_bw_start(struct task_struct *p, struct prism_b
  */
 static __always_inline bool prism_bw_charge(struct task_struct *p, struct prism_bw_task *bt)
 {
-	__u64 runtime = prism_bw_runtime(p), ran = runtime - bt->charged_runtime, until;
+	__u64 runtime = prism_bw_runtime(p), until;
+	/* (running when the scheduler loaded: charging starts here) */
+	__u64 ran = bt->charging ? runtime - bt->charged_runtime : 0;
 
-	/* running when the scheduler loaded: charging starts here */
-	if (!bt->charging || (__s64)ran < 0)
-		ran = 0;
 	bt->charged_runtime = runtime;
 	bt->charging = true;
 	if (nr_bw_limited <= 0)
