@@ -128,17 +128,14 @@ static __u64 prism_bw_last_hold;
 /*
  * The periods' clock: CLOCK_MONOTONIC, one clock for every CPU, as the
  * release timer's (and CFS's period timers). The scheduler's clock
- * (scx_bpf_now, the run queue's) can differ between CPUs: under the lab's
- * emulated CPUs, after CPU hotplug, by enough that a release computed on
- * one CPU came tens of milliseconds late on another and a cgroup got 0.8
- * of its limit with a CPU idle (CI, three stops running).
- *
- * Run time, though, is charged as the kernel accounts it
- * (prism_bw_runtime), not by this clock: cpu.stat's usage, which a limit
- * bounds, sums the tasks' accounted time, and CFS charges the same. With
- * CLOCK_MONOTONIC deltas charged, CI saw a pod limited to 0.5 CPU use
- * 0.665 by cpu.stat (1.09 with the limit written while it ran); the lab's
- * emulated CPUs let the two clocks disagree.
+ * (scx_bpf_now, the run queue's) is sched_clock, which the kernel keeps per
+ * CPU once it finds the TSC unstable: a release computed on one CPU then
+ * comes late on another. Run time, though, is charged as the kernel
+ * accounts it (prism_bw_runtime), not by this clock: cpu.stat's usage,
+ * which a limit bounds, sums the tasks' accounted time, and CFS charges the
+ * same. (The lab's guest once did find its emulated TSC unstable, at a
+ * random point under load, and CI's cpu.max tests failed in both
+ * directions until the lab pinned the TSC reliable: ci/lab's tsc=reliable.)
  */
 static __always_inline __u64 prism_bw_clock(void)
 {
