@@ -15,13 +15,20 @@
  * periods are at most 1 s; the watchdog allows 5). A task whose cgroup (or an ancestor) has no budget is
  * throttled: it waits in PRISM_BW_DSQ, outside the run queues, ordered by
  * the time its budget comes back, and the next ops.dispatch after that time
- * moves it to the queue it would have gone to, with the deadline of a task
- * waking then (prism_bw_on_release); a timer wakes an idle CPU for it. Unlimited cgroups' tasks never meet a throttled one.
+ * moves it to the queue it would have gone to, from the fair clock
+ * (prism_bw_on_release); a timer wakes an idle CPU for it. Unlimited
+ * cgroups' tasks never meet a throttled one.
  *
  * A throttled task may hold a kernel lock (CFS had the same property until
  * it moved throttling to the return to user space, which sched_ext cannot
  * see): what needs the lock waits for the throttled task's next budget, at
- * most two periods. The schedulers never hold a task preempted inside an
+ * most two periods. Where many need it in turn, that adds up: 400 shells
+ * each moving itself into one of 200 cgroups at 1 ms per 200 ms, then
+ * exec'ing a busy loop, took 107-178 s to start (EEVDF: 7.6 s), each mover
+ * held inside its write to cgroup.procs with cgroup_mutex while the rest
+ * waited for it (in cgroup_kn_lock_live). Holding at the return to user
+ * space instead needs a task_work (bpf_task_work_schedule_resume, 6.18):
+ * not done yet. The schedulers never hold a task preempted inside an
  * RCU read-side section (prism/rcu_reader.bpf.h): that one would hold up
  * every grace period of the machine.
  *
@@ -98,9 +105,11 @@ struct prism_bw_task {
 static struct prism_bw_task *prism_bw_task_of(struct task_struct *p);
 /*
  * The scheduler counts a released task among its cgroup's runnable ones
- * again and gives its deadline in the queue it goes back to: as if it woke
- * now (its deadline from before the wait was far behind the clock by then,
- * and a stream of released tasks went ahead of everything else).
+ * again and gives its deadline in the queue it goes back to: from the fair
+ * clock, no earlier (its deadline from before the wait was far behind the
+ * clock by then, and a stream of released tasks went ahead of everything
+ * else; with a waking task's credit, hundreds of them still did:
+ * prism_fair_released).
  */
 static __u64 prism_bw_on_release(struct task_struct *p, __u64 held_vtime);
 

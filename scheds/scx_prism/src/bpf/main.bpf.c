@@ -249,7 +249,7 @@ static u64 task_deadline(struct task_struct *p, struct task_ctx *tctx, bool waki
 	return prism_fair_deadline(&tctx->fair, 0, slice_lag_ns, nr_online_cpus);
 }
 
-/* Released from cpu.max: its weight counts in its cgroup again; it queues as if it woke now. */
+/* Released from cpu.max: its weight counts in its cgroup again; it queues from the fair clock. */
 static u64 prism_bw_on_release(struct task_struct *p, u64 held_vtime)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
@@ -257,7 +257,8 @@ static u64 prism_bw_on_release(struct task_struct *p, u64 held_vtime)
 	if (!tctx)
 		return held_vtime;
 	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
-	return task_deadline(p, tctx, true);
+	prism_fair_released(&tctx->fair);
+	return task_deadline(p, tctx, false);
 }
 
 /*
@@ -975,6 +976,17 @@ void BPF_STRUCT_OPS(prism_cpu_offline, s32 cpu)
 	__sync_fetch_and_sub(&nr_online_cpus, 1);
 }
 
+/*
+ * A higher class (a SCHED_FIFO task, deadline, stop) took @cpu: what waits in
+ * its local queue would wait out that class's whole run (an RT hog's is
+ * seconds). Back through ops.enqueue with them, to an idle CPU or the shared
+ * queues another CPU serves; a task pinned here returns to this CPU's queue.
+ */
+void BPF_STRUCT_OPS(prism_cpu_release, s32 cpu, struct scx_cpu_release_args *args)
+{
+	scx_bpf_reenqueue_local();
+}
+
 /* Unloaded or ejected: say why, for user space to report. */
 void BPF_STRUCT_OPS(prism_exit, struct scx_exit_info *ei)
 {
@@ -999,6 +1011,7 @@ SCX_OPS_DEFINE(prism_ops,
 	       .cgroup_set_bandwidth	= (void *)prism_cgroup_set_bandwidth,
 	       .cpu_online		= (void *)prism_cpu_online,
 	       .cpu_offline		= (void *)prism_cpu_offline,
+	       .cpu_release		= (void *)prism_cpu_release,
 	       .init			= (void *)prism_init,
 	       .exit			= (void *)prism_exit,
 	       .timeout_ms		= 5000,
