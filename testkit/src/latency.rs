@@ -60,9 +60,33 @@ impl Summary {
     }
 }
 
+/// The median over `rounds` of each round's p50 and of its p99 (us): probes
+/// run in turn, so a noisy stretch of the lab moves one round, not the figure.
+pub fn median_p50_p99(rounds: &[Summary]) -> (f64, f64) {
+    let of =
+        |f: fn(&Summary) -> f64| crate::stats::median(&rounds.iter().map(f).collect::<Vec<_>>());
+    (of(|r| r.p50_us), of(|r| r.p99_us))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians_over_rounds_ignore_one_noisy_round() {
+        let round = |p50_us, p99_us| Summary {
+            p50_us,
+            p99_us,
+            ..Summary::of(&mut [1])
+        };
+        let rounds = [
+            round(200.0, 900.0),
+            round(560.0, 4000.0),
+            round(240.0, 700.0),
+        ];
+        assert_eq!(median_p50_p99(&rounds), (240.0, 900.0));
+        assert!(median_p50_p99(&[]).0.is_nan());
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

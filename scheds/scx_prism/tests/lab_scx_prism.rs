@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use prism_bus::{Entry, LatencyClass};
 use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 use prism_testkit::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly};
-use prism_testkit::latency::Summary;
+use prism_testkit::latency::{Summary, median_p50_p99};
 use prism_testkit::stats::median;
 use prism_testkit::{contract, resilience};
 
@@ -216,9 +216,11 @@ fn stopping_the_policy_loop_for_3s_and_10s_keeps_every_task_running() {
 /// side by side, the critical and normal probes' preemptions end hog
 /// slices early for the batch probe too, and in request mode a batch worker
 /// runs where its own dispatcher just slept, so neither shows the policy
-/// (CI saw critical's p99 at 0.96x batch's so). The medians carry the
-/// policy; the tails also carry TCG's timer delivery, milliseconds for
-/// every class.
+/// (CI saw critical's p99 at 0.96x batch's so). In turn, three rounds of
+/// 3 s, medians: one class after another let a noisy stretch fall on one
+/// class only (critical's p50 1.54x normal's once, the policy loop 10x
+/// slower than usual meanwhile). The medians carry the policy; the tails
+/// also carry TCG's timer delivery, milliseconds for every class.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn critical_beats_normal_beats_batch() {
@@ -240,20 +242,28 @@ fn critical_beats_normal_beats_batch() {
         ],
     );
     let s = start(&bus, &["--stats", "1"]);
-    let args = "--interval-us 2000 --work-us 100 --duration-s 5";
-    let results: Vec<Summary> = [("critical", &crit), ("normal", &norm), ("batch", &batch)]
-        .into_iter()
-        .map(|(label, cg)| probe_under_hogs(cg, &hogs_cg, label, args).0)
-        .collect();
-    let log = stop_cleanly(s);
-    for (label, r) in ["critical", "normal", "batch"].iter().zip(&results) {
-        println!(
-            "{label:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
-            r.p50_us, r.p99_us, r.max_us, r.samples
-        );
+    let args = "--interval-us 2000 --work-us 100 --duration-s 3";
+    let classes = [("critical", &crit), ("normal", &norm), ("batch", &batch)];
+    let mut rounds: Vec<Vec<Summary>> = classes.iter().map(|_| Vec::new()).collect();
+    for _ in 0..3 {
+        for ((label, cg), r) in classes.iter().zip(&mut rounds) {
+            r.push(probe_under_hogs(cg, &hogs_cg, label, args).0);
+        }
     }
-    let (c, n, b) = (&results[0], &results[1], &results[2]);
-    assert!(results.iter().all(|r| r.samples > 500), "too few samples");
+    let log = stop_cleanly(s);
+    for ((label, _), class_rounds) in classes.iter().zip(&rounds) {
+        for r in class_rounds {
+            println!(
+                "{label:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
+                r.p50_us, r.p99_us, r.max_us, r.samples
+            );
+        }
+    }
+    assert!(
+        rounds.iter().flatten().all(|r| r.samples > 200),
+        "too few samples"
+    );
+    let [(c50, _), (n50, n99), (b50, b99)] = [0, 1, 2].map(|i| median_p50_p99(&rounds[i]));
     // Critical and normal both preempt batch hogs (normal once a hog has
     // run --preempt-min-run-us, which a hog under this load mostly has), so
     // critical is no worse than normal at the median, with 25% for noise;
@@ -261,18 +271,12 @@ fn critical_beats_normal_beats_batch() {
     // and are not compared. Batch waits for a slice: far behind at the
     // median (measured 17-24x normal's), behind at the tail.
     assert!(
-        c.p50_us <= n.p50_us * 1.25,
-        "critical p50 {} worse than normal {}\n{log}",
-        c.p50_us,
-        n.p50_us
+        c50 <= n50 * 1.25,
+        "critical p50 {c50} worse than normal {n50}\n{log}"
     );
     assert!(
-        b.p50_us > 3.0 * n.p50_us && b.p99_us > n.p99_us,
-        "batch p50/p99 {}/{} not behind normal {}/{}\n{log}",
-        b.p50_us,
-        b.p99_us,
-        n.p50_us,
-        n.p99_us
+        b50 > 3.0 * n50 && b99 > n99,
+        "batch p50/p99 {b50}/{b99} not behind normal {n50}/{n99}\n{log}"
     );
 }
 
@@ -642,17 +646,22 @@ fn every_program_verifies_under_half_the_complexity_limit() {
     println!("{line}");
 }
 
-/// 50 always-runnable threads, a fork stream and a SCHED_FIFO hog taking a
-/// CPU for 10 s: no ejection, no thread waits runnable half the watchdog
-/// timeout (measured in the lab: EEVDF 956 ms, scx_prism 386 ms,
-/// scx_prism_bpfland 350 ms).
+/// A SCHED_FIFO hog taking a CPU: the tasks it displaces move to the other
+/// CPUs (under 500 ms runnable; measured in the lab with 3 threads: EEVDF
+/// 116-166 ms, scx_prism 24-32, scx_prism_bpfland 28-108, both 950 before
+/// ops.cpu_release re-enqueued), and beside 50 always-runnable threads and
+/// a fork stream no thread waits runnable half the watchdog timeout
+/// (measured: EEVDF 626-1,004 ms, scx_prism 520-1,077), no ejection.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
     let bus = TempBusDir::new("fifo-hog");
     let cg = TempCgroup::new("fifo-hog");
-    let ms = lab::longest_wait_beside_a_fifo_hog_ms(&scx_prism(), &cg.path, || start(&bus, &[]));
-    println!("longest runnable wait beside the FIFO hog: {ms:.0} ms");
+    let (displaced, crowd) =
+        lab::longest_waits_beside_a_fifo_hog_ms(&scx_prism(), &cg.path, || start(&bus, &[]));
+    println!(
+        "longest runnable wait beside the FIFO hog: displaced {displaced:.0} ms, among 50 {crowd:.0} ms"
+    );
 }
 
 /// Thousands of queued batch tasks never get ahead of critical work (what a

@@ -11,7 +11,7 @@ use libbpf_rs::MapCore;
 use prism_bus::{Entry, LatencyClass};
 use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 use prism_testkit::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly};
-use prism_testkit::latency::Summary;
+use prism_testkit::latency::{Summary, median_p50_p99};
 use prism_testkit::{contract, resilience};
 
 fn entry(id: u32, class: LatencyClass) -> Entry {
@@ -107,6 +107,25 @@ fn survives_45s_of_stress_ng_with_prism_in_a_critical_cgroup() {
     resilience::survives_stress_in_a_critical_cgroup(|bus| start(bus, true, &[]));
 }
 
+/// How [`probes_under_hogs`] runs its probes.
+#[derive(Clone, Copy)]
+enum Run {
+    /// All at once, for 6 s: one round.
+    SideBySide,
+    /// Each alone for 3 s, class after class, this many rounds: what drifts
+    /// in the lab (TCG's timer delivery, the host's load) falls on every
+    /// class alike.
+    InTurn(usize),
+}
+
+/// The median over rounds of each class's p50 and p99 (us).
+fn medians(results: &[Vec<Summary>]) -> Vec<(f64, f64)> {
+    results
+        .iter()
+        .map(|rounds| median_p50_p99(rounds))
+        .collect()
+}
+
 /// Identical probes, one per class in `classes`, each in its own labelled
 /// cgroup, under 2 x nCPU hogs labelled `hogs` (Unset: unlabelled). All are
 /// children of one cgroup without the cpu controller: one cpu.weight group,
@@ -115,14 +134,15 @@ fn survives_45s_of_stress_ng_with_prism_in_a_critical_cgroup() {
 /// `work_us` of work to the next worker every 2 ms): wakeup-to-run only,
 /// without the timer's own delivery delay, which under TCG is milliseconds
 /// and the same for all. With 0, timer mode: the whole path of a periodic
-/// task, its own wakeup included.
+/// task, its own wakeup included. Each class's results, one per round.
 fn probes_under_hogs(
     prism: bool,
     hogs: LatencyClass,
     classes: &[LatencyClass],
     workers: u32,
     work_us: u32,
-) -> Vec<Summary> {
+    run: Run,
+) -> Vec<Vec<Summary>> {
     let bus = TempBusDir::new("pbl-order");
     let tag = format!("{}-{}", if prism { "p" } else { "n" }, hogs.name());
     let group = TempCgroup::new(&format!("pbl-order-{tag}"));
@@ -141,31 +161,47 @@ fn probes_under_hogs(
     let s = start(&bus, prism, &["--stats", "2"]);
     let hog_procs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
     sleep(Duration::from_millis(500));
-    let args = format!("--workers {workers} --interval-us 2000 --work-us {work_us} --duration-s 6");
-    let probes: Vec<Probe> = classes
-        .iter()
-        .zip(&cgroups)
-        .map(|(c, cg)| Probe::start(&probe_bin(), &cg.path, c.name(), &args))
-        .collect();
-    let results: Vec<Summary> = probes.into_iter().map(Probe::finish).collect();
+    let probe = |secs: u32| {
+        format!("--workers {workers} --interval-us 2000 --work-us {work_us} --duration-s {secs}")
+    };
+    let mut results: Vec<Vec<Summary>> = classes.iter().map(|_| Vec::new()).collect();
+    match run {
+        Run::SideBySide => {
+            let probes: Vec<Probe> = classes
+                .iter()
+                .zip(&cgroups)
+                .map(|(c, cg)| Probe::start(&probe_bin(), &cg.path, c.name(), &probe(6)))
+                .collect();
+            for (r, p) in results.iter_mut().zip(probes) {
+                r.push(p.finish());
+            }
+        }
+        Run::InTurn(rounds) => {
+            for _ in 0..rounds {
+                for ((r, c), cg) in results.iter_mut().zip(classes).zip(&cgroups) {
+                    r.push(Probe::start(&probe_bin(), &cg.path, c.name(), &probe(3)).finish());
+                }
+            }
+        }
+    }
     drop(hog_procs);
     let log = stop_cleanly(s);
     println!("--prism {prism}, hogs {hogs}:");
     log.lines()
         .filter(|l| l.contains("wait p50/p99") || l.starts_with("[scx_prism_bpfland]"))
         .for_each(|l| println!("  {l}"));
-    for (class, r) in classes.iter().zip(&results) {
-        println!(
-            "{:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
-            class.name(),
-            r.p50_us,
-            r.p99_us,
-            r.max_us,
-            r.samples
-        );
-    }
-    for r in &results {
-        assert!(r.samples > 100, "too few samples: {}", r.samples);
+    for (class, rounds) in classes.iter().zip(&results) {
+        for r in rounds {
+            println!(
+                "{:>8}: p50 {:>8.0} us  p99 {:>8.0} us  max {:>8.0} us  ({} samples)",
+                class.name(),
+                r.p50_us,
+                r.p99_us,
+                r.max_us,
+                r.samples
+            );
+            assert!(r.samples > 100, "too few samples: {}", r.samples);
+        }
     }
     if prism {
         assert_steady_state_cache(&log);
@@ -206,58 +242,52 @@ fn assert_steady_state_cache(log: &str) {
 /// Alone, because side by side in request mode a batch worker runs where
 /// its own dispatcher just slept and the critical probe's preemptions end
 /// hog slices for it too: a full lab run saw batch's p99 at 1.4x
-/// critical's so. The medians carry the policy; the tails also carry TCG's
-/// timer delivery, milliseconds for every class.
+/// critical's so. In turn, three rounds, medians: one probe after another
+/// (a scheduler each) let a noisy stretch of CI fall on one class only
+/// (critical's p50 1.5x normal's once, with every p99 over 3 ms). The
+/// medians carry the policy; the tails also carry TCG's timer delivery,
+/// milliseconds for every class.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn with_prism_critical_beats_normal_and_batch() {
-    let alone = |class| probes_under_hogs(true, LatencyClass::Unset, &[class], 0, 500).remove(0);
-    let c = alone(LatencyClass::Critical);
-    let n = alone(LatencyClass::Normal);
-    let b = alone(LatencyClass::Batch);
+    let r = probes_under_hogs(true, LatencyClass::Unset, &THREE, 0, 500, Run::InTurn(3));
+    let [(c50, c99), (n50, n99), (b50, b99)] = medians(&r)[..] else {
+        unreachable!("three classes")
+    };
     // a normal light sleeper also gets a CPU at once at the median (its
     // deadline is the earliest), so critical is held to no worse than
     // normal, with 25% for noise (measured: p50 0.94-1.05x, p99 0.32-0.85x)
     assert!(
-        c.p50_us <= 1.25 * n.p50_us && c.p99_us <= 1.25 * n.p99_us,
-        "critical p50/p99 {}/{} worse than normal {}/{}",
-        c.p50_us,
-        c.p99_us,
-        n.p50_us,
-        n.p99_us
+        c50 <= 1.25 * n50 && c99 <= 1.25 * n99,
+        "critical p50/p99 {c50}/{c99} worse than normal {n50}/{n99}"
     );
     assert!(
-        b.p50_us > 3.0 * c.p50_us && b.p99_us > c.p99_us,
-        "batch p50/p99 {}/{} not well behind critical {}/{}",
-        b.p50_us,
-        b.p99_us,
-        c.p50_us,
-        c.p99_us
+        b50 > 3.0 * c50 && b99 > c99,
+        "batch p50/p99 {b50}/{b99} not well behind critical {c50}/{c99}"
     );
 }
 
 /// Under batch hogs: a waking normal task takes a batch task's CPU (once
 /// that has run preempt_min), a waking batch task waits for a slice to end,
 /// and batch slices are batch_slice_factor times longer. Each timer-mode
-/// probe runs alone under the hogs. Side by side, the normal probe's
-/// preemptions end hog slices early for the batch probe (the earliest batch
-/// deadline) too; and in request mode a batch worker runs where its
-/// dispatcher just slept, so neither shows the policy (CI saw 3.1x so). The
-/// medians carry the policy (measured 7-11x, p99 2.9-7x); the tails also carry TCG's timer
-/// delivery, milliseconds for either class.
+/// probe runs alone under the hogs, in turn, three rounds (why: above).
+/// Side by side, the normal probe's preemptions end hog slices early for
+/// the batch probe (the earliest batch deadline) too; and in request mode a
+/// batch worker runs where its dispatcher just slept, so neither shows the
+/// policy (CI saw 3.1x so). The medians carry the policy (measured 7-11x,
+/// p99 2.9-7x); the tails also carry TCG's timer delivery, milliseconds
+/// for either class.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn with_prism_normal_beats_batch() {
-    let alone = |class| probes_under_hogs(true, LatencyClass::Batch, &[class], 0, 500).remove(0);
-    let n = alone(LatencyClass::Normal);
-    let b = alone(LatencyClass::Batch);
+    let classes = [LatencyClass::Normal, LatencyClass::Batch];
+    let r = probes_under_hogs(true, LatencyClass::Batch, &classes, 0, 500, Run::InTurn(3));
+    let [(n50, n99), (b50, b99)] = medians(&r)[..] else {
+        unreachable!("two classes")
+    };
     assert!(
-        b.p50_us > 3.0 * n.p50_us && b.p99_us > n.p99_us,
-        "batch p50/p99 {}/{} not well behind normal {}/{}",
-        b.p50_us,
-        b.p99_us,
-        n.p50_us,
-        n.p99_us
+        b50 > 3.0 * n50 && b99 > n99,
+        "batch p50/p99 {b50}/{b99} not well behind normal {n50}/{n99}"
     );
 }
 
@@ -270,8 +300,8 @@ fn with_prism_normal_beats_batch() {
 fn without_prism_the_labels_change_nothing() {
     // Loaded past every worker's fair share, equal probes fare alike (at
     // 12.5% one probe's tail can wander alone).
-    let r = probes_under_hogs(false, LatencyClass::Unset, &THREE, 2, 700);
-    let (c, b) = (&r[0], &r[2]);
+    let r = probes_under_hogs(false, LatencyClass::Unset, &THREE, 2, 700, Run::SideBySide);
+    let (c, b) = (&r[0][0], &r[2][0]);
     let ratio = b.p99_us / c.p99_us.max(1.0);
     println!("batch/critical p99 without --prism: {ratio:.2}");
     assert!(
@@ -455,6 +485,10 @@ fn group_shares_do_not_depend_on_thread_counts() {
 /// the 5-trial evaluation). Since queued wakeups the probe alone has p99
 /// 220-370 us, and 5x of that alone is noise: beside the cgroups p99 was
 /// 585, 736, 1521 and 1634 us in four runs (5.0-6.9x in the last two).
+/// While released tasks had a waking task's credit it failed: 4.0 and 8.5
+/// ms in the lab, 28.6 ms in CI; from the fair clock, 0.8-1.8 ms. The
+/// probe's start can take over a minute: see cgroup_bandwidth.bpf.h on
+/// locks held by throttled tasks.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
@@ -487,18 +521,22 @@ fn every_program_verifies_under_half_the_complexity_limit() {
     println!("{line}");
 }
 
-/// 50 always-runnable threads, a fork stream and a SCHED_FIFO hog taking a
-/// CPU for 10 s: no ejection, no thread waits runnable half the watchdog
-/// timeout (measured in the lab: EEVDF 956 ms, scx_prism 386 ms,
-/// scx_prism_bpfland 350 ms).
+/// A SCHED_FIFO hog taking a CPU: the tasks it displaces move to the other
+/// CPUs (under 500 ms runnable; measured in the lab with 3 threads: EEVDF
+/// 116-166 ms, scx_prism 24-32, scx_prism_bpfland 28-108, both 950 before
+/// ops.cpu_release re-enqueued), and beside 50 always-runnable threads and
+/// a fork stream no thread waits runnable half the watchdog timeout
+/// (measured: EEVDF 626-1,004 ms, scx_prism 520-1,077), no ejection.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn survives_a_sched_fifo_hog_beside_runnable_threads_and_forks() {
     let bus = TempBusDir::new("fifo-hog");
     let cg = TempCgroup::new("fifo-hog");
-    let ms =
-        lab::longest_wait_beside_a_fifo_hog_ms(&scheduler(), &cg.path, || start(&bus, false, &[]));
-    println!("longest runnable wait beside the FIFO hog: {ms:.0} ms");
+    let (displaced, crowd) =
+        lab::longest_waits_beside_a_fifo_hog_ms(&scheduler(), &cg.path, || start(&bus, false, &[]));
+    println!(
+        "longest runnable wait beside the FIFO hog: displaced {displaced:.0} ms, among 50 {crowd:.0} ms"
+    );
 }
 
 /// Thousands of queued batch tasks never get ahead of critical work under
