@@ -443,8 +443,8 @@ static __always_inline void prism_bw_kick_for(struct task_struct *p)
 
 /*
  * From ops.dispatch, first: move the throttled tasks whose budget is back
- * to the queues they were headed for (their deadlines kept), a few per
- * call; the rest wait for the next dispatch or the timer.
+ * to the queues they were headed for (deadlines from prism_bw_on_release),
+ * a few per call; the rest wait for the next dispatch or the timer.
  */
 static __always_inline void prism_bw_release(void)
 {

@@ -245,9 +245,11 @@ fn critical_beats_normal_beats_batch() {
     let args = "--interval-us 2000 --work-us 100 --duration-s 3";
     let classes = [("critical", &crit), ("normal", &norm), ("batch", &batch)];
     let mut rounds: Vec<Vec<Summary>> = classes.iter().map(|_| Vec::new()).collect();
-    for _ in 0..3 {
-        for ((label, cg), r) in classes.iter().zip(&mut rounds) {
-            r.push(probe_under_hogs(cg, &hogs_cg, label, args).0);
+    // each round starts with the next class: no class always runs first
+    for round in 0..3 {
+        for i in (0..3).map(|k| (round + k) % 3) {
+            let (label, cg) = classes[i];
+            rounds[i].push(probe_under_hogs(cg, &hogs_cg, label, args).0);
         }
     }
     let log = stop_cleanly(s);

@@ -112,9 +112,9 @@ fn survives_45s_of_stress_ng_with_prism_in_a_critical_cgroup() {
 enum Run {
     /// All at once, for 6 s: one round.
     SideBySide,
-    /// Each alone for 3 s, class after class, this many rounds: what drifts
-    /// in the lab (TCG's timer delivery, the host's load) falls on every
-    /// class alike.
+    /// Each alone for 3 s, class after class, this many rounds, each round
+    /// starting with the next class: what drifts in the lab (TCG's timer
+    /// delivery, the host's load) falls on every class alike.
     InTurn(usize),
 }
 
@@ -177,9 +177,13 @@ fn probes_under_hogs(
             }
         }
         Run::InTurn(rounds) => {
-            for _ in 0..rounds {
-                for ((r, c), cg) in results.iter_mut().zip(classes).zip(&cgroups) {
-                    r.push(Probe::start(&probe_bin(), &cg.path, c.name(), &probe(3)).finish());
+            // each round starts with the next class: no class always runs first
+            let n = classes.len();
+            for round in 0..rounds {
+                for i in (0..n).map(|k| (round + k) % n) {
+                    let p =
+                        Probe::start(&probe_bin(), &cgroups[i].path, classes[i].name(), &probe(3));
+                    results[i].push(p.finish());
                 }
             }
         }

@@ -258,6 +258,8 @@ static u64 prism_bw_on_release(struct task_struct *p, u64 held_vtime)
 		return held_vtime;
 	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
 	prism_fair_released(&tctx->fair);
+	/* its wait for the CPU starts now: the hold is cpu.max's, not the queue's */
+	tctx->ready_at = scx_bpf_now();
 	return task_deadline(p, tctx, false);
 }
 
@@ -584,7 +586,9 @@ void BPF_STRUCT_OPS(prism_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 	if (p->tgid == usersched_pid) {
 		scx_bpf_dsq_insert(p, LOOP_DSQ, slice_ns, enq_flags);
-		scx_bpf_kick_cpu(prev_cpu, SCX_KICK_IDLE);
+		/* an idle CPU takes it (its own may be an RT task's now: ops.cpu_release) */
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+		scx_bpf_kick_cpu(cpu >= 0 ? cpu : prev_cpu, SCX_KICK_IDLE);
 		return;
 	}
 	dl = task_deadline(p, tctx, waking);

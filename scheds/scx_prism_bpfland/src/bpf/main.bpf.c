@@ -284,6 +284,8 @@ static u64 prism_bw_on_release(struct task_struct *p, u64 held_vtime)
 		return held_vtime;
 	prism_cg_count(p, &tctx->cg, tctx->own_weight ?: 100);
 	prism_fair_released(&tctx->fair);
+	/* its wait for the CPU starts now: the hold is cpu.max's, not the queue's */
+	tctx->ready_at = scx_bpf_now();
 	return task_deadline(p, tctx, false);
 }
 
