@@ -60,6 +60,19 @@ impl Summary {
     }
 }
 
+/// `run(i)` for each of `n` probes, `rounds` times, in turn, each round
+/// starting with the next probe (none always runs first): each probe's
+/// results, one per round.
+pub fn in_turn<T>(n: usize, rounds: usize, mut run: impl FnMut(usize) -> T) -> Vec<Vec<T>> {
+    let mut results: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for i in (0..n).map(|k| (round + k) % n) {
+            results[i].push(run(i));
+        }
+    }
+    results
+}
+
 /// The median over `rounds` of each round's p50 and of its p99 (us): probes
 /// run in turn, so a noisy stretch of the lab moves one round, not the figure.
 pub fn median_p50_p99(rounds: &[Summary]) -> (f64, f64) {
@@ -71,6 +84,17 @@ pub fn median_p50_p99(rounds: &[Summary]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_turn_rotates_the_first_probe_and_keeps_each_probes_rounds() {
+        let mut order = Vec::new();
+        let r = in_turn(3, 3, |i| {
+            order.push(i);
+            i * 10 + order.len()
+        });
+        assert_eq!(order, [0, 1, 2, 1, 2, 0, 2, 0, 1]);
+        assert_eq!(r, [vec![1, 6, 8], vec![12, 14, 19], vec![23, 25, 27]]);
+    }
 
     #[test]
     fn medians_over_rounds_ignore_one_noisy_round() {

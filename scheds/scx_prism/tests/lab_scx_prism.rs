@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use prism_bus::{Entry, LatencyClass};
 use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 use prism_testkit::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly};
-use prism_testkit::latency::{Summary, median_p50_p99};
+use prism_testkit::latency::{Summary, in_turn, median_p50_p99};
 use prism_testkit::stats::median;
 use prism_testkit::{contract, resilience};
 
@@ -244,14 +244,10 @@ fn critical_beats_normal_beats_batch() {
     let s = start(&bus, &["--stats", "1"]);
     let args = "--interval-us 2000 --work-us 100 --duration-s 3";
     let classes = [("critical", &crit), ("normal", &norm), ("batch", &batch)];
-    let mut rounds: Vec<Vec<Summary>> = classes.iter().map(|_| Vec::new()).collect();
-    // each round starts with the next class: no class always runs first
-    for round in 0..3 {
-        for i in (0..3).map(|k| (round + k) % 3) {
-            let (label, cg) = classes[i];
-            rounds[i].push(probe_under_hogs(cg, &hogs_cg, label, args).0);
-        }
-    }
+    let rounds: Vec<Vec<Summary>> = in_turn(classes.len(), 3, |i| {
+        let (label, cg) = classes[i];
+        probe_under_hogs(cg, &hogs_cg, label, args).0
+    });
     let log = stop_cleanly(s);
     for ((label, _), class_rounds) in classes.iter().zip(&rounds) {
         for r in class_rounds {

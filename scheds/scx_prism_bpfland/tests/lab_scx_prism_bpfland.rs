@@ -11,7 +11,7 @@ use libbpf_rs::MapCore;
 use prism_bus::{Entry, LatencyClass};
 use prism_testkit::fixtures::{TempBusDir, TempCgroup, sched_entry};
 use prism_testkit::lab::{self, Hogs, Probe, SchedProcess, cgroup2_root, stop_cleanly};
-use prism_testkit::latency::{Summary, median_p50_p99};
+use prism_testkit::latency::{Summary, in_turn, median_p50_p99};
 use prism_testkit::{contract, resilience};
 
 fn entry(id: u32, class: LatencyClass) -> Entry {
@@ -164,30 +164,19 @@ fn probes_under_hogs(
     let probe = |secs: u32| {
         format!("--workers {workers} --interval-us 2000 --work-us {work_us} --duration-s {secs}")
     };
-    let mut results: Vec<Vec<Summary>> = classes.iter().map(|_| Vec::new()).collect();
-    match run {
+    let results: Vec<Vec<Summary>> = match run {
         Run::SideBySide => {
             let probes: Vec<Probe> = classes
                 .iter()
                 .zip(&cgroups)
                 .map(|(c, cg)| Probe::start(&probe_bin(), &cg.path, c.name(), &probe(6)))
                 .collect();
-            for (r, p) in results.iter_mut().zip(probes) {
-                r.push(p.finish());
-            }
+            probes.into_iter().map(|p| vec![p.finish()]).collect()
         }
-        Run::InTurn(rounds) => {
-            // each round starts with the next class: no class always runs first
-            let n = classes.len();
-            for round in 0..rounds {
-                for i in (0..n).map(|k| (round + k) % n) {
-                    let p =
-                        Probe::start(&probe_bin(), &cgroups[i].path, classes[i].name(), &probe(3));
-                    results[i].push(p.finish());
-                }
-            }
-        }
-    }
+        Run::InTurn(rounds) => in_turn(classes.len(), rounds, |i| {
+            Probe::start(&probe_bin(), &cgroups[i].path, classes[i].name(), &probe(3)).finish()
+        }),
+    };
     drop(hog_procs);
     let log = stop_cleanly(s);
     println!("--prism {prism}, hogs {hogs}:");
