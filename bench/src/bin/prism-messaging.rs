@@ -6,8 +6,10 @@
 //! how fast a scheduler moves many short-lived wakeups, not latency at the
 //! tail. It prints one JSON line: the time from the first thread starting to
 //! the last finishing (each thread reads the clock itself, so a main thread
-//! the scheduler happens to run late changes nothing), and how many threads
-//! took part.
+//! the scheduler happens to run late changes nothing), how many threads
+//! took part, and how many messages a receiver's read found on average (the
+//! batching the scheduler allowed: fewer per read means more reads, wakeups
+//! and context switches for the same messages).
 //!
 //!     prism-messaging --groups 4 --senders 20 --receivers 20 --messages 200
 
@@ -56,19 +58,22 @@ fn main() -> Result<()> {
             writers.push(writer);
             let want = (o.senders * o.messages * o.size) as usize;
             let start = start.clone();
-            handles.push(thread::spawn(move || -> std::io::Result<(u64, u64)> {
-                let mut buf = vec![0u8; 4096];
-                start.wait();
-                let began = monotonic_ns();
-                let mut got = 0;
-                while got < want {
-                    match reader.read(&mut buf)? {
-                        0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                        n => got += n,
+            handles.push(thread::spawn(
+                move || -> std::io::Result<(u64, u64, u64)> {
+                    let mut buf = vec![0u8; 4096];
+                    start.wait();
+                    let began = monotonic_ns();
+                    let (mut got, mut reads) = (0, 0);
+                    while got < want {
+                        reads += 1;
+                        match reader.read(&mut buf)? {
+                            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                            n => got += n,
+                        }
                     }
-                }
-                Ok((began, monotonic_ns()))
-            }));
+                    Ok((began, monotonic_ns(), reads))
+                },
+            ));
         }
         // one descriptor per pipe end, shared by the group's senders (a
         // message is one write, atomic below PIPE_BUF)
@@ -76,32 +81,42 @@ fn main() -> Result<()> {
         for _ in 0..o.senders {
             let (messages, message) = (o.messages, vec![b'm'; o.size as usize]);
             let (start, writers) = (start.clone(), writers.clone());
-            handles.push(thread::spawn(move || -> std::io::Result<(u64, u64)> {
-                start.wait();
-                let began = monotonic_ns();
-                for _ in 0..messages {
-                    for mut w in writers.iter() {
-                        w.write_all(&message)?;
+            handles.push(thread::spawn(
+                move || -> std::io::Result<(u64, u64, u64)> {
+                    start.wait();
+                    let began = monotonic_ns();
+                    for _ in 0..messages {
+                        for mut w in writers.iter() {
+                            w.write_all(&message)?;
+                        }
                     }
-                }
-                Ok((began, monotonic_ns()))
-            }));
+                    Ok((began, monotonic_ns(), 0))
+                },
+            ));
         }
     }
     start.wait();
-    let (mut first, mut last) = (u64::MAX, 0);
+    let (mut first, mut last, mut reads) = (u64::MAX, 0, 0);
     for h in handles {
-        let (began, ended) = h
+        let (began, ended, n) = h
             .join()
             .map_err(|_| anyhow::anyhow!("a thread panicked"))?
             .context("a sender or receiver")?;
         first = first.min(began);
         last = last.max(ended);
+        reads += n;
     }
     let seconds = last.saturating_sub(first) as f64 / 1e9;
+    let messages = o.groups * o.senders * o.receivers * o.messages;
     println!(
         "{}",
-        serde_json::json!({ "label": o.label, "seconds": seconds, "threads": threads })
+        serde_json::json!({
+            "label": o.label,
+            "seconds": seconds,
+            "threads": threads,
+            // how many messages a receiver's wakeup found waiting: the load's batching
+            "messages_per_read": messages as f64 / reads.max(1) as f64,
+        })
     );
     Ok(())
 }
