@@ -114,7 +114,7 @@ fn main() -> Result<()> {
             "label": o.label,
             "seconds": seconds,
             "threads": threads,
-            // how many messages a receiver's wakeup found waiting: the load's batching
+            // how many messages a receiver's read found waiting: the load's batching
             "messages_per_read": messages as f64 / reads.max(1) as f64,
         })
     );

@@ -498,9 +498,9 @@ fn same_class_wakeups_beat_eevdf_with_an_empty_bus() {
 /// 1.42-1.56 s; with timers and wake-affine placement for unlabelled work
 /// 0.78-1.25 s, and up to 4.3 s in some boots.
 ///
-/// The load has two regimes under scx_prism: most runs find 11-14
+/// The load has two regimes under scx_prism: most runs find 11-15
 /// messages waiting per read (1.0-1.6 s), some 8-10 (1.8-2.6 s), rarely 5.5
-/// (4.6 s); EEVDF's always find about 4 (1.8-3.8 s). 32 interleaved trials
+/// (4.6 s); EEVDF's always find about 4 (1.8-3.9 s). 32 interleaved trials
 /// in one boot (stop 33): 4 of scx_prism's above 2.0 s. Three trials, as
 /// before, let two slow ones decide (CI failed once at 2.47 s against 2.29):
 /// five interleaved trials, medians compared.
