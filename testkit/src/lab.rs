@@ -217,6 +217,12 @@ impl Hogs {
         Hogs::spawn(cgroup, cmds)
     }
 
+    /// Any long-running command line in the cgroup (a waker beside hogs),
+    /// killed on drop like them.
+    pub fn start_command(cgroup: &Path, cmd: &str) -> Hogs {
+        Hogs::spawn(cgroup, std::iter::once(cmd.to_string()))
+    }
+
     fn spawn(cgroup: &Path, cmds: impl Iterator<Item = String>) -> Hogs {
         let children = cmds
             .map(|cmd| {

@@ -716,13 +716,17 @@ fn quick_checks(rows: &[Row], failures: &[String]) -> Result<()> {
 /// scx_prism's p99 within 0.6 x EEVDF's (the target is 0.5; the
 /// quick run of 2026-12-05 measured 0.38) with the noise keeping at least
 /// 0.8 x its 25% --min-share of the CPUs (measured 0.59 CPUs of 2);
-/// scx_prism_bpfland --prism no worse than EEVDF (0.82). Unlabelled: both
-/// within 1.35 x EEVDF (measured 1.12 and 1.16; the 1.0 is not met,
+/// scx_prism_bpfland --prism within 1.1 x EEVDF: its classes act inside a
+/// cgroup's share, and this service is a cgroup of its own, so it gets the
+/// CPU EEVDF gives it (measured 1.02-1.03 x; the 0.78-0.90 x before the
+/// averaged runnable weights came from taking a tenth of the batch
+/// cgroup's CPU through instantaneous sums). Unlabelled: both within
+/// 1.35 x EEVDF (measured 1.07 and 1.11; the 1.0 is not met,
 /// scx_bpfland's 1.98 is beaten).
 fn hungry_checks(rows: &[Row], bad: &mut Vec<String>) {
     let bounds = [
         (SCX_PRISM, "hungry", 0.6),
-        (PRISM_BPFLAND_CLASSES, "hungry", 1.0),
+        (PRISM_BPFLAND_CLASSES, "hungry", 1.1),
         (SCX_PRISM, "hungry-unlabelled", 1.35),
         (PRISM_BPFLAND_CLASSES, "hungry-unlabelled", 1.35),
     ];

@@ -4,13 +4,14 @@
  * them, for Prism's sched_ext schedulers (flattened hierarchical weights).
  *
  * A cgroup's share of the machine is its cpu.weight over the summed weight
- * of its *active* siblings (those with runnable tasks somewhere below),
- * times its parent's share, up to the root. Tasks that sit directly in a
+ * of its *active* siblings (those with runnable tasks somewhere below,
+ * averaged over time: struct prism_avg), times its parent's share, up to
+ * the root. Tasks that sit directly in a
  * cgroup with active children count together as one more child of weight
  * PRISM_CG_OWN_WEIGHT (the root's own tasks, kthreads mostly, too).
  * Within its cgroup a task gets its own weight (nice, and what the
  * scheduler adds: bus weight, class) over the summed weight of the
- * cgroup's runnable tasks. prism_cg_task_weight() turns that into one
+ * cgroup's runnable tasks (averaged too). prism_cg_task_weight() turns that into one
  * weight per task, on the scale of the own weights: the runnable tasks'
  * weights add up to their own weights' sum (prism_cg_total), so with one
  * cgroup, or equal cgroups of equal tasks, every task keeps its own weight,
@@ -50,15 +51,41 @@
 #define PRISM_CG_SHARE_TTL_NS	(1000 * 1000)
 /* cgroups tracked; one more is left to its tasks' own weights (counted) */
 #define PRISM_CG_MAX		65536
+/* the window of the runnable-weight averages (struct prism_avg) */
+#define PRISM_CG_AVG_NS		(16ULL * 1000 * 1000)
+#define PRISM_CG_AVG_SHIFT	16
+
+/*
+ * A sum of runnable weight as the weights read it: a moving average over
+ * PRISM_CG_AVG_NS of a sum that changes at every wakeup and sleep (fixed
+ * point, PRISM_CG_AVG_SHIFT): a cgroup's runnable tasks' own weights, its
+ * active children's weights, the whole machine's. Read at the instant, a
+ * thread that wakes every millisecond for 50 us was in its cgroup's sums
+ * whenever its wakeup preempted a sibling, and the sibling, weighed then,
+ * was charged as one of three where it was one of two: a cgroup of 2
+ * busy threads and that waker got 0.85-0.91 CPU of the lab's 2, 4 busy
+ * threads beside it 1.05-1.11 (0.82-0.84 against 1.13 with the waker in a
+ * sibling cgroup, a pod's sidecar); EEVDF gives 0.96-1.0 each, and CFS
+ * weighs by load averages for the same reason. Averaged: 0.95-0.99 (0.90-
+ * 0.93 with the sidecar: its wait for a CPU still counts against its
+ * sibling). Updated without a lock at each change: a lost race costs one
+ * interval's weighting, never the sum, which stays exact.
+ */
+struct prism_avg {
+	__s64 avg;
+	__u64 at;		/* the last change, scx_bpf_now */
+};
 
 struct prism_cg {
 	__u64 parent;		/* the parent's cgroup id, 0 for the root */
 	__u32 weight;		/* cpu.weight, 1..10000 (0: not told, 100) */
 	__s32 nr_active;	/* active children, + 1 while own tasks are runnable */
 	__s64 child_wsum;	/* weight of the active children (+ own tasks') */
+	struct prism_avg child_wsum_avg;
 	__u64 counted;		/* weight it adds to its parent's child_wsum now */
 	__s64 nr_runnable;	/* runnable tasks directly in it */
 	__s64 task_wsum;	/* their summed own weights */
+	struct prism_avg task_wsum_avg;
 	__u64 share;		/* cached share of the machine, PRISM_CG_SHARE_ONE = all */
 	__u64 share_at;		/* when it was computed (scx_bpf_now) */
 };
@@ -79,8 +106,35 @@ struct prism_cg_task {
 
 /* the summed own weight of the counted (runnable) tasks */
 volatile __s64 prism_cg_total;
+struct prism_avg prism_cg_total_avg;
 /* statistics (racy counts): share recomputations, activity changes, cgroups not tracked */
 volatile __u64 nr_cg_share_walks, nr_cg_activations, nr_cg_untracked;
+
+/* The average @a of a sum that is @cur now and has been since its last change. */
+static __always_inline __s64 prism_avg_read(const struct prism_avg *a, __s64 cur, __u64 now)
+{
+	__s64 dt = (__s64)(now - a->at), target = cur << PRISM_CG_AVG_SHIFT;
+
+	if (!a->at || dt >= (__s64)PRISM_CG_AVG_NS)
+		return cur;
+	if (dt <= 0)
+		return a->avg >> PRISM_CG_AVG_SHIFT;
+	/* (in microseconds: no overflow below 2^30 of weight) */
+	return (a->avg + (target - a->avg) * (dt >> 10) / (__s64)(PRISM_CG_AVG_NS >> 10)) >>
+	       PRISM_CG_AVG_SHIFT;
+}
+
+/* Before the sum changes: fold its time at @cur into the average. */
+static __always_inline void prism_avg_fold(struct prism_avg *a, __s64 cur, __u64 now)
+{
+	__s64 dt = (__s64)(now - a->at), target = cur << PRISM_CG_AVG_SHIFT;
+
+	if (!a->at || dt >= (__s64)PRISM_CG_AVG_NS)
+		a->avg = target;
+	else if (dt > 0)
+		a->avg += (target - a->avg) * (dt >> 10) / (__s64)(PRISM_CG_AVG_NS >> 10);
+	a->at = now;
+}
 
 static __always_inline struct prism_cg *prism_cg_lookup(__u64 cgid)
 {
@@ -110,23 +164,26 @@ static __always_inline __u64 prism_cg_weight_of(const struct prism_cg *cg)
  * Apply (@d_active members, @d_wsum weight) to @cg and, as far as its
  * activity or counted weight changes, to its ancestors.
  */
-static __always_inline void prism_cg_propagate(struct prism_cg *cg, __s32 d_active, __s64 d_wsum)
+static __always_inline void prism_cg_propagate(struct prism_cg *cg, __s32 d_active, __s64 d_wsum,
+					       __u64 now)
 {
 	__s32 before;
-	bool was, now;
+	bool was, active;
 	__u64 counted;
 	int i;
 
 	bpf_for(i, 0, PRISM_CG_MAX_DEPTH + 1) {
-		if (d_wsum)
+		if (d_wsum) {
+			prism_avg_fold(&cg->child_wsum_avg, cg->child_wsum, now);
 			__sync_fetch_and_add(&cg->child_wsum, d_wsum);
+		}
 		before = d_active ? __sync_fetch_and_add(&cg->nr_active, d_active) : cg->nr_active;
 		was = before > 0;
-		now = before + d_active > 0;
+		active = before + d_active > 0;
 		/* what it adds to its parent: exchanged, so the deltas telescope */
-		counted = now ? prism_cg_weight_of(cg) : 0;
+		counted = active ? prism_cg_weight_of(cg) : 0;
 		d_wsum = (__s64)counted - (__s64)__sync_lock_test_and_set(&cg->counted, counted);
-		d_active = (__s32)now - (__s32)was;
+		d_active = (__s32)active - (__s32)was;
 		if ((!d_active && !d_wsum) || !cg->parent)
 			break;
 		cg = prism_cg_lookup(cg->parent);
@@ -176,24 +233,36 @@ static __always_inline void prism_cg_set_weight(struct cgroup *cgrp, __u32 weigh
 	if (cg->nr_active > 0)
 		d = (__s64)weight - (__s64)__sync_lock_test_and_set(&cg->counted, weight);
 	if (d && cg->parent && (parent = prism_cg_lookup(cg->parent)))
-		prism_cg_propagate(parent, 0, d);
+		prism_cg_propagate(parent, 0, d, scx_bpf_now());
+}
+
+/*
+ * The runnable tasks' summed own weight, averaged: the scale of every
+ * task's weight (prism_cg_task_weight) and of the fair clock.
+ */
+static __always_inline __s64 prism_cg_total_weight(void)
+{
+	return prism_avg_read(&prism_cg_total_avg, prism_cg_total, scx_bpf_now());
 }
 
 /* Add @weight to @cg's own runnable tasks; the first makes them a member. */
 static __always_inline void prism_cg_add_task(struct prism_cg *cg, __s64 weight, __s64 n)
 {
+	__u64 now = scx_bpf_now();
 	__s64 before;
 
+	prism_avg_fold(&cg->task_wsum_avg, cg->task_wsum, now);
 	__sync_fetch_and_add(&cg->task_wsum, weight);
+	prism_avg_fold(&prism_cg_total_avg, prism_cg_total, now);
 	__sync_fetch_and_add(&prism_cg_total, weight);
 	if (!n)
 		return;
 	before = __sync_fetch_and_add(&cg->nr_runnable, n);
 	if (n > 0 && before == 0) {
 		nr_cg_activations++;
-		prism_cg_propagate(cg, 1, PRISM_CG_OWN_WEIGHT);
+		prism_cg_propagate(cg, 1, PRISM_CG_OWN_WEIGHT, now);
 	} else if (n < 0 && before == 1) {
-		prism_cg_propagate(cg, -1, -(__s64)PRISM_CG_OWN_WEIGHT);
+		prism_cg_propagate(cg, -1, -(__s64)PRISM_CG_OWN_WEIGHT, now);
 	}
 }
 
@@ -266,9 +335,9 @@ static __always_inline void prism_cg_move(struct prism_cg_task *ct, struct cgrou
 }
 
 /* The share of the machine of @cg, cached PRISM_CG_SHARE_TTL_NS. */
-static __always_inline __u64 prism_cg_share(struct prism_cg *cg)
+static __always_inline __u64 prism_cg_share(struct prism_cg *cg, __u64 now)
 {
-	__u64 now = scx_bpf_now(), share = PRISM_CG_SHARE_ONE, wsum, w;
+	__u64 share = PRISM_CG_SHARE_ONE, wsum, w;
 	struct prism_cg *cur = cg, *parent;
 	int i;
 
@@ -282,11 +351,9 @@ static __always_inline __u64 prism_cg_share(struct prism_cg *cg)
 		if (!parent)
 			break;
 		w = prism_cg_weight_of(cur);
-		wsum = parent->child_wsum > 0 ? parent->child_wsum : 0;
-		/* not yet counted (waking now) or a race: it is one of them */
-		if (!cur->counted)
-			wsum += w;
-		share = share * w / (wsum > w ? wsum : w);
+		/* (averaged: as far as the siblings have been active; at least itself) */
+		wsum = prism_avg_read(&parent->child_wsum_avg, parent->child_wsum, now);
+		share = share * w / ((__s64)wsum > (__s64)w ? wsum : w);
 		cur = parent;
 	}
 	cg->share = share ?: 1;
@@ -297,17 +364,17 @@ static __always_inline __u64 prism_cg_share(struct prism_cg *cg)
 /*
  * @p's weight for a vruntime scheduler: its part of its cgroup's share of
  * the machine (its own weight @weight, 100 = a nice-0 task, over its
- * cgroup's runnable tasks'), on the scale of the runnable tasks' own
- * weights (prism_cg_total is the whole machine). Counted or not
+ * cgroup's runnable tasks', averaged), on the scale of the runnable tasks'
+ * own weights (prism_cg_total_weight is the whole machine). Counted or not
  * (select_cpu runs before ops.runnable), @p is taken as one of its
  * cgroup's runnable tasks.
  */
 static __always_inline __u64 prism_cg_task_weight(struct task_struct *p, struct prism_cg_task *ct,
 						  __u64 weight)
 {
-	__u64 share, tsum, w, cgid = prism_cg_task_cgid(p);
+	__u64 share, tsum, w, now, cgid = prism_cg_task_cgid(p);
 	struct prism_cg *cg;
-	__s64 wsum, total;
+	__s64 wsum, total, avg;
 
 	weight = weight ?: 1;
 	if (!cgid || !(cg = prism_cg_lookup(cgid)))
@@ -318,20 +385,18 @@ static __always_inline __u64 prism_cg_task_weight(struct task_struct *p, struct 
 		prism_cg_add_task(cg, (__s64)weight - (__s64)ct->weight, 0);
 		ct->weight = weight;
 	}
-	share = prism_cg_share(cg);
-	wsum = cg->child_wsum;
-	tsum = cg->task_wsum > 0 ? cg->task_wsum : 0;
-	if (ct->cgid != cgid) {
-		tsum += weight;
-		if (cg->nr_runnable <= 0)
-			wsum += PRISM_CG_OWN_WEIGHT;
-	}
+	now = scx_bpf_now();
+	share = prism_cg_share(cg, now);
+	/* (averages count the others as far as they have been runnable) */
+	wsum = prism_avg_read(&cg->child_wsum_avg, cg->child_wsum, now);
+	avg = prism_avg_read(&cg->task_wsum_avg, cg->task_wsum, now);
+	tsum = avg > (__s64)weight ? avg : weight;
 	/* its own tasks' part of the cgroup's share, then the task's part of that */
 	if (wsum > PRISM_CG_OWN_WEIGHT)
 		share = share * PRISM_CG_OWN_WEIGHT / wsum;
-	w = share * weight / (tsum > weight ? tsum : weight);
+	w = share * weight / tsum;
 	/* that part of the machine on the own weights' scale */
-	total = prism_cg_total;
+	total = prism_avg_read(&prism_cg_total_avg, prism_cg_total, now);
 	if (total < (__s64)weight)
 		total = weight;
 	w = w / (PRISM_CG_SHARE_ONE / PRISM_CG_UNIT) * total / PRISM_CG_UNIT;

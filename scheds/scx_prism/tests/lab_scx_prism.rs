@@ -593,6 +593,22 @@ fn group_shares_do_not_depend_on_thread_counts() {
     );
 }
 
+/// cpu.weight holds beside a thread that wakes every millisecond (a
+/// server's acceptor; in a cgroup of its own, a pod's sidecar): cgroup A,
+/// with the waker and nCPU busy threads, keeps its half of the CPU against
+/// B's 2 x nCPU, as under EEVDF, and takes no more than 4 points over it.
+/// Weighed by the runnable weight of the instant, each wakeup cost A's
+/// threads their weight: A got 43-46% (42-43% with the sidecar); the
+/// averaged weights give 50-52% (44-47%; EEVDF 48-50%).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn a_waking_thread_costs_its_cgroup_no_share() {
+    let bus = TempBusDir::new("prism-waker");
+    contract::assert_a_waker_costs_its_cgroup_no_share("prism-waker", &probe_bin(), || {
+        start(&bus, &[])
+    });
+}
+
 /// The class decides who runs first, the limit caps: a critical pod
 /// limited to 0.2 CPU (cpu.max 20000 100000) keeps its requests' latency
 /// under batch hogs while it stays under the limit (p50 within 1.5x, p99

@@ -468,6 +468,22 @@ fn group_shares_do_not_depend_on_thread_counts() {
     }
 }
 
+/// cpu.weight holds beside a thread that wakes every millisecond (a
+/// server's acceptor; in a cgroup of its own, a pod's sidecar): cgroup A,
+/// with the waker and nCPU busy threads, keeps its half of the CPU against
+/// B's 2 x nCPU, as under EEVDF, and takes no more than 4 points over it.
+/// Weighed by the runnable weight of the instant, each wakeup cost A's
+/// threads their weight: A got 43-46% (42-43% with the sidecar); the
+/// averaged weights give 50-52% (44-47%; EEVDF 48-50%).
+#[test]
+#[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
+fn a_waking_thread_costs_its_cgroup_no_share() {
+    let bus = TempBusDir::new("pbl-waker");
+    contract::assert_a_waker_costs_its_cgroup_no_share("pbl-waker", &probe_bin(), || {
+        start(&bus, false, &[])
+    });
+}
+
 /// 200 cgroups limited to 0.5% of a CPU each on the lab's 2 CPUs (1% on
 /// 4: the limits add up to half the machine) with 2 busy threads, for 30 s
 /// (scx_prism's test runs 60; CI's time is shared): no ejection, and an
