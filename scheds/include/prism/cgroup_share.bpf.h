@@ -110,11 +110,19 @@ struct prism_avg prism_cg_total_avg;
 /* statistics (racy counts): share recomputations, activity changes, cgroups not tracked */
 volatile __u64 nr_cg_share_walks, nr_cg_activations, nr_cg_untracked;
 
-/* The average @a of a sum that is @cur now and has been since its last change. */
-static __always_inline __s64 prism_avg_read(const struct prism_avg *a, __s64 cur, __u64 now)
+/*
+ * The average @a of a sum that is @cur now and has been since its last change.
+ * (prism_avg_read and prism_avg_fold are global functions: the verifier
+ * checks each once, not in every state of every walk that calls it; inlined,
+ * 6.12's verifier ran out of its instruction budget.)
+ */
+__noinline __s64 prism_avg_read(struct prism_avg *a, __s64 cur, __u64 now)
 {
-	__s64 dt = (__s64)(now - a->at), target = cur << PRISM_CG_AVG_SHIFT;
+	__s64 dt, target = cur << PRISM_CG_AVG_SHIFT;
 
+	if (!a)
+		return cur;
+	dt = (__s64)(now - a->at);
 	if (!a->at || dt >= (__s64)PRISM_CG_AVG_NS)
 		return cur;
 	if (dt <= 0)
@@ -125,15 +133,19 @@ static __always_inline __s64 prism_avg_read(const struct prism_avg *a, __s64 cur
 }
 
 /* Before the sum changes: fold its time at @cur into the average. */
-static __always_inline void prism_avg_fold(struct prism_avg *a, __s64 cur, __u64 now)
+__noinline int prism_avg_fold(struct prism_avg *a, __s64 cur, __u64 now)
 {
-	__s64 dt = (__s64)(now - a->at), target = cur << PRISM_CG_AVG_SHIFT;
+	__s64 dt, target = cur << PRISM_CG_AVG_SHIFT;
 
+	if (!a)
+		return 0;
+	dt = (__s64)(now - a->at);
 	if (!a->at || dt >= (__s64)PRISM_CG_AVG_NS)
 		a->avg = target;
 	else if (dt > 0)
 		a->avg += (target - a->avg) * (dt >> 10) / (__s64)(PRISM_CG_AVG_NS >> 10);
 	a->at = now;
+	return 0;
 }
 
 static __always_inline struct prism_cg *prism_cg_lookup(__u64 cgid)
