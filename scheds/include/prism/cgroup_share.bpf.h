@@ -59,7 +59,7 @@
  * A sum of runnable weight as the weights read it: a moving average over
  * PRISM_CG_AVG_NS of a sum that changes at every wakeup and sleep (fixed
  * point, PRISM_CG_AVG_SHIFT): a cgroup's runnable tasks' own weights, its
- * active children's weights, the whole machine's. Read at the instant, a
+ * active children's weights. Read at the instant, a
  * thread that wakes every millisecond for 50 us was in its cgroup's sums
  * whenever its wakeup preempted a sibling, and the sibling, weighed then,
  * was charged as one of three where it was one of two: a cgroup of 2
@@ -70,6 +70,12 @@
  * 0.93 with the sidecar: its wait for a CPU still counts against its
  * sibling). Updated without a lock at each change: a lost race costs one
  * interval's weighting, never the sum, which stays exact.
+ * The machine's sum (prism_cg_total) is read at the instant: it scales
+ * every task's weight and the fair clock alike, so the waker's moment
+ * costs nobody, and averaged it lagged cpu.max's releases: the clock
+ * crawled for 16 ms after hundreds of throttled tasks had left, and an
+ * unlimited probe's p50 beside 200 throttled cgroups went from 118-127
+ * us to 204-219 (127-150 at the instant again).
  */
 struct prism_avg {
 	__s64 avg;
@@ -104,46 +110,44 @@ struct prism_cg_task {
 	__u64 weight;		/* the own weight it added to task_wsum */
 };
 
-/* the summed own weight of the counted (runnable) tasks */
+/* the summed own weight of the counted (runnable) tasks, at the instant */
 volatile __s64 prism_cg_total;
-struct prism_avg prism_cg_total_avg;
 /* statistics (racy counts): share recomputations, activity changes, cgroups not tracked */
 volatile __u64 nr_cg_share_walks, nr_cg_activations, nr_cg_untracked;
 
 /*
- * The average @a of a sum that is @cur now and has been since its last change.
- * (prism_avg_read and prism_avg_fold are global functions: the verifier
- * checks each once, not in every state of every walk that calls it; inlined,
- * 6.12's verifier ran out of its instruction budget.)
+ * The average @a (fixed point) at @now of a sum that is @cur and has been
+ * since its last change. (A global function, as are its two callers: the
+ * verifier checks each once, not in every state of every walk that calls
+ * it; inlined, 6.12's verifier ran out of its instruction budget.)
  */
-__noinline __s64 prism_avg_read(struct prism_avg *a, __s64 cur, __u64 now)
+__noinline __s64 prism_avg_at(struct prism_avg *a, __s64 cur, __u64 now)
 {
 	__s64 dt, target = cur << PRISM_CG_AVG_SHIFT;
 
 	if (!a)
-		return cur;
+		return target;
 	dt = (__s64)(now - a->at);
 	if (!a->at || dt >= (__s64)PRISM_CG_AVG_NS)
-		return cur;
+		return target;
 	if (dt <= 0)
-		return a->avg >> PRISM_CG_AVG_SHIFT;
+		return a->avg;
 	/* (in microseconds: no overflow below 2^30 of weight) */
-	return (a->avg + (target - a->avg) * (dt >> 10) / (__s64)(PRISM_CG_AVG_NS >> 10)) >>
-	       PRISM_CG_AVG_SHIFT;
+	return a->avg + (target - a->avg) * (dt >> 10) / (__s64)(PRISM_CG_AVG_NS >> 10);
+}
+
+/* The average of a sum that is @cur now and has been since its last change. */
+__noinline __s64 prism_avg_read(struct prism_avg *a, __s64 cur, __u64 now)
+{
+	return prism_avg_at(a, cur, now) >> PRISM_CG_AVG_SHIFT;
 }
 
 /* Before the sum changes: fold its time at @cur into the average. */
 __noinline int prism_avg_fold(struct prism_avg *a, __s64 cur, __u64 now)
 {
-	__s64 dt, target = cur << PRISM_CG_AVG_SHIFT;
-
 	if (!a)
 		return 0;
-	dt = (__s64)(now - a->at);
-	if (!a->at || dt >= (__s64)PRISM_CG_AVG_NS)
-		a->avg = target;
-	else if (dt > 0)
-		a->avg += (target - a->avg) * (dt >> 10) / (__s64)(PRISM_CG_AVG_NS >> 10);
+	a->avg = prism_avg_at(a, cur, now);
 	a->at = now;
 	return 0;
 }
@@ -248,15 +252,6 @@ static __always_inline void prism_cg_set_weight(struct cgroup *cgrp, __u32 weigh
 		prism_cg_propagate(parent, 0, d, scx_bpf_now());
 }
 
-/*
- * The runnable tasks' summed own weight, averaged: the scale of every
- * task's weight (prism_cg_task_weight) and of the fair clock.
- */
-static __always_inline __s64 prism_cg_total_weight(void)
-{
-	return prism_avg_read(&prism_cg_total_avg, prism_cg_total, scx_bpf_now());
-}
-
 /* Add @weight to @cg's own runnable tasks; the first makes them a member. */
 static __always_inline void prism_cg_add_task(struct prism_cg *cg, __s64 weight, __s64 n)
 {
@@ -265,7 +260,6 @@ static __always_inline void prism_cg_add_task(struct prism_cg *cg, __s64 weight,
 
 	prism_avg_fold(&cg->task_wsum_avg, cg->task_wsum, now);
 	__sync_fetch_and_add(&cg->task_wsum, weight);
-	prism_avg_fold(&prism_cg_total_avg, prism_cg_total, now);
 	__sync_fetch_and_add(&prism_cg_total, weight);
 	if (!n)
 		return;
@@ -377,7 +371,7 @@ static __always_inline __u64 prism_cg_share(struct prism_cg *cg, __u64 now)
  * @p's weight for a vruntime scheduler: its part of its cgroup's share of
  * the machine (its own weight @weight, 100 = a nice-0 task, over its
  * cgroup's runnable tasks', averaged), on the scale of the runnable tasks'
- * own weights (prism_cg_total_weight is the whole machine). Counted or not
+ * own weights (prism_cg_total, the whole machine's). Counted or not
  * (select_cpu runs before ops.runnable), @p is taken as one of its
  * cgroup's runnable tasks.
  */
@@ -408,7 +402,7 @@ static __always_inline __u64 prism_cg_task_weight(struct task_struct *p, struct 
 		share = share * PRISM_CG_OWN_WEIGHT / wsum;
 	w = share * weight / tsum;
 	/* that part of the machine on the own weights' scale */
-	total = prism_avg_read(&prism_cg_total_avg, prism_cg_total, now);
+	total = prism_cg_total;
 	if (total < (__s64)weight)
 		total = weight;
 	w = w / (PRISM_CG_SHARE_ONE / PRISM_CG_UNIT) * total / PRISM_CG_UNIT;

@@ -14,8 +14,7 @@
  *
  * The fair clock (prism_vtime_now) is how far the vruntime of a task of
  * weight 100 would have advanced under fair sharing: each ns of CPU anybody
- * uses moves it by 100 / the runnable tasks' summed weight (averaged:
- * prism_cg_total_weight),
+ * uses moves it by 100 / the runnable tasks' summed weight (prism_cg_total),
  * so no single task, however light (a nice-19 kthread's vruntime runs 100x
  * faster), drags it along. Every bound is a wall-time bound converted at the
  * clock's speed (prism_wall_to_vtime): under heavy weights the clock slows
@@ -55,7 +54,7 @@ static __always_inline bool prism_vtime_before(__u64 a, __u64 b)
 static __always_inline __u64 prism_wall_to_vtime(__u64 ns, __u32 nr_cpus)
 {
 	__u64 busy = 100ULL * nr_cpus;
-	__s64 total = prism_cg_total_weight();
+	__s64 total = prism_cg_total;
 
 	if (total <= (__s64)busy)
 		return ns;
@@ -152,7 +151,7 @@ static __always_inline void prism_fair_woke(struct prism_fair *f, __u64 now)
  */
 static __always_inline void prism_fair_charge(struct prism_fair *f, __u64 ran_ns, bool slept)
 {
-	__s64 total = prism_cg_total_weight();
+	__s64 total = prism_cg_total;
 
 	f->awake_runtime += ran_ns;
 	f->vruntime += ran_ns * 100 / (f->weight ?: 1);
