@@ -487,20 +487,19 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// 200 cgroups limited to 0.5% of a CPU each on the lab's 2 CPUs (1% on
 /// 4: the limits add up to half the machine) with 2 busy threads, for 30 s:
 /// no ejection, and an unlimited probe keeps its latency: p50 within 1.5x
-/// of before or 400 us, p99 within 5x or 4 ms. What this guards against is throttling stalling others: a
-/// stall costs a share of the 200 ms period, tens of ms; 4 ms is what EEVDF
-/// gives the same probe under 2 x nCPU hogs in this lab (p99 3.3-3.7 ms in
-/// the 5-trial evaluation). Since queued wakeups the probe alone has p99
-/// 220-370 us, and 5x of that alone is noise: beside the cgroups p99 was
-/// 585, 736, 1521 and 1634 us in four runs (5.0-6.9x in the last two).
-/// While released tasks had a waking task's credit it failed: 4.0 and 8.5
-/// ms in the lab, 28.6 ms in CI; from the fair clock, 0.8-1.8 ms. While
-/// the clock ran on an averaged machine total (stop 34) the p50 was
-/// 204-229 us beside in 4 runs of 4 (107-142 alone); stop 33's build and
-/// this one give 118-150 mostly, but 212 and 223 once each: the p50 is
-/// bimodal here, so 1.5x of alone alone is noise too, and 400 us (EEVDF's
-/// p50 for this probe under 2 x nCPU hogs: 250-500 us) is its floor. The
-/// probe's start can take over a minute: see cgroup_bandwidth.bpf.h on
+/// of before, p99 within 5x or 4 ms. What this guards against is
+/// throttling stalling others: a stall costs a share of the 200 ms period,
+/// tens of ms; 4 ms is what EEVDF gives the same probe under 2 x nCPU hogs
+/// in this lab (p99 3.3-3.7 ms in the 5-trial evaluation). Since queued
+/// wakeups the probe alone has p99 220-370 us, and 5x of that alone is
+/// noise: beside the cgroups p99 was 585, 736, 1521 and 1634 us in four
+/// runs (5.0-6.9x in the last two). While released tasks had a waking
+/// task's credit it failed: 4.0 and 8.5 ms in the lab, 28.6 ms in CI; from
+/// the fair clock, 0.8-1.8 ms. The p50 ratio is what caught the fair clock
+/// on an averaged machine total (stop 34): beside / alone 1.51-2.05 in 4
+/// runs of 4, against 0.82-1.28 in 9 runs of stop 33's build and the fix
+/// (the p50s themselves are bimodal, 106-229 us, alone as well as beside).
+/// The probe's start can take over a minute: see cgroup_bandwidth.bpf.h on
 /// locks held by throttled tasks.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
@@ -512,8 +511,7 @@ fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
             start(&bus, true, &[])
         });
     assert!(
-        beside.p50_us <= (1.5 * alone.p50_us).max(400.0)
-            && beside.p99_us <= (5.0 * alone.p99_us).max(4000.0),
+        beside.p50_us <= 1.5 * alone.p50_us && beside.p99_us <= (5.0 * alone.p99_us).max(4000.0),
         "probe p50/p99 {:.0}/{:.0} us beside the throttled cgroups, {:.0}/{:.0} us alone",
         beside.p50_us,
         beside.p99_us,
