@@ -8,15 +8,11 @@
 #   ci/lab run --timeout 600 -- env N=2 docs/evaluation/stop35/bpf-cost.sh scx_prism_bpfland scx_prism
 # D: the directory of the binaries (default target/release).
 set -u
-R=/sys/fs/cgroup D=${D:-/work/main/target/release}
-echo +cpu > $R/cgroup.subtree_control
-mkdir -p $R/wa $R/wb
-hog() { (echo $BASHPID > "$1/cgroup.procs" && exec sh -c 'while :; do :; done') & }
-use() { awk '/usage_usec/{print $2}' "$1/cpu.stat"; }
+. "$(dirname "$0")/../hungry-lab.sh"
 rootuse() { awk '/usage_usec/{print $2}' $R/cpu.stat; }
 snap() { bpftool prog show --json 2>/dev/null > $1; }
 one() {
-	local P=() args="--workers 2 --interval-us 1000 --work-us 1900 --from-arrival --cpu-work"
+	local P=() args=$HUNGRY
 	for _ in 1 2 3 4; do hog $R/wb; P+=($!); done
 	(echo $BASHPID > $R/wa/cgroup.procs && exec $D/prism-probe $args --duration-s 8 > /tmp/probe.json) & w=$!
 	sleep 1.5
@@ -47,13 +43,4 @@ for ns,n,name in rows[:12]:
 PY
 }
 sysctl -q kernel.bpf_stats_enabled=1
-for i in $(seq ${N:-2}); do
-	echo "== trial $i eevdf"; one
-	for s in "$@"; do
-		echo "== trial $i $s"
-		$D/$s > /tmp/$s.log 2>&1 & pid=$!
-		for _ in $(seq 60); do [ "$(cat /sys/kernel/sched_ext/state)" = enabled ] && break; sleep 0.5; done
-		one
-		kill -INT $pid; wait $pid
-	done
-done
+trials "${N:-2}" "$@"

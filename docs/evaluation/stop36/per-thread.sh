@@ -10,16 +10,12 @@
 # trials (default 3):
 #   ci/lab run --timeout 900 -- env N=4 docs/evaluation/stop36/per-thread.sh scx_prism_bpfland /tmp/other/scx_prism_bpfland
 set -u
-R=/sys/fs/cgroup D=${D:-/work/main/target/release}
-echo +cpu > $R/cgroup.subtree_control
-mkdir -p $R/wa $R/wb
-hog() { (echo $BASHPID > "$1/cgroup.procs" && exec sh -c 'while :; do :; done') & }
-use() { awk '/usage_usec/{print $2}' "$1/cpu.stat"; }
+. "$(dirname "$0")/../hungry-lab.sh"
 # tid run_ns wait_ns stints voluntary involuntary last_cpu
 threads() { for t in /proc/$1/task/*; do echo "$(basename $t) $(cat $t/schedstat) $(awk '/^voluntary_ctxt/{v=$2}/^nonvoluntary_ctxt/{n=$2}END{print v,n}' $t/status) $(awk '{print $39}' $t/stat)"; done; }
 snap() { threads $w; for p in "${P[@]}"; do threads $p; done; }
 one() {
-	local P=() w args="--workers 2 --interval-us 1000 --work-us 1900 --from-arrival --cpu-work"
+	local P=() w args=$HUNGRY
 	for _ in 1 2 3 4; do hog $R/wb; P+=($!); done
 	(echo $BASHPID > $R/wa/cgroup.procs && exec $D/prism-probe $args --duration-s 8 > /dev/null) & w=$!
 	sleep 1.5
@@ -45,14 +41,4 @@ for k,b in s1.items():
           % (k,b[5],run,wait,st,run*1e3/st if st else 0,(b[3]-a[3])/dt,(b[4]-a[4])/dt))
 PY
 }
-for i in $(seq ${N:-3}); do
-	echo "== trial $i eevdf"; one
-	for s in "$@"; do
-		echo "== trial $i $s"
-		bin=$s; [[ $s == */* ]] || bin=$D/$s
-		$bin > /tmp/sched.log 2>&1 & pid=$!
-		for _ in $(seq 60); do [ "$(cat /sys/kernel/sched_ext/state)" = enabled ] && break; sleep 0.5; done
-		one
-		kill -INT $pid; wait $pid
-	done
-done
+trials "${N:-3}" "$@"
