@@ -317,6 +317,21 @@ pub fn context_switches() -> u64 {
         .unwrap_or(0)
 }
 
+/// Rescheduling interrupts (IPIs that make another CPU reschedule: a remote
+/// preemption's cost) every CPU has taken since boot, from /proc/interrupts.
+pub fn resched_ipis() -> u64 {
+    let text = fs::read_to_string("/proc/interrupts").expect("/proc/interrupts");
+    text.lines()
+        .find(|l| l.trim_start().starts_with("RES:"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map_while(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+        .expect("a RES line in /proc/interrupts")
+}
+
 /// CPU time a cgroup has used, microseconds (cpu.stat usage_usec).
 pub fn cpu_usage_us(cgroup: &Path) -> u64 {
     fs::read_to_string(cgroup.join("cpu.stat"))

@@ -35,6 +35,7 @@ pub struct BpfConfig {
     pub preempt_same_class: bool,
     pub class_offset_ns: u64,
     pub batch_slice_factor: u32,
+    pub affine_burst_ns: u64,
     pub critical_weight_factor: u32,
     /// The bus to read classes from; None: --prism is off, the bus is never opened.
     pub prism: Option<BusPaths>,
@@ -54,6 +55,7 @@ pub struct BpfCounters {
     pub steals: u64,
     pub rescued: u64,
     pub owed_critical: u64,
+    pub affine: u64,
     pub rcu_readers: u64,
     pub runs: [u64; NR_CLASSES],
     pub class_runtime_ns: [u64; NR_CLASSES],
@@ -170,6 +172,7 @@ impl<'obj> BpfScheduler<'obj> {
         rodata.preempt_same_class = cfg.preempt_same_class;
         rodata.class_offset_ns = cfg.class_offset_ns;
         rodata.batch_slice_factor = cfg.batch_slice_factor;
+        rodata.affine_burst_ns = cfg.affine_burst_ns;
         rodata.critical_weight_factor = cfg.critical_weight_factor;
         rodata.prism_enabled = cfg.prism.is_some();
         rodata.smt_enabled = layout.smt;
@@ -263,6 +266,7 @@ impl<'obj> BpfScheduler<'obj> {
             steals: b.nr_steals,
             rescued: b.nr_rescued,
             owed_critical: b.nr_owed_critical,
+            affine: b.nr_affine,
             rcu_readers: b.nr_rcu_readers,
             runs: b.nr_runs,
             class_runtime_ns: b.class_runtime_ns,

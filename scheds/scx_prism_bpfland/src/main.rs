@@ -84,6 +84,12 @@ struct Opts {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     critical_weight_factor: u32,
 
+    /// With --prism and no CPU idle: a critical waker that ran less than this since it
+    /// last woke, microseconds, and as little the time before, hands its CPU to the
+    /// critical task it wakes (the wakee runs when the waker sleeps, no IPI). 0 turns it off.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    affine_burst_us: u64,
+
     /// With --prism: batch tasks get this many times the slice.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     batch_slice_factor: u32,
@@ -116,6 +122,7 @@ impl Opts {
             preempt_same_class: self.preempt_same_class,
             class_offset_ns: self.class_offset_us * 1000,
             batch_slice_factor: self.batch_slice_factor,
+            affine_burst_ns: self.affine_burst_us * 1000,
             critical_weight_factor: self.critical_weight_factor,
             prism: self.prism.then(|| BusPaths::new(&self.bus_dir)),
             partial: self.common.partial,

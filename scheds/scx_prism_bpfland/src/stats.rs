@@ -43,6 +43,10 @@ pub struct Metrics {
     #[stat(desc = "Critical wakeups owed CPU, queued before the LLC's deadline queue (--prism)")]
     pub owed_critical: u64,
     #[stat(
+        desc = "Critical wakees handed their critical waker's CPU, no CPU being idle (--prism)"
+    )]
+    pub affine: u64,
+    #[stat(
         desc = "Tasks preempted inside an RCU read-side section, queued for a short stint soon"
     )]
     pub rcu_readers: u64,
@@ -112,6 +116,7 @@ impl Metrics {
             steals: d(cur.steals, prev.steals),
             rescued: d(cur.rescued, prev.rescued),
             owed_critical: d(cur.owed_critical, prev.owed_critical),
+            affine: d(cur.affine, prev.affine),
             rcu_readers: d(cur.rcu_readers, prev.rcu_readers),
             critical_runs: runs(CRITICAL),
             normal_runs: runs(NORMAL) + runs(UNSET),
@@ -144,7 +149,7 @@ impl Metrics {
     pub fn format<W: Write>(&self, w: &mut W) -> Result<()> {
         writeln!(
             w,
-            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {} owed-critical {} rcu {}",
+            "[scx_prism_bpfland] bus {} weight {} | runs c/n/b {}/{}/{} | cpu ms c/n/b {}/{}/{} | direct {} queued {} preempt {} steal {} rescued {} owed-critical {} affine {} rcu {}",
             match self.bus {
                 -1 => "off",
                 0 => "waiting",
@@ -163,6 +168,7 @@ impl Metrics {
             self.steals,
             self.rescued,
             self.owed_critical,
+            self.affine,
             self.rcu_readers,
         )?;
         writeln!(

@@ -484,39 +484,64 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
     });
 }
 
-/// 200 cgroups limited to 0.5% of a CPU each on the lab's 2 CPUs (1% on
-/// 4: the limits add up to half the machine) with 2 busy threads, for 30 s:
-/// no ejection, and an unlimited probe keeps its latency: p50 within 1.5x
-/// of before, p99 within 5x or 4 ms. What this guards against is
-/// throttling stalling others: a stall costs a share of the 200 ms period,
-/// tens of ms; 4 ms is what EEVDF gives the same probe under 2 x nCPU hogs
-/// in this lab (p99 3.3-3.7 ms in the 5-trial evaluation). Since queued
-/// wakeups the probe alone has p99 220-370 us, and 5x of that alone is
-/// noise: beside the cgroups p99 was 585, 736, 1521 and 1634 us in four
-/// runs (5.0-6.9x in the last two). While released tasks had a waking
-/// task's credit it failed: 4.0 and 8.5 ms in the lab, 28.6 ms in CI; from
-/// the fair clock, 0.8-1.8 ms. The p50 ratio is what caught the fair clock
-/// on an averaged machine total (stop 34): beside / alone 1.51-2.05 in 4
-/// runs of 4, against 0.82-1.28 in 9 runs of stop 33's build and the fix
-/// (the p50s themselves are bimodal, 106-229 us, alone as well as beside).
-/// The probe's start can take over a minute: see cgroup_bandwidth.bpf.h on
-/// locks held by throttled tasks.
+/// With --prism, a critical task woken by a critical task that runs only
+/// briefly (a chain of services: prism-rpc, 3 stages over Unix sockets,
+/// 100 us a hop, under 2 x nCPU batch hogs) takes its waker's CPU when the
+/// waker sleeps, instead of preempting a batch task on another CPU: the
+/// `affine` statistic counts the hand-offs, and the chain costs at most 0.6x
+/// the rescheduling IPIs it costs with the hand-off off (--affine-burst-us
+/// 0; measured 0.44-0.45x: 3,790-3,889 against 8,607-8,647). Each load runs
+/// the chain 3 times; its latency is printed beside, not asserted: the
+/// hand-off does not move it in the lab (p50 2.8-3.1 ms either way), and
+/// with --prism its p50 still varies from 1.07x to 1.95x its p50 without
+/// (docs/EVALUATION.md, "Stop 37").
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
-fn hundreds_of_throttled_cgroups_neither_eject_nor_delay_others() {
-    let bus = TempBusDir::new("pbl-many");
-    let limit = (1000, 400_000 / lab::nr_cpus() as u64);
-    let (alone, beside) =
-        contract::many_limited_cgroups("pbl-many", 200, limit, 30, &probe_bin(), || {
-            start(&bus, true, &[])
-        });
+fn with_prism_a_critical_chain_hands_its_cpu_on_without_ipis() {
+    let bus = TempBusDir::new("pbl-rpc");
+    let group = TempCgroup::new("pbl-rpc");
+    let (crit, hogs_cg) = (group.child("critical"), group.child("batch"));
+    lab::label(
+        &bus,
+        &[
+            (&crit, entry(361, LatencyClass::Critical)),
+            (&hogs_cg, entry(362, LatencyClass::Batch)),
+        ],
+    );
+    let rpc = lab::built_beside(&scheduler(), "prism-rpc");
+    let args = "--stages 3 --rate 100 --work-us 100 --duration-s 3";
+    let mut figures = Vec::new();
+    for affine_us in ["500", "0"] {
+        let s = start(
+            &bus,
+            true,
+            &["--stats", "1", "--affine-burst-us", affine_us],
+        );
+        let hogs = Hogs::start(&hogs_cg.path, 2 * lab::nr_cpus());
+        sleep(Duration::from_millis(500));
+        let ipis = lab::resched_ipis();
+        let runs: Vec<Summary> = (0..3)
+            .map(|_| Probe::start(&rpc, &crit.path, "rpc", args).finish())
+            .collect();
+        let ipis = lab::resched_ipis() - ipis;
+        drop(hogs);
+        let log = stop_cleanly(s);
+        let affine = lab::stat_sum(&log, " affine ");
+        let (p50, p99) = median_p50_p99(&runs);
+        println!(
+            "--affine-burst-us {affine_us}: {affine} hand-offs, {ipis} rescheduling IPIs; \
+             chain p50/p99 {p50:.0}/{p99:.0} us (median of 3)"
+        );
+        figures.push((affine, ipis));
+    }
+    let [(affine, ipis), (affine_off, ipis_off)] = figures[..] else {
+        unreachable!("two loads")
+    };
+    assert!(affine > 0, "no critical wakee took its waker's CPU");
+    assert_eq!(affine_off, 0, "--affine-burst-us 0 still handed CPUs on");
     assert!(
-        beside.p50_us <= 1.5 * alone.p50_us && beside.p99_us <= (5.0 * alone.p99_us).max(4000.0),
-        "probe p50/p99 {:.0}/{:.0} us beside the throttled cgroups, {:.0}/{:.0} us alone",
-        beside.p50_us,
-        beside.p99_us,
-        alone.p50_us,
-        alone.p99_us
+        10 * ipis <= 6 * ipis_off,
+        "{ipis} rescheduling IPIs with the hand-off, {ipis_off} without"
     );
 }
 
