@@ -490,7 +490,7 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// waker sleeps, instead of preempting a batch task on another CPU: the
 /// `affine` statistic counts the hand-offs, and the chain costs at most 0.6x
 /// the rescheduling IPIs it costs with the hand-off off (--affine-burst-us
-/// 0; measured 0.44-0.45x: 3,790-3,889 against 8,607-8,647). Each load runs
+/// 0; measured 0.44-0.51x on 7.3, 0.56x on 6.12). Each load runs
 /// the chain 3 times; its latency is printed beside, not asserted: the
 /// hand-off does not move it in the lab (p50 2.8-3.1 ms either way), and
 /// with --prism its p50 still varies from 1.07x to 1.95x its p50 without
