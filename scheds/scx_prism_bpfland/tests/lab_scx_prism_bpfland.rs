@@ -488,9 +488,10 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// briefly (a chain of services: prism-rpc, 3 stages over Unix sockets,
 /// 100 us a hop, under 2 x nCPU batch hogs) takes its waker's CPU when the
 /// waker sleeps, instead of preempting a batch task on another CPU: the
-/// `affine` statistic counts the hand-offs, and the chain costs at most 0.6x
+/// `affine` statistic counts the hand-offs, and the chain costs at most 0.75x
 /// the rescheduling IPIs it costs with the hand-off off (--affine-burst-us
-/// 0; measured 0.44-0.51x on 7.3, 0.56x on 6.12). Each load runs
+/// 0; measured 0.44-0.57x on 7.3, 0.56x on 6.12; without hand-offs, about
+/// 1x). Each load runs
 /// the chain 3 times; its latency is printed beside, not asserted: the
 /// hand-off does not move it in the lab (p50 2.8-3.1 ms either way), and
 /// with --prism its p50 still varies from 1.07x to 1.95x its p50 without
@@ -523,7 +524,7 @@ fn with_prism_a_critical_chain_hands_its_cpu_on_without_ipis() {
         let runs: Vec<Summary> = (0..3)
             .map(|_| Probe::start(&rpc, &crit.path, "rpc", args).finish())
             .collect();
-        let ipis = lab::resched_ipis() - ipis;
+        let ipis = lab::resched_ipis().saturating_sub(ipis);
         drop(hogs);
         let log = stop_cleanly(s);
         let affine = lab::stat_sum(&log, " affine ");
@@ -540,7 +541,7 @@ fn with_prism_a_critical_chain_hands_its_cpu_on_without_ipis() {
     assert!(affine > 0, "no critical wakee took its waker's CPU");
     assert_eq!(affine_off, 0, "--affine-burst-us 0 still handed CPUs on");
     assert!(
-        10 * ipis <= 6 * ipis_off,
+        4 * ipis <= 3 * ipis_off,
         "{ipis} rescheduling IPIs with the hand-off, {ipis_off} without"
     );
 }

@@ -446,10 +446,11 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	/*
 	 * cctx->running: a task of ours runs here, so current is it. A wakeup
 	 * in irq context has no waker; the burst test keeps an interrupted
-	 * hog from counting as one.
+	 * hog from counting as one. Kernel threads rank as critical, but no
+	 * label asked for their latency: neither side of a hand-off.
 	 */
 	if (!affine_burst_ns || !prism_enabled || !bpf_in_task() || !cctx || !cctx->running ||
-	    cctx->affine_chain >= AFFINE_CHAIN_MAX || (waker->flags & PF_KTHREAD) ||
+	    cctx->affine_chain >= AFFINE_CHAIN_MAX || ((waker->flags | p->flags) & PF_KTHREAD) ||
 	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
 		return false;
 	wctx = lookup_task_ctx(waker);
@@ -528,7 +529,7 @@ static bool owed_critical(const struct task_ctx *tctx)
  */
 void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 {
-	s32 prev_cpu = scx_bpf_task_cpu(p), cpu, victim;
+	s32 prev_cpu = scx_bpf_task_cpu(p), cpu;
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	u64 dl = prism_vtime_now, slice;
 	bool rcu_reader, owed;
@@ -572,31 +573,20 @@ void BPF_STRUCT_OPS(pbl_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 
 	owed = tctx && owed_critical(tctx);
-	victim = tctx && (enq_flags & SCX_ENQ_WAKEUP) ? preemption_victim(p, tctx, dl, owed, prev_cpu) : -1;
-
-	/*
-	 * A wakeup that preempts the CPU it runs on goes straight to that CPU,
-	 * first there: it switches without an ops.dispatch to find it (one BPF
-	 * call less, ~25 us under emulation), and the task it stops goes back
-	 * to the queue by its deadline. A wakeup that preempts another CPU
-	 * queues instead, for whichever CPU gets there first: its waker often
-	 * sleeps a moment later (a request handed on), and its own CPU then
-	 * takes it without waiting for the IPI.
-	 */
-	if (victim >= 0 && victim == bpf_get_smp_processor_id()) {
-		p->scx.dsq_vtime = dl;
-		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | victim, slice, enq_flags | SCX_ENQ_HEAD);
-	} else if (owed) {
+	if (owed) {
 		scx_bpf_dsq_insert_vtime(p, owed_dsq(prev_cpu), slice, dl, enq_flags);
 		__sync_fetch_and_add(&nr_owed_critical, 1);
-		__sync_fetch_and_add(&nr_queued_dispatches, 1);
 	} else {
 		scx_bpf_dsq_insert_vtime(p, llc_dsq(prev_cpu), slice, dl, enq_flags);
-		__sync_fetch_and_add(&nr_queued_dispatches, 1);
 	}
-	if (victim >= 0) {
-		scx_bpf_kick_cpu(victim, SCX_KICK_PREEMPT);
-		__sync_fetch_and_add(&nr_preemptions, 1);
+	__sync_fetch_and_add(&nr_queued_dispatches, 1);
+
+	if (tctx && (enq_flags & SCX_ENQ_WAKEUP)) {
+		cpu = preemption_victim(p, tctx, dl, owed, prev_cpu);
+		if (cpu >= 0) {
+			scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+			__sync_fetch_and_add(&nr_preemptions, 1);
+		}
 	}
 }
 
