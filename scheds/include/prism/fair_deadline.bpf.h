@@ -37,6 +37,7 @@
 struct prism_fair {
 	__u64 vruntime;
 	__u64 awake_runtime;	/* CPU time since it last woke */
+	__u64 last_burst;	/* CPU time of its last run before it slept */
 	__u64 weight;		/* effective weight: its part of its cgroup's share */
 	__u64 nvcsw_since;	/* start of the voluntary-switch window */
 	__u32 nvcsw;		/* voluntary switches in the window */
@@ -156,8 +157,21 @@ static __always_inline void prism_fair_charge(struct prism_fair *f, __u64 ran_ns
 	f->awake_runtime += ran_ns;
 	f->vruntime += ran_ns * 100 / (f->weight ?: 1);
 	__sync_fetch_and_add(&prism_vtime_now, ran_ns * 100 / (total > 100 ? total : 100));
-	if (slept)
+	if (slept) {
 		f->nvcsw++;
+		f->last_burst = f->awake_runtime;
+	}
+}
+
+/*
+ * Does the task, in a stint that started at @started_at, run only briefly
+ * before it sleeps: under @burst_ns since it woke, and as little the time
+ * before? (A waker that hands its CPU on: see the schedulers' wake_affine.)
+ */
+static __always_inline bool prism_fair_brief(const struct prism_fair *f, __u64 started_at,
+					     __u64 now, __u64 burst_ns)
+{
+	return f->last_burst < burst_ns && f->awake_runtime + now - started_at < burst_ns;
 }
 
 #endif /* __PRISM_FAIR_DEADLINE_BPF_H */

@@ -107,7 +107,6 @@ struct task_ctx {
 	u64 own_weight;		/* within its cgroup: nice x bus weight, 100 = nice 0 */
 	u64 start_ts;		/* when it last started running */
 	u64 ready_at;		/* when it became ready to run, 0 while running */
-	u64 last_burst_ns;	/* CPU time of its last run before it slept */
 	u32 class;		/* PRISM_CLASS_* at the last resolution */
 };
 
@@ -336,7 +335,7 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			     bool at_wakeup, u64 *wait_ns)
 {
 	u32 rank = prism_class_rank(tctx->class), best = rank;
-	bool interactive = tctx->last_burst_ns < INTERACTIVE_BURST_NS;
+	bool interactive = tctx->fair.last_burst < INTERACTIVE_BURST_NS;
 	u64 now = scx_bpf_now(), longest = 0, soonest = ~0ULL;
 	s32 cpu, victim = -1, later = -1, this_cpu = at_wakeup ? bpf_get_smp_processor_id() : -1;
 
@@ -520,8 +519,7 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	    scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
 		return false;
 	wctx = lookup_task_ctx(waker);
-	if (!wctx || wctx->last_burst_ns >= affine_burst_ns ||
-	    wctx->fair.awake_runtime + scx_bpf_now() - wctx->start_ts >= affine_burst_ns)
+	if (!wctx || !prism_fair_brief(&wctx->fair, wctx->start_ts, scx_bpf_now(), affine_burst_ns))
 		return false;
 	p->scx.dsq_vtime = task_deadline(p, tctx, true);
 	if (tctx->class != PRISM_CLASS_CRITICAL || wctx->class != PRISM_CLASS_CRITICAL ||
@@ -830,8 +828,6 @@ void BPF_STRUCT_OPS(prism_stopping, struct task_struct *p, bool runnable)
 	prism_bw_charge(p, &tctx->bw);
 	if (runnable)
 		tctx->ready_at = now;	/* preempted or out of slice: waits again */
-	else
-		tctx->last_burst_ns = tctx->fair.awake_runtime;
 	/* the policy loop is critical so that it always runs, but its time is not the class's */
 	if (p->tgid != usersched_pid)
 		__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);

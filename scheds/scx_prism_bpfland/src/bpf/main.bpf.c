@@ -102,7 +102,6 @@ struct task_ctx {
 	u64 last_run_at;
 	u64 ready_at;		/* when it became ready to run, 0 while running */
 	u64 own_weight;		/* within its cgroup: nice x bus weight x class, 100 = nice 0 */
-	u64 last_burst_ns;	/* CPU time of its last run before it slept */
 	struct prism_cg_task cg;	/* what it adds to its cgroup's share */
 	struct prism_bw_task bw;	/* its cgroup's cpu.max */
 	u32 class;		/* PRISM_CLASS_*, UNSET without --prism */
@@ -455,8 +454,7 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 		return false;
 	wctx = lookup_task_ctx(waker);
 	if (!wctx || wctx->class != PRISM_CLASS_CRITICAL || tctx->class != PRISM_CLASS_CRITICAL ||
-	    wctx->last_burst_ns >= affine_burst_ns ||
-	    wctx->fair.awake_runtime + scx_bpf_now() - wctx->last_run_at >= affine_burst_ns)
+	    !prism_fair_brief(&wctx->fair, wctx->last_run_at, scx_bpf_now(), affine_burst_ns))
 		return false;
 	dl = task_deadline(p, tctx, true);
 	if (tctx->class != PRISM_CLASS_CRITICAL)
@@ -775,8 +773,6 @@ void BPF_STRUCT_OPS(pbl_stopping, struct task_struct *p, bool runnable)
 		return;
 	ran = now - tctx->last_run_at;
 	prism_fair_charge(&tctx->fair, ran, !runnable);
-	if (!runnable)
-		tctx->last_burst_ns = tctx->fair.awake_runtime;
 	prism_bw_charge(p, &tctx->bw);
 	__sync_fetch_and_add(&class_runtime_ns[tctx->class & (PRISM_NR_CLASSES - 1)], ran);
 	if (runnable)
