@@ -89,9 +89,10 @@ struct Opts {
 
     /// A task waking with no CPU idle preempts one running lower-class work,
     /// or same-class work on its own CPU, once that has run this long
-    /// (microseconds); for a lower class, and within critical, it waits for
-    /// that with a timer, not for the end of the slice. It bounds how often
-    /// one task is preempted.
+    /// (microseconds; same-class work, only once it has also run 2.5 ms
+    /// since it last woke); for a lower class, and within critical, it waits
+    /// for that with a timer, not for the end of the slice. It bounds how
+    /// often one task is preempted.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=100_000))]
     preempt_min_run_us: u64,
 

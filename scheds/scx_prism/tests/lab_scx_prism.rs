@@ -492,18 +492,21 @@ fn same_class_wakeups_beat_eevdf_with_an_empty_bus() {
 
 /// A messaging load (160 unlabelled threads over pipes, prism-messaging,
 /// hackbench's shape) finishes sooner than under EEVDF: a woken receiver
-/// preempts its sender only once that has run its minimum, with no timer,
+/// preempts its sender only once that has shown itself CPU-bound, with no timer,
 /// and unlabelled work gets no wake-affine placement. When every woken
 /// receiver preempted its sender, it took 1.9-3.1 s against EEVDF's
 /// 1.42-1.56 s; with timers and wake-affine placement for unlabelled work
 /// 0.78-1.25 s, and up to 4.3 s in some boots.
 ///
-/// The load has two regimes under scx_prism: most runs find 11-15
-/// messages waiting per read (1.0-1.6 s), some 8-10 (1.8-2.6 s), rarely 5.5
-/// (4.6 s); EEVDF's always find about 4 (1.8-3.9 s). 32 interleaved trials
-/// in one boot (stop 33): 4 of scx_prism's above 2.0 s. Three trials, as
-/// before, let two slow ones decide (CI failed once at 2.47 s against 2.29):
-/// five interleaved trials, medians compared.
+/// The load had two regimes under scx_prism: most runs found 11-15
+/// messages waiting per read (1.0-1.6 s), some 7-10 (1.8-2.8 s); EEVDF's
+/// always find about 4 (1.4-3.4 s). The slow runs were those whose woken
+/// receivers preempted their senders mid-burst (1,000-1,200 preemptions a
+/// run against 200-400): CI failed at 2.56 s against 2.35 (3 slow runs of
+/// 5). A receiver now preempts only a sender that has run 2.5 ms since it
+/// woke, as within critical: 92-325 preemptions, median 0.93-0.97 s in two
+/// boots against 1.20-1.44 s before. Five interleaved trials, medians
+/// compared.
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn a_messaging_load_finishes_sooner_than_under_eevdf() {

@@ -306,24 +306,29 @@ static bool critical_held_back(void)
  *  - normal (and unlabelled) takes a CPU running batch that has run
  *    preempt_min_run_ns;
  *  - critical and normal take the CPU the wakeup runs on (@at_wakeup) from
- *    same-class work with a later deadline (@dl) that has run
- *    preempt_min_run_ns (EEVDF's wakeup preemption, with a minimum run:
- *    within a class the fair order decides);
+ *    same-class work with a later deadline (@dl) that has shown itself
+ *    CPU-bound (run INTERACTIVE_BURST_NS since it last woke), and only if
+ *    the wakee is interactive itself (EEVDF's wakeup preemption, but an
+ *    interactive victim sleeps soon on its own, and preempting it only
+ *    trades places: within a class the fair order decides);
  *  - batch preempts nobody.
  * With @wait_ns, a CPU whose task has not yet run its minimum may be the
  * answer when no other is (*wait_ns: how long it still has to run; the
  * caller arms a timer). A timer is an interrupt, dear under emulation, so
  * it is spent for a class above the victim's, and within critical, where
- * latency was asked for; there, same-class work is taken only once it has
- * shown itself CPU-bound (run INTERACTIVE_BURST_NS since it last woke), and
- * only by an interactive wakee: an interactive victim sleeps soon on its
- * own, and preempting it only trades places. Within normal work a wakeup
- * takes only a CPU already past its minimum, else it queues, as in
- * scx_bpfland: a messaging load of 160 unlabelled threads over pipes
- * (hackbench's shape) armed some 12,000 timers a second and took 0.78-1.25 s
- * in one boot, up to 4.3 s in others, against 0.70-0.82 s without
- * (EEVDF: 1.26-1.96 s); an unlabelled request probe under hogs keeps its
- * p99 far below EEVDF's (391 us against 2121, median of 3).
+ * latency was asked for. Within normal work a wakeup takes only a CPU
+ * already past its minimum, else it queues, as in scx_bpfland: a messaging
+ * load of 160 unlabelled threads over pipes (hackbench's shape) armed some
+ * 12,000 timers a second and took 0.78-1.25 s in one boot, up to 4.3 s in
+ * others, against 0.70-0.82 s without (EEVDF: 1.26-1.96 s). There, with a
+ * minimum run of preempt_min_run_ns alone, a woken receiver preempted its
+ * sender mid-burst, read a few messages and slept: the more it did, the
+ * fewer messages each read found and the more wakeups followed, so the load
+ * ran in two regimes (0.8-1.5 s, or 1.8-2.8 s at half the batching; 12
+ * interleaved trials in one boot: median 1.44 s, EEVDF 1.84); with the
+ * CPU-bound test 2-5x fewer preemptions, median 0.93-0.97 s in two boots.
+ * An unlabelled request probe under hogs, whose victims are CPU-bound,
+ * keeps its p99 far below EEVDF's (391 us against 2121, median of 3).
  * Same-class work is preempted only where the wakeup runs: elsewhere it
  * costs an IPI, which under emulation is the dearest part of a preemption
  * (measured, empty bus, unlabelled probe under hogs, 5 trials in one boot:
@@ -362,12 +367,12 @@ static s32 preemption_victim(const struct task_struct *p, struct task_ctx *tctx,
 			continue;
 		need = (rank < 2 || r == rank) ? preempt_min_run_ns : 0;
 		timed = r < rank;
-		if (r == rank && tctx->class == PRISM_CLASS_CRITICAL) {
+		if (r == rank) {
 			if (!interactive)
 				continue;
 			if (cctx->burst_before + need < INTERACTIVE_BURST_NS)
 				need = INTERACTIVE_BURST_NS - cctx->burst_before;
-			timed = true;
+			timed = tctx->class == PRISM_CLASS_CRITICAL;
 		}
 		if (ran < need) {
 			/* protected for now: the one whose protection ends first */
