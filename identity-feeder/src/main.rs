@@ -348,7 +348,8 @@ fn cgroup_root(opts: &Opts) -> anyhow::Result<PathBuf> {
 }
 
 /// The sources started: their names (in [`SourceId`] order) and who hears
-/// the cgroup tree (the reconciler first, then the cgroup-rules source).
+/// the cgroup tree: the cgroup-rules source, which relays each event to the
+/// reconciler after classifying it, else the reconciler itself.
 struct StartedSources {
     names: Vec<&'static str>,
     subscribers: Vec<Subscriber>,
@@ -365,10 +366,11 @@ fn start_sources(
     metrics: &Arc<Metrics>,
     reload_rx: Receiver<()>,
 ) -> anyhow::Result<StartedSources> {
-    let mut subscribers: Vec<Subscriber> = vec![{
+    let mut subscribers: Vec<Subscriber> = vec![];
+    if !kinds.contains(&SourceKind::Cgroup) {
         let inputs = inputs.clone();
-        Box::new(move |e| inputs.send(Input::Tree(e)).is_ok())
-    }];
+        subscribers.push(Box::new(move |e| inputs.send(Input::Tree(e)).is_ok()));
+    }
     let mut names = vec![];
     for (i, kind) in kinds.iter().enumerate() {
         let feed = |name| Feed::new(SourceId(i), name, inputs.clone(), metrics.clone());

@@ -155,10 +155,21 @@ fn cgroups_that_appear_and_vanish_are_followed_and_a_returning_one_gets_its_id_b
     root.mkdir("system.slice");
     let f = feeder(&root, &bus, &[]);
 
+    let generation = bus.generation();
     let svc = root.mkdir("system.slice/new.service");
     let e = bus
         .wait_entry("the new unit's entry", svc, |e| e.is_some())
         .unwrap();
+    // Written once, with its own identity: never first with its slice's
+    // (the tree reached the writer before the rules' verdict once, and each
+    // new unit went out twice, the first time as system.slice).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(
+        e.identity,
+        bus.get(root.id("system.slice")).unwrap().identity
+    );
+    assert!(same(&bus.get(svc).unwrap(), &e));
+    assert_eq!(bus.generation(), generation + 1, "one batch for a new unit");
     // A container made below it after the unit: the same entry, written for
     // its own cgroup id (one lookup for a consumer).
     let inner = root.mkdir("system.slice/new.service/inner/leaf");

@@ -231,42 +231,59 @@ impl CgroupRulesSource {
         let mut workloads: BTreeSet<Arc<str>> = BTreeSet::new();
         loop {
             select! {
-                recv(self.tree) -> event => match event {
-                    Ok(TreeEvent::Snapshot(cgroups)) => {
-                        known = cgroups.into_iter().map(|(p, _)| p).collect();
-                        self.replace(&feed, &known, &mut workloads);
-                        feed.up(true);
-                    }
-                    Ok(TreeEvent::Created(cgroups)) => {
-                        for (path, _) in cgroups {
-                            if let Some(w) = self.classify(&feed, &path) {
-                                workloads.insert(path.clone());
-                                feed.apply(w);
-                            }
-                            known.insert(path);
-                        }
-                    }
-                    Ok(TreeEvent::Removed(path)) => {
-                        let lo = format!("{path}/");
-                        let gone: Vec<Arc<str>> = known
-                            .range::<str, _>((Bound::Included(&*path), Bound::Unbounded))
-                            .take_while(|p| **p == path || p.starts_with(&lo))
-                            .cloned()
-                            .collect();
-                        for p in gone {
-                            known.remove(&p);
-                            if workloads.remove(&p) {
-                                feed.delete(WorkloadKey::Cgroup(p));
-                            }
-                        }
-                    }
-                    Err(_) => return,
-                },
+                recv(self.tree) -> event => {
+                    let Ok(event) = event else { return };
+                    self.follow_tree(&feed, &event, &mut known, &mut workloads);
+                    // The reconciler hears the tree from here, after this
+                    // source's verdict: a unit made below a slice is never
+                    // first written with the slice's identity.
+                    feed.relay_tree(event);
+                }
                 recv(self.reload) -> r => {
                     if r.is_err() {
                         return;
                     }
                     self.reload_rules(&feed, &known, &mut workloads);
+                }
+            }
+        }
+    }
+
+    /// Classify what one tree event made or removed.
+    fn follow_tree(
+        &self,
+        feed: &Feed,
+        event: &TreeEvent,
+        known: &mut BTreeSet<Arc<str>>,
+        workloads: &mut BTreeSet<Arc<str>>,
+    ) {
+        match event {
+            TreeEvent::Snapshot(cgroups) => {
+                *known = cgroups.iter().map(|(p, _)| p.clone()).collect();
+                self.replace(feed, known, workloads);
+                feed.up(true);
+            }
+            TreeEvent::Created(cgroups) => {
+                for (path, _) in cgroups {
+                    if let Some(w) = self.classify(feed, path) {
+                        workloads.insert(path.clone());
+                        feed.apply(w);
+                    }
+                    known.insert(path.clone());
+                }
+            }
+            TreeEvent::Removed(path) => {
+                let lo = format!("{path}/");
+                let gone: Vec<Arc<str>> = known
+                    .range::<str, _>((Bound::Included(&**path), Bound::Unbounded))
+                    .take_while(|p| **p == *path || p.starts_with(&lo))
+                    .cloned()
+                    .collect();
+                for p in gone {
+                    known.remove(&p);
+                    if workloads.remove(&p) {
+                        feed.delete(WorkloadKey::Cgroup(p));
+                    }
                 }
             }
         }

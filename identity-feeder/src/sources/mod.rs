@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, SourceEventKind};
 use crate::pod::claims::ObjectUid;
 use crate::pod::{Mirrors, PodState, PodView, pod_state};
 use crate::reconcile::inbox::{Change, Input, SourceId};
+use crate::sources::cgroup_tree::TreeEvent;
 use crate::workload::declared::NamespacePolicy;
 use crate::workload::{Workload, WorkloadKey};
 
@@ -78,6 +79,13 @@ impl Feed {
 
     pub fn delete(&self, key: WorkloadKey) {
         self.send(Change::Delete(key), SourceEventKind::Delete);
+    }
+
+    /// Pass a cgroup tree event on to the reconciler, after what this
+    /// source made of it: a source that classifies cgroups relays the tree,
+    /// so a new workload's cgroup is written once, with its own identity.
+    pub fn relay_tree(&self, event: TreeEvent) {
+        let _ = self.tx.send(Input::Tree(event));
     }
 
     pub fn up(&self, up: bool) {

@@ -307,6 +307,12 @@ impl TestBus {
             .expect("bus read")
     }
 
+    /// The generation of the last committed batch.
+    pub fn generation(&self) -> u64 {
+        let bus = Bus::open(self.paths()).expect("bus pinned");
+        bus.meta().expect("bus meta").generation
+    }
+
     /// Every entry, by cgroup id.
     /// cgroup id -> identity, of every entry (what "nothing deleted or
     /// renumbered" compares).
