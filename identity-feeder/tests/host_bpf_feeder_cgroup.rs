@@ -153,7 +153,9 @@ fn cgroups_that_appear_and_vanish_are_followed_and_a_returning_one_gets_its_id_b
     let root = CgroupRoot::new("feeder-live");
     let bus = TestBus::new("feeder-live");
     root.mkdir("system.slice");
-    let f = feeder(&root, &bus, &[]);
+    // A grace for workloads no source names while their cgroup lives: a
+    // unit whose cgroup went is not one of them.
+    let f = feeder(&root, &bus, &["--delete-grace", "30s"]);
 
     let generation = bus.generation();
     let svc = root.mkdir("system.slice/new.service");
@@ -182,6 +184,10 @@ fn cgroups_that_appear_and_vanish_are_followed_and_a_returning_one_gets_its_id_b
     root.rmdir("system.slice/new.service/inner");
     root.rmdir("system.slice/new.service");
     bus.wait_entry("the unit's entry gone", svc, |x| x.is_none());
+    assert!(
+        !f.log().contains("kept for the grace"),
+        "a unit whose cgroup went is not held for --delete-grace"
+    );
     assert_eq!(f.metric("prism_feeder_identities_live"), 1.0);
 
     // Its id stays its own for --id-grace: a new workload gets another one,

@@ -233,11 +233,18 @@ impl CgroupRulesSource {
             select! {
                 recv(self.tree) -> event => {
                     let Ok(event) = event else { return };
-                    self.follow_tree(&feed, &event, &mut known, &mut workloads);
-                    // The reconciler hears the tree from here, after this
-                    // source's verdict: a unit made below a slice is never
-                    // first written with the slice's identity.
-                    feed.relay_tree(event);
+                    // The reconciler hears the tree from here: of a cgroup
+                    // after this source's verdict on it (a unit made below a
+                    // slice is never first written with the slice's
+                    // identity), of a removal before (a unit whose cgroup
+                    // went is not first held for --delete-grace).
+                    if let TreeEvent::Removed(_) = event {
+                        feed.relay_tree(event.clone());
+                        self.follow_tree(&feed, &event, &mut known, &mut workloads);
+                    } else {
+                        self.follow_tree(&feed, &event, &mut known, &mut workloads);
+                        feed.relay_tree(event);
+                    }
                 }
                 recv(self.reload) -> r => {
                     if r.is_err() {
