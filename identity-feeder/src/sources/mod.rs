@@ -81,9 +81,9 @@ impl Feed {
         self.send(Change::Delete(key), SourceEventKind::Delete);
     }
 
-    /// Pass a cgroup tree event on to the reconciler, after what this
-    /// source made of it: a source that classifies cgroups relays the tree,
-    /// so a new workload's cgroup is written once, with its own identity.
+    /// Pass a cgroup tree event on to the reconciler. A source that
+    /// classifies cgroups relays the tree, so the reconciler hears of each
+    /// change in order with that source's verdict on it.
     pub fn relay_tree(&self, event: TreeEvent) {
         let _ = self.tx.send(Input::Tree(event));
     }
