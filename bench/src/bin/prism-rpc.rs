@@ -4,7 +4,9 @@
 //! its reply (a synchronous RPC server with one worker), the last answers.
 //! Latency is measured from each request's *intended* send time, so a
 //! stalled chain is charged for every request it delayed (corrected for
-//! coordinated omission). Prints one JSON line, like prism-probe.
+//! coordinated omission). Prints one JSON line, like prism-probe, with
+//! `services_preempted`: how often the services were switched out while
+//! still runnable (their involuntary context switches, from the kernel).
 //!
 //!     prism-rpc --stages 3 --rate 100 --work-us 100 --duration-s 10
 
@@ -136,6 +138,18 @@ impl Drop for Chain {
     }
 }
 
+/// Involuntary context switches of this process's reaped children (the
+/// services, once the chain is dropped): each is a moment a service was
+/// runnable and the scheduler ran something else.
+fn reaped_children_involuntary_switches() -> Result<u64> {
+    // SAFETY: getrusage writes one rusage into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrusage");
+    }
+    Ok(usage.ru_nivcsw as u64)
+}
+
 fn main() -> Result<()> {
     let o = Opts::parse();
     if let Some(stage) = o.serve {
@@ -177,13 +191,20 @@ fn main() -> Result<()> {
     }
     let mut lat = receiver.join().expect("receiver thread");
     drop(chain);
+    let services_preempted = reaped_children_involuntary_switches()?;
     if (lat.len() as u64) < total {
         bail!("only {} of {total} replies came back", lat.len());
     }
     let summary = Summary::of(&mut lat);
     println!(
         "{}",
-        serde_json::json!({ "label": o.label, "rate": o.rate, "stages": o.stages, "summary": summary })
+        serde_json::json!({
+            "label": o.label,
+            "rate": o.rate,
+            "stages": o.stages,
+            "services_preempted": services_preempted,
+            "summary": summary,
+        })
     );
     Ok(())
 }
