@@ -671,8 +671,10 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// The class decides who runs first, the limit caps: a critical pod
 /// limited to 0.2 CPU (cpu.max 20000 100000) keeps its requests' latency
 /// under batch hogs while it stays under the limit (p50 within 1.5x, p99
-/// within 2x of the same pod unlimited), and critical hogs inside it use
-/// no more than the limit (5% over at most).
+/// within 2x of the same pod unlimited, medians of 3 rounds run in turn: one
+/// round each failed CI's run at 540 us limited against 259 unlimited,
+/// where other runs measured 502-643 unlimited), and critical hogs inside
+/// it use no more than the limit (5% over at most).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn a_limited_critical_pod_keeps_its_latency_and_no_more_than_its_limit() {
@@ -691,10 +693,14 @@ fn a_limited_critical_pod_keeps_its_latency_and_no_more_than_its_limit() {
     );
     let s = start(&bus, &[]);
     // a request every 4 ms, 300 us of work each: under a fifth of a CPU
-    let args = "--workers 2 --interval-us 4000 --work-us 300 --duration-s 5";
-    let (unlimited, _) = probe_under_hogs(&crit, &batch, "critical", args);
-    std::fs::write(crit.path.join("cpu.max"), "20000 100000").unwrap();
-    let (limited, _) = probe_under_hogs(&crit, &batch, "critical", args);
+    let args = "--workers 2 --interval-us 4000 --work-us 300 --duration-s 3";
+    let limits = ["max 100000", "20000 100000"];
+    let rounds = in_turn(limits.len(), 3, |i| {
+        std::fs::write(crit.path.join("cpu.max"), limits[i]).unwrap();
+        probe_under_hogs(&crit, &batch, "critical", args).0
+    });
+    let [(u50, u99), (l50, l99)] = [0, 1].map(|i| median_p50_p99(&rounds[i]));
+    std::fs::write(crit.path.join("cpu.max"), limits[1]).unwrap();
     let hogs = Hogs::start(&crit.path, 2);
     let used = lab::cpu_seconds_over(
         &[&crit.path],
@@ -704,11 +710,10 @@ fn a_limited_critical_pod_keeps_its_latency_and_no_more_than_its_limit() {
     drop(hogs);
     stop_cleanly(s);
     println!(
-        "critical requests p50/p99: unlimited {:.0}/{:.0} us, limited to 0.2 CPU {:.0}/{:.0} us; 2 critical hogs in it used {used:.3} CPUs",
-        unlimited.p50_us, unlimited.p99_us, limited.p50_us, limited.p99_us
+        "critical requests p50/p99 (median of 3): unlimited {u50:.0}/{u99:.0} us, limited to 0.2 CPU {l50:.0}/{l99:.0} us; 2 critical hogs in it used {used:.3} CPUs"
     );
     assert!(
-        limited.p50_us <= 1.5 * unlimited.p50_us && limited.p99_us <= 2.0 * unlimited.p99_us,
+        l50 <= 1.5 * u50 && l99 <= 2.0 * u99,
         "the limit cost the critical requests their latency"
     );
     assert!(
