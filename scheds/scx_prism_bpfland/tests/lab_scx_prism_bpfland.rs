@@ -488,14 +488,15 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// briefly (a chain of services: prism-rpc, 3 stages over Unix sockets,
 /// 100 us a hop, under 2 x nCPU batch hogs) takes its waker's CPU when the
 /// waker sleeps, instead of preempting a batch task on another CPU: the
-/// `affine` statistic counts the hand-offs, and the chain costs at most 0.75x
+/// `affine` statistic counts the hand-offs, and the chain costs at most 0.4x
 /// the rescheduling IPIs it costs with the hand-off off (--affine-burst-us
-/// 0; measured 0.44-0.57x on 7.3, 0.56x on 6.12; without hand-offs, about
-/// 1x). Each load runs
-/// the chain 3 times; its latency is printed beside, not asserted: the
-/// hand-off does not move it in the lab (p50 2.8-3.1 ms either way), and
-/// with --prism its p50 still varies from 1.07x to 1.95x its p50 without
-/// (docs/EVALUATION.md, "Stop 37").
+/// 0; measured 0.23-0.25x on 7.3; 0.44-0.57x, 0.56x on 6.12, while a
+/// spurious wakee already handed off, a unix socket's writer woken as its
+/// reader freed the message, turned a third of the hand-offs away; without
+/// hand-offs, about 1x). Each load runs the chain 3 times; its latency is
+/// printed beside, not asserted: the hand-off moves it little in the lab
+/// (p50 2.6-2.9 ms, 3.1-3.6 ms without), and with --prism its p50 is still
+/// above its p50 without (docs/EVALUATION.md, "Stop 37", "Stop 40").
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn with_prism_a_critical_chain_hands_its_cpu_on_without_ipis() {
@@ -541,7 +542,7 @@ fn with_prism_a_critical_chain_hands_its_cpu_on_without_ipis() {
     assert!(affine > 0, "no critical wakee took its waker's CPU");
     assert_eq!(affine_off, 0, "--affine-burst-us 0 still handed CPUs on");
     assert!(
-        4 * ipis <= 3 * ipis_off,
+        5 * ipis <= 2 * ipis_off,
         "{ipis} rescheduling IPIs with the hand-off, {ipis_off} without"
     );
 }

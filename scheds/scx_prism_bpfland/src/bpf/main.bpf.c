@@ -429,10 +429,13 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
  * left: a chain of services took 2.2x the rescheduling IPIs (measured in
  * the lab, its latency the same either way). It jumps the fair order, so
  * it is the latency class's alone (scx_prism's measure: for unlabelled
- * messaging it cost more than it gave). Not with
- * anything already placed here, the waker's slice is cut to the burst it
- * was expected to stay within, and a CPU takes at most AFFINE_CHAIN_MAX such
- * wakees in a row before its queues are served.
+ * messaging it cost more than it gave). Not behind anything but earlier
+ * hand-offs already placed here: a unix socket's reader frees what its
+ * writer sent and so wakes the writer, asleep for the reply, for nothing;
+ * that wakee, handed off, then turned the hop's real wakeup away in a third
+ * of all critical wakeups, each an IPI. The waker's slice is cut to the
+ * burst it was expected to stay within, and a CPU takes at most
+ * AFFINE_CHAIN_MAX such wakees in a row before its queues are served.
  */
 static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 {
@@ -450,7 +453,8 @@ static bool wake_affine(struct task_struct *p, struct task_ctx *tctx)
 	 */
 	if (!affine_burst_ns || !prism_enabled || !bpf_in_task() || !cctx || !cctx->running ||
 	    cctx->affine_chain >= AFFINE_CHAIN_MAX || ((waker->flags | p->flags) & PF_KTHREAD) ||
-	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) || scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
+	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr) ||
+	    scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL) > cctx->affine_chain)
 		return false;
 	wctx = lookup_task_ctx(waker);
 	if (!wctx || wctx->class != PRISM_CLASS_CRITICAL || tctx->class != PRISM_CLASS_CRITICAL ||
