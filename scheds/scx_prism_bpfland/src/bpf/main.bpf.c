@@ -432,8 +432,8 @@ static s32 preemption_victim(const struct task_struct *p, const struct task_ctx 
  * messaging it cost more than it gave). Not behind anything but earlier
  * hand-offs already placed here: a unix socket's reader frees what its
  * writer sent and so wakes the writer, asleep for the reply, for nothing;
- * that wakee, handed off, then turned the hop's real wakeup away in a third
- * of all critical wakeups, each an IPI. The waker's slice is cut to the
+ * that wakee, handed off, then turned the hop's real wakeup away in 29% of
+ * all critical wakeups, each an IPI. The waker's slice is cut to the
  * burst it was expected to stay within, and a CPU takes at most
  * AFFINE_CHAIN_MAX such wakees in a row before its queues are served.
  */
