@@ -672,9 +672,9 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// limited to 0.2 CPU (cpu.max 20000 100000) keeps its requests' latency
 /// under batch hogs while it stays under the limit (p50 within 1.5x, p99
 /// within 2x of the same pod unlimited, medians of 3 rounds run in turn: one
-/// round each failed CI's run at 540 us limited against 259 unlimited,
-/// where other runs measured 502-643 unlimited), and critical hogs inside
-/// it use no more than the limit (5% over at most).
+/// round each failed a run of the suite in CI's order at 540 us limited
+/// against 259 unlimited, where other runs measured 502-643 unlimited), and
+/// critical hogs inside it use no more than the limit (5% over at most).
 #[test]
 #[ignore = "needs the sched_ext lab kernel (ci/test runs it in the guest)"]
 fn a_limited_critical_pod_keeps_its_latency_and_no_more_than_its_limit() {

@@ -490,10 +490,10 @@ fn a_waking_thread_costs_its_cgroup_no_share() {
 /// waker sleeps, instead of preempting a batch task on another CPU: the
 /// `affine` statistic counts the hand-offs, and the chain costs at most 0.4x
 /// the rescheduling IPIs it costs with the hand-off off (--affine-burst-us
-/// 0; measured 0.23-0.25x on 7.3; 0.44-0.57x, 0.56x on 6.12, while a
-/// spurious wakee already handed off, a unix socket's writer woken as its
-/// reader freed the message, turned a third of the hand-offs away; without
-/// hand-offs, about 1x). Each load runs the chain 3 times; its latency is
+/// 0; measured 0.23-0.25x on 7.3, 0.36x on 6.12; 0.44-0.57x on 7.3 and
+/// 0.56x on 6.12 while a spurious wakee already handed off, a unix socket's
+/// writer woken as its reader freed the message, turned 29% of the critical
+/// wakeups away; without hand-offs, about 1x). Each load runs the chain 3 times; its latency is
 /// printed beside, not asserted: the hand-off moves it little in the lab
 /// (p50 2.6-2.9 ms, 3.1-3.6 ms without), and with --prism its p50 is still
 /// above its p50 without (docs/EVALUATION.md, "Stop 37", "Stop 40").
